@@ -1,0 +1,69 @@
+"""speechbrain-meta: meta-learning for SpeechBrain.
+
+Meta-initialisation (MAML, first-order MAML, Reptile, ANIL), one functional
+inner loop, a twice-differentiable CTC and episodic data loading, as
+SpeechBrain Brains.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import os
+
+from speechbrain_meta.algorithms import ANIL, FOMAML, MAML, Reptile
+from speechbrain_meta.brains import MetaBrain, MetaInitBrain, meta_brain_class
+from speechbrain_meta.data import Episode, EpisodeCollate, TaskSampler
+from speechbrain_meta.inner import InnerLoop, StatisticsGuard
+from speechbrain_meta.losses import ctc_loss, ctc_loss_pure
+from speechbrain_meta.update_rules import SGD
+
+__version__ = "0.1.0"
+
+HPARAMS_DIR = os.path.join(os.path.dirname(__file__), "hparams")
+
+
+def hparams_path(name):
+    """Path of one of the packaged hyperpyyaml fragments.
+
+    Arguments
+    ---------
+    name : str
+        File name, e.g. ``"maml.yaml"``.
+
+    Returns
+    -------
+    str
+        The absolute path.
+
+    Example
+    -------
+    >>> os.path.basename(hparams_path("maml.yaml"))
+    'maml.yaml'
+    """
+    path = os.path.join(HPARAMS_DIR, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No fragment {name!r}; available: {sorted(os.listdir(HPARAMS_DIR))}"
+        )
+    return path
+
+
+__all__ = [
+    "ANIL",
+    "FOMAML",
+    "MAML",
+    "Reptile",
+    "MetaBrain",
+    "MetaInitBrain",
+    "meta_brain_class",
+    "Episode",
+    "EpisodeCollate",
+    "TaskSampler",
+    "InnerLoop",
+    "StatisticsGuard",
+    "ctc_loss",
+    "ctc_loss_pure",
+    "SGD",
+    "HPARAMS_DIR",
+    "hparams_path",
+]

@@ -1,0 +1,514 @@
+"""MetaBrain: SpeechBrain's Brain, trained on task episodes.
+
+One dataloader batch is one task episode (support + query). A meta-batch of
+tasks is SpeechBrain's gradient accumulation (``grad_accumulation_factor``).
+Everything else a ``Brain`` gives keeps working: the progress bar,
+intra-epoch checkpoints, ``--precision``, non-finite loss checks,
+``max_grad_norm``, ``optimizer_step`` counting (outer steps only), and the
+recipe's ``on_stage_end`` logging.
+
+The recipe keeps the usual contract: ``compute_forward(batch, stage)`` and
+``compute_objectives(predictions, batch, stage)`` on a ``PaddedBatch``,
+using ``self.modules``. The MetaBrain evaluates them with *fast weights* in
+place of the module parameters through ``torch.func.functional_call``, so no
+module is copied per task.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import contextlib
+import os
+from collections import OrderedDict
+
+import torch
+
+import speechbrain as sb
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.data.episode import Episode
+from speechbrain_meta.data.sampler import TaskSampler
+from speechbrain_meta.inner import NonFiniteInnerLoss, StatisticsGuard
+
+logger = get_logger(__name__)
+
+
+class _FunctionalModel(torch.nn.Module):
+    """Runs a brain's compute_forward + compute_objectives as one module.
+
+    Its children are the brain's modules under their own keys, so parameter
+    names are those of ``brain.modules.named_parameters()``.
+    """
+
+    def __init__(self, brain):
+        super().__init__()
+        for key, module in brain.modules.items():
+            self.add_module(key, module)
+        object.__setattr__(self, "_brain", brain)
+
+    def forward(self, batch, stage):
+        """compute_forward then compute_objectives of the brain."""
+        predictions = self._brain.compute_forward(batch, stage)
+        return self._brain.compute_objectives(predictions, batch, stage)
+
+
+def _world():
+    """(rank, world_size) of the current process group, or (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class MetaBrain(sb.Brain):
+    """A Brain whose training batches are task episodes.
+
+    Subclass it (or ``MetaInitBrain``) instead of ``sb.Brain``, or mix it in
+    front of an existing recipe's Brain with ``meta_brain_class``. The
+    meta-learning algorithm comes from the ``meta_algorithm`` argument or
+    hparam (see ``speechbrain_meta.algorithms`` and the ``hparams/``
+    fragments).
+
+    Arguments
+    ---------
+    modules : dict of str:torch.nn.Module
+        As for ``sb.Brain``.
+    opt_class : callable
+        The outer optimiser (as ``sb.Brain``'s ``opt_class``).
+    hparams : dict
+        As for ``sb.Brain``. Read here: ``meta_algorithm`` (if not given as
+        an argument), ``eval_inner_steps`` (inner steps at meta-test time,
+        default: the algorithm's), ``adapt_in_train_mode`` (default True:
+        dropout on while adapting at meta-test, as in the inner loop).
+    run_opts : dict
+        As for ``sb.Brain``; ``device`` is honoured.
+    checkpointer : speechbrain.utils.checkpoints.Checkpointer
+        As for ``sb.Brain``. The algorithm (e.g. a learned update rule) is
+        added to it as ``meta_algorithm``.
+    meta_algorithm : torch.nn.Module, optional
+        Has ``inner_loop`` and ``outer_loss(learner, episode)``.
+
+    Example
+    -------
+    >>> from speechbrain_meta.algorithms import MAML
+    >>> from speechbrain_meta.inner import InnerLoop
+    >>> class Regressor(MetaBrain):
+    ...     def compute_forward(self, batch, stage):
+    ...         return self.modules.model(batch.x.data)
+    ...     def compute_objectives(self, predictions, batch, stage):
+    ...         return torch.nn.functional.mse_loss(predictions, batch.y.data)
+    >>> brain = Regressor(
+    ...     modules={"model": torch.nn.Linear(2, 1)},
+    ...     opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+    ...     meta_algorithm=MAML(InnerLoop(inner_steps=2, inner_lr=0.1)),
+    ...     run_opts={"device": "cpu"},
+    ... )
+    >>> data = [{"x": torch.randn(2), "y": torch.randn(1), "task": t % 3}
+    ...         for t in range(30)]
+    >>> loader_kwargs = {"episodes": {"group_by": "task", "n_support": 3,
+    ...                  "n_query": 3, "episodes_per_epoch": 4}}
+    >>> brain.fit(range(1), data, train_loader_kwargs=loader_kwargs,
+    ...           progressbar=False)
+    >>> brain.optimizer_step
+    4
+    """
+
+    def __init__(
+        self,
+        modules=None,
+        opt_class=None,
+        hparams=None,
+        run_opts=None,
+        checkpointer=None,
+        meta_algorithm=None,
+    ):
+        super().__init__(
+            modules=modules,
+            opt_class=opt_class,
+            hparams=hparams,
+            run_opts=run_opts,
+            checkpointer=checkpointer,
+        )
+        if meta_algorithm is None and hparams is not None:
+            meta_algorithm = hparams.get("meta_algorithm")
+        if meta_algorithm is None:
+            raise ValueError(
+                "A MetaBrain needs a meta-learning algorithm: pass "
+                "meta_algorithm=... or set `meta_algorithm` in the hparams "
+                "(e.g. `!include:` a fragment of speechbrain_meta/hparams)."
+            )
+        self.meta_algorithm = meta_algorithm.to(self.device)
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable(
+                "meta_algorithm", self.meta_algorithm
+            )
+        self.skipped_episodes = 0
+        self._functional = None
+        self._functional_key = None
+
+    # ------------------------------------------------------------------
+    # The three operations every algorithm is written with.
+    # ------------------------------------------------------------------
+    def meta_parameters(self, inner_loop):
+        """The meta-parameters that the inner loop adapts.
+
+        Arguments
+        ---------
+        inner_loop : InnerLoop
+            Selects the parameters by its name patterns.
+
+        Returns
+        -------
+        OrderedDict
+            Name (as in ``self.modules.named_parameters()``) to parameter.
+        """
+        selected = inner_loop.select(self.modules.named_parameters())
+        if not selected:
+            names = [n for n, _ in self.modules.named_parameters()][:10]
+            raise ValueError(
+                f"The inner loop's patterns {inner_loop.adapt_params} "
+                f"(minus {inner_loop.frozen_params}) select no trainable "
+                f"parameter. Some parameter names: {names}"
+            )
+        return selected
+
+    def task_loss(self, fast_weights, batch, stage=sb.Stage.TRAIN):
+        """The recipe's loss on a batch, with the fast weights in place.
+
+        Arguments
+        ---------
+        fast_weights : dict
+            Parameter name to tensor; parameters not in it keep their value.
+        batch : PaddedBatch
+            One batch, passed to ``compute_forward``/``compute_objectives``.
+        stage : sb.Stage
+            The stage passed to the recipe's methods.
+
+        Returns
+        -------
+        torch.Tensor
+            The value of ``compute_objectives``.
+        """
+        return torch.func.functional_call(
+            self._functional_model(),
+            dict(fast_weights),
+            (batch, stage),
+            strict=False,
+        )
+
+    def adapt(
+        self,
+        params,
+        support,
+        inner_loop,
+        keep_steps=False,
+        inner_steps=None,
+        first_order=None,
+    ):
+        """Runs the one inner loop on a support batch.
+
+        Arguments
+        ---------
+        params : dict
+            Initial weights (usually ``meta_parameters``).
+        support : PaddedBatch
+            The support batch.
+        inner_loop : InnerLoop
+            The inner loop to run.
+        keep_steps : bool
+            Return the fast weights after every step.
+        inner_steps : int, optional
+            Override the loop's number of steps.
+        first_order : bool, optional
+            Override the loop's order.
+
+        Returns
+        -------
+        dict or list of dict
+            The adapted fast weights (see ``InnerLoop.adapt``).
+        """
+        if support is None:
+            return [params] if keep_steps else params
+        first = inner_loop.first_order if first_order is None else first_order
+        second_order = not first and torch.is_grad_enabled()
+
+        def guard():
+            return self._inner_forward_context(second_order)
+
+        return inner_loop.adapt(
+            lambda fast, batch: self.task_loss(fast, batch, sb.Stage.TRAIN),
+            params,
+            support,
+            inner_steps=inner_steps,
+            first_order=first_order,
+            keep_steps=keep_steps,
+            guard=guard,
+            loss_scale=self._inner_loss_scale(),
+        )
+
+    # ------------------------------------------------------------------
+    # Brain overrides.
+    # ------------------------------------------------------------------
+    def fit_batch(self, batch):
+        """One task episode: inner loop, outer objective, outer step.
+
+        Arguments
+        ---------
+        batch : Episode
+            Support and query batches of one task.
+
+        Returns
+        -------
+        torch.Tensor
+            The detached reported loss (the query loss after adaptation).
+        """
+        episode = self._check_episode(batch)
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self.on_fit_batch_start(episode, should_step)
+
+        reported = torch.tensor(float("nan"))
+        # Gradients are synchronised by hand in optimizers_step: most of
+        # them are written outside the DDP wrappers' forward.
+        with self.no_sync(True):
+            try:
+                with self.training_ctx:
+                    objective, reported = self.meta_algorithm.outer_loss(
+                        self, episode
+                    )
+            except NonFiniteInnerLoss as err:
+                self._skip_episode(episode, str(err))
+            else:
+                scaled = self.scaler.scale(
+                    objective / self.grad_accumulation_factor
+                )
+                if torch.isfinite(scaled.detach()):
+                    scaled.backward()
+                else:
+                    self._skip_episode(episode, "non-finite outer objective")
+
+        if should_step:
+            self.optimizers_step()
+
+        self.on_fit_batch_end(episode, None, reported, should_step)
+        return reported.detach().float().cpu()
+
+    def optimizers_step(self):
+        """All-reduces the meta-gradients under DDP, then Brain's step."""
+        self._all_reduce_gradients()
+        super().optimizers_step()
+
+    def evaluate_batch(self, batch, stage):
+        """Meta-test on one episode: adapt a copy, then score the query.
+
+        The meta-parameters are never modified: the inner loop starts from
+        detached copies. The query is evaluated with the adapted weights by
+        the recipe's ``compute_objectives`` for ``stage``, which is where a
+        recipe decodes and fills its ``ErrorRateStats``.
+
+        Arguments
+        ---------
+        batch : Episode or PaddedBatch
+            An episode (a plain batch is evaluated without adaptation).
+        stage : sb.Stage
+            Stage.VALID or Stage.TEST.
+
+        Returns
+        -------
+        torch.Tensor
+            The detached query loss.
+        """
+        if not isinstance(batch, Episode):
+            return super().evaluate_batch(batch, stage)
+        fast = self.adapt_to_task(batch.support)
+        with torch.no_grad(), self.evaluation_ctx:
+            loss = self.task_loss(fast, batch.query, stage)
+        return loss.detach().float().cpu()
+
+    def adapt_to_task(self, support, inner_steps=None):
+        """Adapts a copy of the meta-parameters to a support set.
+
+        Arguments
+        ---------
+        support : PaddedBatch or None
+            The task's K utterances (None or K = 0: no adaptation).
+        inner_steps : int, optional
+            Adaptation steps (default: ``eval_inner_steps`` hparam, else the
+            algorithm's inner steps).
+
+        Returns
+        -------
+        dict
+            Detached adapted weights, name to tensor.
+        """
+        inner_loop = self.meta_algorithm.inner_loop
+        if inner_steps is None:
+            inner_steps = getattr(self.hparams, "eval_inner_steps", None)
+        theta = self.meta_parameters(inner_loop)
+        start = OrderedDict(
+            (n, p.detach().clone().requires_grad_(True))
+            for n, p in theta.items()
+        )
+        if support is None or inner_steps == 0:
+            return OrderedDict((n, w.detach()) for n, w in start.items())
+        modes = {m: m.training for m in self.modules.modules()}
+        if getattr(self.hparams, "adapt_in_train_mode", True):
+            self.modules.train()
+        try:
+            with torch.enable_grad(), self.training_ctx:
+                fast = self.adapt(
+                    start,
+                    support,
+                    inner_loop,
+                    inner_steps=inner_steps,
+                    first_order=True,
+                )
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        return OrderedDict((n, w.detach()) for n, w in fast.items())
+
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """Creates an episodic DataLoader when episodes are asked for.
+
+        Pass ``episodes={...}`` (``TaskSampler`` arguments: ``group_by``,
+        ``n_support``, ``n_query``, ``episodes_per_epoch``, ``seed``, ...)
+        or a ready ``TaskSampler`` as ``episodes`` or ``batch_sampler`` in
+        the loader kwargs. The rest is Brain's ``make_dataloader``: a
+        ``SaveableDataLoader`` registered with the checkpointer, so
+        intra-epoch resume fast-forwards the sampler.
+
+        Arguments
+        ---------
+        dataset : Dataset
+            The dataset to draw episodes from.
+        stage : sb.Stage
+            The stage.
+        ckpt_prefix : str, None
+            As in ``sb.Brain.make_dataloader``.
+        **loader_kwargs : dict
+            DataLoader arguments, plus ``episodes``.
+
+        Returns
+        -------
+        DataLoader
+        """
+        episodes = loader_kwargs.pop("episodes", None)
+        if episodes is None and isinstance(
+            loader_kwargs.get("batch_sampler"), TaskSampler
+        ):
+            episodes = loader_kwargs.pop("batch_sampler")
+        if episodes is None:
+            return super().make_dataloader(
+                dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
+            )
+        if isinstance(episodes, TaskSampler):
+            sampler = episodes
+        else:
+            options = dict(episodes)
+            if stage == sb.Stage.TRAIN:
+                rank, world_size = _world()
+                options.setdefault("rank", rank)
+                options.setdefault("world_size", world_size)
+            else:
+                options.setdefault("fixed_query", True)
+            sampler = TaskSampler(dataset, **options)
+        for key in ("batch_size", "shuffle", "sampler", "drop_last"):
+            loader_kwargs.pop(key, None)
+        loader_kwargs["batch_sampler"] = sampler
+        loader_kwargs.setdefault("collate_fn", sampler.collate_fn())
+        if stage == sb.Stage.TRAIN:
+            self.train_sampler = sampler
+        dataloader = sb.dataio.dataloader.make_dataloader(
+            dataset, **loader_kwargs
+        )
+        if self.checkpointer is not None and ckpt_prefix is not None:
+            self.checkpointer.add_recoverable(
+                ckpt_prefix + stage.name, dataloader
+            )
+        return dataloader
+
+    def on_fit_start(self):
+        """Brain's start of fit, refusing what functional_call cannot run."""
+        if self.jit:
+            raise ValueError(
+                "MetaBrain evaluates modules with torch.func.functional_call, "
+                "which cannot run TorchScript (--jit) modules."
+            )
+        super().on_fit_start()
+        self._functional = None
+
+    # ------------------------------------------------------------------
+    # Helpers.
+    # ------------------------------------------------------------------
+    def _functional_model(self):
+        key = tuple((k, id(m)) for k, m in self.modules.items())
+        if self._functional is None or self._functional_key != key:
+            self._functional = _FunctionalModel(self)
+            self._functional_key = key
+        return self._functional
+
+    @contextlib.contextmanager
+    def _inner_forward_context(self, second_order):
+        """Statistics guard, plus no cuDNN when a double backward follows."""
+        with StatisticsGuard(self.modules):
+            if second_order and self.device_type == "cuda":
+                # cuDNN RNNs have no double backward.
+                with torch.backends.cudnn.flags(enabled=False):
+                    yield
+            else:
+                yield
+
+    def _inner_loss_scale(self):
+        """Manual fp16 loss scale for the inner gradients (GradScaler's)."""
+        if self.scaler.is_enabled():
+            return float(self.scaler.get_scale())
+        return 1.0
+
+    def _check_episode(self, batch):
+        if not isinstance(batch, Episode):
+            raise TypeError(
+                "MetaBrain.fit_batch expects an Episode; make the train "
+                "loader with `episodes={...}` in train_loader_kwargs or a "
+                f"TaskSampler batch_sampler (got {type(batch).__name__})."
+            )
+        if batch.query is None:
+            raise ValueError(f"{batch}: a training episode needs a query set")
+        return batch.to(self.device)
+
+    def _skip_episode(self, episode, why):
+        """Counts a skipped episode under Brain's non-finite patience."""
+        self.skipped_episodes += 1
+        logger.warning(
+            "Skipping episode of task %r (%s); utterances: %s",
+            episode.task,
+            why,
+            ", ".join(map(str, episode.ids[:12])),
+        )
+        self.check_loss_isfinite(torch.tensor(float("nan")))
+
+    def _all_reduce_gradients(self):
+        """Averages the gradients of every optimised tensor across ranks."""
+        if not (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
+            return
+        world_size = torch.distributed.get_world_size()
+        if world_size == 1:
+            return
+        if self.optimizers_dict is not None:
+            optimizers = self.freeze_optimizers(self.optimizers_dict).values()
+        elif self.opt_class is not None:
+            optimizers = [self.optimizer]
+        else:
+            return
+        for opt in optimizers:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if not p.requires_grad:
+                        continue
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad.div_(world_size)

@@ -1,0 +1,235 @@
+"""TaskSampler: a batch sampler that yields one task episode per batch.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import random
+from collections import OrderedDict
+
+from torch.utils.data import Sampler
+
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.data.episode import EpisodeCollate
+
+logger = get_logger(__name__)
+
+
+def _group_key_values(dataset, key):
+    """The value of ``key`` for every index of a (filtered) dataset."""
+    data = getattr(dataset, "data", None)
+    data_ids = getattr(dataset, "data_ids", None)
+    if data is not None and data_ids is not None:
+        first = data[data_ids[0]] if data_ids else {}
+        if key in first:
+            return [data[i][key] for i in data_ids]
+    # Dynamic item, or a plain dataset of dicts: compute it.
+    if hasattr(dataset, "output_keys_as"):
+        with dataset.output_keys_as([key]):
+            return [dataset[i][key] for i in range(len(dataset))]
+    return [dataset[i][key] for i in range(len(dataset))]
+
+
+class TaskSampler(Sampler):
+    """Draws episodes: K support and Q query utterances of one task.
+
+    Utterances are grouped into tasks by a key of the dataset (``spk_id``,
+    ``lang``, ``accent``, ...). Each batch it yields is the list of dataset
+    indices of one episode, the K support utterances first, then the Q query
+    utterances, all distinct. Use it as the DataLoader's ``batch_sampler``
+    with ``collate_fn=sampler.collate_fn()``, or pass its arguments to a
+    ``MetaBrain`` as ``episodes=`` in the loader kwargs.
+
+    The episodes of an epoch depend only on ``seed`` and the epoch
+    (``set_epoch``), so SpeechBrain's ``SaveableDataLoader`` can fast-forward
+    to a mid-epoch position after a restart. Under DDP (``world_size`` > 1),
+    every global step draws ``world_size`` distinct tasks (when there are
+    that many) and each rank takes its own.
+
+    Tasks with fewer than K + Q utterances cannot make an episode: they are
+    skipped, and their number is logged once. If no task is left, a
+    ``ValueError`` says which key and sizes were asked for.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        The dataset (possibly filtered/sorted).
+    group_by : str
+        The key that names the task of an utterance.
+    n_support : int
+        K, support utterances per episode (may be 0).
+    n_query : int
+        Q, query utterances per episode.
+    episodes_per_epoch : int
+        Number of episodes each rank yields per epoch.
+    seed : int
+        Base seed.
+    tasks : list of str, optional
+        Restrict sampling to these tasks.
+    fixed_query : bool
+        If True, each task's query set is the same fixed Q utterances every
+        episode (drawn once with ``seed``) and the support set is drawn from
+        the rest: the evaluation protocol.
+    rank : int
+        This process's rank under DDP.
+    world_size : int
+        Number of DDP processes.
+
+    Example
+    -------
+    >>> data = [{"spk_id": s} for s in "aaaabbbbbc"]
+    >>> sampler = TaskSampler(data, "spk_id", n_support=2, n_query=1,
+    ...                       episodes_per_epoch=3, seed=0)
+    >>> sampler.tasks, sampler.skipped_tasks
+    (['a', 'b'], {'c': 1})
+    >>> episodes = list(sampler)
+    >>> len(episodes), [len(e) for e in episodes]
+    (3, [3, 3, 3])
+    >>> all(len({data[i]["spk_id"] for i in e}) == 1 for e in episodes)
+    True
+    >>> episodes == list(sampler)  # deterministic for an epoch
+    True
+    """
+
+    def __init__(
+        self,
+        dataset,
+        group_by="spk_id",
+        n_support=5,
+        n_query=5,
+        episodes_per_epoch=100,
+        seed=1234,
+        tasks=None,
+        fixed_query=False,
+        rank=0,
+        world_size=1,
+    ):
+        if n_support < 0 or n_query < 0 or n_support + n_query == 0:
+            raise ValueError(
+                f"Bad episode size: n_support={n_support}, n_query={n_query}"
+            )
+        if episodes_per_epoch < 1:
+            raise ValueError("episodes_per_epoch must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in world of size {world_size}")
+        self.group_by = group_by
+        self.n_support = int(n_support)
+        self.n_query = int(n_query)
+        self.episodes_per_epoch = int(episodes_per_epoch)
+        self.seed = int(seed)
+        self.fixed_query = bool(fixed_query)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.epoch = 0
+
+        groups = OrderedDict()
+        for index, value in enumerate(_group_key_values(dataset, group_by)):
+            groups.setdefault(str(value), []).append(index)
+        if tasks is not None:
+            wanted = {str(t) for t in tasks}
+            missing = wanted - set(groups)
+            if missing:
+                logger.warning(
+                    "TaskSampler: requested tasks not in the data: %s",
+                    sorted(missing),
+                )
+            groups = OrderedDict(
+                (k, v) for k, v in groups.items() if k in wanted
+            )
+        need = self.n_support + self.n_query
+        self.skipped_tasks = {k: len(v) for k, v in groups.items() if len(v) < need}
+        self.groups = OrderedDict(
+            (k, v) for k, v in sorted(groups.items()) if len(v) >= need
+        )
+        self.tasks = list(self.groups)
+        if self.skipped_tasks:
+            logger.warning(
+                "TaskSampler: skipped %d of %d tasks (by %r) with fewer than "
+                "%d utterances (K=%d + Q=%d): %s",
+                len(self.skipped_tasks),
+                len(groups),
+                group_by,
+                need,
+                self.n_support,
+                self.n_query,
+                ", ".join(sorted(self.skipped_tasks)[:20]),
+            )
+        if not self.tasks:
+            raise ValueError(
+                f"TaskSampler: no task grouped by {group_by!r} has the "
+                f"{need} utterances an episode needs "
+                f"(K={self.n_support}, Q={self.n_query}); "
+                f"{len(groups)} tasks found."
+            )
+        self._fixed_queries = {}
+        if self.fixed_query:
+            rng = random.Random(self.seed)
+            for task in self.tasks:
+                self._fixed_queries[task] = rng.sample(
+                    self.groups[task], self.n_query
+                )
+
+    def set_epoch(self, epoch):
+        """Selects the epoch, which seeds the episodes drawn.
+
+        Arguments
+        ---------
+        epoch : int
+            The epoch number.
+        """
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.episodes_per_epoch
+
+    def collate_fn(self, **padded_batch_kwargs):
+        """The collate function matching this sampler.
+
+        Arguments
+        ---------
+        **padded_batch_kwargs : dict
+            Passed to each ``PaddedBatch``.
+
+        Returns
+        -------
+        EpisodeCollate
+        """
+        return EpisodeCollate(
+            self.n_support, task_key=self.group_by, **padded_batch_kwargs
+        )
+
+    def episode(self, task, rng):
+        """Draws one episode of a task.
+
+        Arguments
+        ---------
+        task : str
+            The task.
+        rng : random.Random
+            The random generator to draw with.
+
+        Returns
+        -------
+        list of int
+            Support indices, then query indices.
+        """
+        pool = self.groups[task]
+        if self.fixed_query:
+            query = self._fixed_queries[task]
+            rest = [i for i in pool if i not in set(query)]
+            return rng.sample(rest, self.n_support) + list(query)
+        return rng.sample(pool, self.n_support + self.n_query)
+
+    def __iter__(self):
+        rng = random.Random(f"{self.seed}-{self.epoch}")
+        for _ in range(self.episodes_per_epoch):
+            # Every rank draws the same global step, then keeps its own task.
+            if len(self.tasks) >= self.world_size:
+                step_tasks = rng.sample(self.tasks, self.world_size)
+            else:
+                step_tasks = [
+                    rng.choice(self.tasks) for _ in range(self.world_size)
+                ]
+            episodes = [self.episode(t, rng) for t in step_tasks]
+            yield episodes[self.rank]

@@ -1,0 +1,350 @@
+"""The functional inner loop shared by every meta-learner.
+
+The inner loop adapts a dictionary of *fast weights* to a task's support set
+by a few gradient steps. The model is never copied: every forward runs the
+model's own modules through ``torch.func.functional_call`` with the fast
+weights in place of the selected parameters. Every algorithm of this package
+is a small choice made here:
+
+* which parameters adapt (``adapt_params``/``frozen_params``: fnmatch
+  patterns over parameter names, as in ``speechbrain.nnet.adapters``),
+* how they update (``update_rule``: plain SGD, or a learned rule),
+* whether gradients flow through the inner loop (``first_order``),
+* how many steps it takes (``inner_steps``).
+
+Buffer policy
+-------------
+Normalisation statistics (BatchNorm running mean/variance and
+``num_batches_tracked``, SpeechBrain's ``InputNormalization`` global
+statistics) are *not* updated by the inner loop: each support forward runs
+inside ``StatisticsGuard``, which snapshots these statistics and restores
+them afterwards. BatchNorm in training mode still normalises with the batch
+statistics, so the function being differentiated is unchanged. The
+statistics are then updated once per task, by the query forward of the outer
+step, i.e. with the adapted weights, which is the model that is evaluated at
+test time.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import fnmatch
+from collections import OrderedDict
+
+import torch
+
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.losses import differentiable_ctc
+from speechbrain_meta.update_rules import SGD
+
+logger = get_logger(__name__)
+
+
+class NonFiniteInnerLoss(RuntimeError):
+    """Raised when a support loss or gradient in the inner loop is not finite.
+
+    Arguments
+    ---------
+    step : int
+        The inner step at which it happened.
+    what : str
+        ``"loss"`` or ``"gradient"``.
+
+    Example
+    -------
+    >>> err = NonFiniteInnerLoss(2, "loss")
+    >>> err.step
+    2
+    """
+
+    def __init__(self, step, what="loss"):
+        self.step = step
+        self.what = what
+        super().__init__(f"non-finite support {what} at inner step {step}")
+
+
+def select_parameters(named_parameters, adapt_params=("*",), frozen_params=()):
+    """Selects the parameters that adapt, by fnmatch patterns on their names.
+
+    Arguments
+    ---------
+    named_parameters : iterable of (str, torch.Tensor)
+        Typically ``modules.named_parameters()``.
+    adapt_params : list of str
+        A parameter adapts if its name matches any of these patterns.
+    frozen_params : list of str
+        ... and none of these.
+
+    Returns
+    -------
+    OrderedDict
+        Name to parameter, in the order given, for the trainable parameters
+        (``requires_grad``) that were selected.
+
+    Example
+    -------
+    >>> model = torch.nn.ModuleDict(
+    ...     {"enc": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 3)}
+    ... )
+    >>> list(select_parameters(model.named_parameters(), ["head.*"]))
+    ['head.weight', 'head.bias']
+    >>> list(select_parameters(model.named_parameters(), ["*"], ["*.bias"]))
+    ['enc.weight', 'head.weight']
+    """
+    if isinstance(adapt_params, str):
+        adapt_params = [adapt_params]
+    if isinstance(frozen_params, str):
+        frozen_params = [frozen_params]
+    selected = OrderedDict()
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        if not any(fnmatch.fnmatch(name, pat) for pat in adapt_params):
+            continue
+        if any(fnmatch.fnmatch(name, pat) for pat in frozen_params):
+            continue
+        selected[name] = param
+    return selected
+
+
+def _is_statistics_module(module):
+    """True for modules that update running statistics in training mode."""
+    if isinstance(module, torch.nn.modules.batchnorm._NormBase):
+        return module.track_running_stats
+    # SpeechBrain's InputNormalization keeps its statistics as attributes.
+    return all(hasattr(module, a) for a in ("glob_mean", "glob_std", "count"))
+
+
+class StatisticsGuard:
+    """Snapshots running statistics on entry and restores them on exit.
+
+    Covers BatchNorm-like modules (their running buffers) and SpeechBrain's
+    ``InputNormalization`` (``count``, ``glob_mean``, ``glob_std``).
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The module tree to protect.
+
+    Example
+    -------
+    >>> bn = torch.nn.BatchNorm1d(3)
+    >>> with StatisticsGuard(bn):
+    ...     _ = bn(torch.randn(8, 3) + 5.0)
+    >>> float(bn.running_mean.abs().sum())
+    0.0
+    >>> int(bn.num_batches_tracked)
+    0
+    """
+
+    def __init__(self, module):
+        self.modules = [m for m in module.modules() if _is_statistics_module(m)]
+        self._saved = []
+
+    def __enter__(self):
+        self._saved = []
+        for m in self.modules:
+            if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+                state = {
+                    k: b.detach().clone()
+                    for k, b in m.named_buffers(recurse=False)
+                    if b is not None
+                }
+            else:
+                state = {
+                    "count": m.count,
+                    "glob_mean": m.glob_mean,
+                    "glob_std": m.glob_std,
+                }
+            self._saved.append(state)
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for m, state in zip(self.modules, self._saved):
+                if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+                    for k, v in state.items():
+                        getattr(m, k).copy_(v)
+                else:
+                    m.count = state["count"]
+                    m.glob_mean = state["glob_mean"]
+                    m.glob_std = state["glob_std"]
+        self._saved = []
+        return False
+
+
+class InnerLoop(torch.nn.Module):
+    """Adapts fast weights to a support set by a few update-rule steps.
+
+    This is the one inner loop of the package: MAML, first-order MAML,
+    Reptile, ANIL, the meta-optimisers and the meta-transfer learners all
+    call it with different settings.
+
+    Arguments
+    ---------
+    inner_steps : int
+        Number of update steps on the support set.
+    update_rule : torch.nn.Module, optional
+        Maps ``(fast_weights, grads, step)`` to new fast weights.
+        Default: ``SGD(lr=inner_lr)``.
+    inner_lr : float
+        Learning rate of the default SGD rule (ignored if ``update_rule``
+        is given).
+    first_order : bool
+        If True, the support gradients are treated as constants (no
+        second-order terms, no graph kept through the inner loop).
+    adapt_params : list of str
+        fnmatch patterns of the parameters that adapt.
+    frozen_params : list of str
+        fnmatch patterns of parameters that never adapt.
+    inner_grad_clip : float, optional
+        If given, the support gradient is rescaled to at most this global
+        norm (a differentiable operation) before each update.
+
+    Example
+    -------
+    >>> model = torch.nn.Linear(3, 1)
+    >>> x, y = torch.randn(16, 3), torch.randn(16, 1)
+    >>> def loss_fn(fast, batch):
+    ...     out = torch.func.functional_call(model, fast, (batch[0],))
+    ...     return torch.nn.functional.mse_loss(out, batch[1])
+    >>> inner = InnerLoop(inner_steps=5, inner_lr=0.1)
+    >>> params = inner.select(model.named_parameters())
+    >>> fast = inner.adapt(loss_fn, params, (x, y))
+    >>> bool(loss_fn(fast, (x, y)) < loss_fn(params, (x, y)))
+    True
+    """
+
+    def __init__(
+        self,
+        inner_steps=1,
+        update_rule=None,
+        inner_lr=0.01,
+        first_order=False,
+        adapt_params=("*",),
+        frozen_params=(),
+        inner_grad_clip=None,
+    ):
+        super().__init__()
+        if inner_steps < 0:
+            raise ValueError("inner_steps must be >= 0")
+        self.inner_steps = int(inner_steps)
+        self.update_rule = update_rule if update_rule is not None else SGD(
+            inner_lr
+        )
+        self.first_order = bool(first_order)
+        self.adapt_params = list(adapt_params)
+        self.frozen_params = list(frozen_params)
+        self.inner_grad_clip = inner_grad_clip
+
+    def select(self, named_parameters):
+        """The parameters this loop adapts.
+
+        Arguments
+        ---------
+        named_parameters : iterable of (str, torch.Tensor)
+            All candidate parameters.
+
+        Returns
+        -------
+        OrderedDict
+            Name to parameter.
+        """
+        return select_parameters(
+            named_parameters, self.adapt_params, self.frozen_params
+        )
+
+    def adapt(
+        self,
+        loss_fn,
+        params,
+        support,
+        inner_steps=None,
+        first_order=None,
+        keep_steps=False,
+        guard=None,
+        loss_scale=1.0,
+    ):
+        """Runs the inner loop.
+
+        Arguments
+        ---------
+        loss_fn : callable
+            ``loss_fn(fast_weights, batch)`` returns the scalar support loss
+            of the model evaluated with ``fast_weights``.
+        params : dict
+            The initial weights (name to tensor), usually the
+            meta-parameters themselves, so that the outer gradient reaches
+            them.
+        support : object
+            The support batch, passed to ``loss_fn``.
+        inner_steps : int, optional
+            Overrides ``self.inner_steps`` (e.g. for test-time adaptation).
+        first_order : bool, optional
+            Overrides ``self.first_order``.
+        keep_steps : bool
+            If True, return the list of fast weights after every step
+            (``[params, step 1, ..., step k]``) for the multi-step loss.
+        guard : callable, optional
+            Returns a context manager entered around each support forward,
+            e.g. ``lambda: StatisticsGuard(modules)``.
+        loss_scale : float
+            The support loss is multiplied by this before differentiation and
+            the gradients divided by it (manual fp16 loss scaling).
+
+        Returns
+        -------
+        dict or list of dict
+            The adapted fast weights, or all of them if ``keep_steps``.
+        """
+        steps = self.inner_steps if inner_steps is None else inner_steps
+        first_order = self.first_order if first_order is None else first_order
+        create_graph = not first_order and torch.is_grad_enabled()
+        fast = OrderedDict(params)
+        history = [fast]
+        names = list(fast)
+        for step in range(steps):
+            ctx = guard() if guard is not None else _null_context()
+            with ctx, differentiable_ctc(create_graph):
+                loss = loss_fn(fast, support)
+            if not torch.isfinite(loss.detach()).all():
+                raise NonFiniteInnerLoss(step, "loss")
+            grads = torch.autograd.grad(
+                loss * loss_scale,
+                [fast[n] for n in names],
+                create_graph=create_graph,
+                allow_unused=True,
+            )
+            grads = {
+                n: (
+                    torch.zeros_like(fast[n])
+                    if g is None
+                    else (g / loss_scale if loss_scale != 1.0 else g)
+                )
+                for n, g in zip(names, grads)
+            }
+            if not all(torch.isfinite(g.detach()).all() for g in grads.values()):
+                raise NonFiniteInnerLoss(step, "gradient")
+            if self.inner_grad_clip is not None:
+                grads = _clip(grads, self.inner_grad_clip)
+            fast = OrderedDict(self.update_rule(fast, grads, step))
+            history.append(fast)
+        return history if keep_steps else fast
+
+
+def _clip(grads, max_norm):
+    """Rescales a dict of gradients to a global norm of at most max_norm."""
+    total = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values()))
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    return {n: g * factor.to(g.dtype) for n, g in grads.items()}
+
+
+class _null_context:
+    """A reusable no-op context manager."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
