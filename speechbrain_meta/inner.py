@@ -164,8 +164,10 @@ class StatisticsGuard:
         with torch.no_grad():
             for m, state in zip(self.modules, self._saved):
                 if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+                    # Swap the snapshots in rather than copying in place:
+                    # the forward may have saved the buffers for backward.
                     for k, v in state.items():
-                        getattr(m, k).copy_(v)
+                        m._buffers[k] = v
                 else:
                     m.count = state["count"]
                     m.glob_mean = state["glob_mean"]

@@ -269,8 +269,10 @@ def ctc_loss(
             zero_infinity=True,
         )
     else:
+        if log_probs_tbc.dtype in (torch.float16, torch.bfloat16):
+            log_probs_tbc = log_probs_tbc.float()
         loss = torch.nn.functional.ctc_loss(
-            log_probs_tbc.float(),
+            log_probs_tbc,
             targets,
             abs_in,
             abs_tgt,

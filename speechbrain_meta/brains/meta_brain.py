@@ -137,7 +137,9 @@ class MetaBrain(sb.Brain):
                 "(e.g. `!include:` a fragment of speechbrain_meta/hparams)."
             )
         self.meta_algorithm = meta_algorithm.to(self.device)
-        if self.checkpointer is not None:
+        # A learned update rule is meta-state: checkpoint it (plain SGD has
+        # no state and is left out).
+        if self.checkpointer is not None and self.meta_algorithm.state_dict():
             self.checkpointer.add_recoverable(
                 "meta_algorithm", self.meta_algorithm
             )

@@ -1,0 +1,319 @@
+"""Meta-gradients of every path against finite differences or closed forms."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from speechbrain_meta.algorithms import ANIL, MAML
+from speechbrain_meta.inner import InnerLoop, NonFiniteInnerLoss
+from speechbrain_meta.losses import ctc_loss
+
+torch.set_default_dtype(torch.float32)
+
+
+def _regression_problem(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)
+    ).double()
+    support = (
+        torch.randn(6, 3, dtype=torch.float64, generator=gen),
+        torch.randn(6, 2, dtype=torch.float64, generator=gen),
+    )
+    query = (
+        torch.randn(5, 3, dtype=torch.float64, generator=gen),
+        torch.randn(5, 2, dtype=torch.float64, generator=gen),
+    )
+
+    def loss_fn(fast, batch):
+        out = functional_call(model, fast, (batch[0],))
+        return torch.nn.functional.mse_loss(out, batch[1])
+
+    return model, support, query, loss_fn
+
+
+def _flat(params):
+    return torch.cat([p.reshape(-1) for p in params.values()])
+
+
+def _unflat(vector, like):
+    out, i = OrderedDict(), 0
+    for name, p in like.items():
+        out[name] = vector[i : i + p.numel()].view_as(p).clone()
+        i += p.numel()
+    return out
+
+
+def _finite_difference_grad(objective, params, eps=1e-6):
+    theta = _flat(params).detach()
+    grad = torch.zeros_like(theta)
+    for i in range(theta.numel()):
+        e = torch.zeros_like(theta)
+        e[i] = eps
+        plus = objective(_unflat(theta + e, params)).item()
+        minus = objective(_unflat(theta - e, params)).item()
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def _as_leaves(params):
+    return OrderedDict(
+        (n, p.detach().clone().requires_grad_(True)) for n, p in params.items()
+    )
+
+
+def test_maml_second_order_matches_finite_differences():
+    model, support, query, loss_fn = _regression_problem()
+    inner = InnerLoop(inner_steps=3, inner_lr=0.4)
+    params = _as_leaves(dict(model.named_parameters()))
+
+    def meta_objective(p):
+        with torch.enable_grad():
+            p = _as_leaves(p)
+            return loss_fn(inner.adapt(loss_fn, p, support), query)
+
+    analytic = torch.autograd.grad(
+        loss_fn(inner.adapt(loss_fn, params, support), query),
+        list(params.values()),
+    )
+    numeric = _finite_difference_grad(meta_objective, params)
+    torch.testing.assert_close(
+        torch.cat([g.reshape(-1) for g in analytic]), numeric, rtol=1e-5,
+        atol=1e-8,
+    )
+
+
+def test_fomaml_gradient_is_query_gradient_at_adapted_weights():
+    model, support, query, loss_fn = _regression_problem(1)
+    inner = InnerLoop(inner_steps=3, inner_lr=0.4, first_order=True)
+    params = _as_leaves(dict(model.named_parameters()))
+    fast = inner.adapt(loss_fn, params, support)
+    fo_grad = torch.autograd.grad(loss_fn(fast, query), list(params.values()))
+    # Closed form: grad_phi L_Q(phi) at phi = the adapted weights.
+    phi = _as_leaves(fast)
+    expected = torch.autograd.grad(loss_fn(phi, query), list(phi.values()))
+    for a, b in zip(fo_grad, expected):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # ... which is not the second-order gradient (the test can fail).
+    so_inner = InnerLoop(inner_steps=3, inner_lr=0.4)
+    so_grad = torch.autograd.grad(
+        loss_fn(so_inner.adapt(loss_fn, params, support), query),
+        list(params.values()),
+    )
+    diff = max((a - b).abs().max().item() for a, b in zip(fo_grad, so_grad))
+    assert diff > 1e-4
+
+
+class _FunctionalLearner:
+    """The three learner operations, for a plain functional model."""
+
+    optimizer_step = 0
+
+    def __init__(self, model, loss_fn):
+        self.model, self.loss_fn = model, loss_fn
+
+    def meta_parameters(self, inner_loop):
+        return inner_loop.select(self.model.named_parameters())
+
+    def adapt(self, params, support, inner_loop, keep_steps=False):
+        return inner_loop.adapt(
+            self.loss_fn, params, support, keep_steps=keep_steps
+        )
+
+    def task_loss(self, fast, batch):
+        return self.loss_fn(fast, batch)
+
+
+class _Episode:
+    def __init__(self, support, query):
+        self.support, self.query = support, query
+
+
+def _algorithm_grad_vs_fd(algorithm, model, support, query, loss_fn):
+    learner = _FunctionalLearner(model, loss_fn)
+    episode = _Episode(support, query)
+    objective, _ = algorithm.outer_loss(learner, episode)
+    params = OrderedDict(model.named_parameters())
+    analytic = torch.autograd.grad(objective, list(params.values()))
+
+    def meta_objective(p):
+        with torch.no_grad():
+            for name, value in p.items():
+                params[name].copy_(value)
+        return algorithm.outer_loss(learner, episode)[0]
+
+    theta = OrderedDict((n, p.detach().clone()) for n, p in params.items())
+    numeric = _finite_difference_grad(meta_objective, theta)
+    meta_objective(theta)  # restore
+    return torch.cat([g.reshape(-1) for g in analytic]), numeric
+
+
+def test_multi_step_loss_matches_finite_differences():
+    model, support, query, loss_fn = _regression_problem(2)
+    algo = MAML(InnerLoop(inner_steps=3, inner_lr=0.3), [0.2, 0.3, 0.5])
+    analytic, numeric = _algorithm_grad_vs_fd(
+        algo, model, support, query, loss_fn
+    )
+    torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_anil_adapts_head_only_and_its_meta_gradient_is_exact():
+    model, support, query, loss_fn = _regression_problem(3)
+    algo = ANIL(InnerLoop(inner_steps=2, inner_lr=0.5), head_params=["2.*"])
+    learner = _FunctionalLearner(model, loss_fn)
+    body_before = model[0].weight.detach().clone()
+    theta = learner.meta_parameters(algo.inner_loop)
+    assert list(theta) == ["2.weight", "2.bias"]
+    fast = learner.adapt(theta, support, algo.inner_loop)
+    assert set(fast) == {"2.weight", "2.bias"}
+    assert torch.equal(model[0].weight, body_before)
+    assert not torch.equal(fast["2.weight"], model[2].weight)
+    # The body still gets the (second-order) meta-gradient, exactly.
+    analytic, numeric = _algorithm_grad_vs_fd(
+        algo, model, support, query, loss_fn
+    )
+    assert analytic[: model[0].weight.numel()].abs().max() > 0
+    torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_non_finite_support_loss_is_reported():
+    model, support, query, loss_fn = _regression_problem()
+    bad = (support[0].clone(), support[1].clone())
+    bad[0][0, 0] = float("nan")
+    inner = InnerLoop(inner_steps=2, inner_lr=0.1)
+    with pytest.raises(NonFiniteInnerLoss) as err:
+        inner.adapt(loss_fn, dict(model.named_parameters()), bad)
+    assert err.value.step == 0
+
+
+def _directional_check(model, loss_fn, support, query, inner, eps=1e-5):
+    """<grad F, v> against (F(theta + eps v) - F(theta - eps v)) / 2 eps."""
+    params = OrderedDict(model.named_parameters())
+    fast = inner.adapt(loss_fn, params, support)
+    objective = loss_fn(fast, query)
+    grads = torch.autograd.grad(objective, list(params.values()))
+    gen = torch.Generator().manual_seed(7)
+    direction = OrderedDict(
+        (n, torch.randn(p.shape, dtype=p.dtype, generator=gen))
+        for n, p in params.items()
+    )
+    analytic = sum((g * direction[n]).sum() for g, n in zip(grads, params))
+
+    def at(sign):
+        shifted = OrderedDict(
+            (n, (p + sign * eps * direction[n]).detach().requires_grad_())
+            for n, p in params.items()
+        )
+        return loss_fn(inner.adapt(loss_fn, shifted, support), query).item()
+
+    numeric = (at(1) - at(-1)) / (2 * eps)
+    return analytic.item(), numeric
+
+
+class _TinyLSTMCTC(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+        self.out = torch.nn.Linear(10, 4)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0]).log_softmax(-1)
+
+
+def _ctc_batch(gen, batch=3, frames=12, feats=4):
+    x = torch.randn(batch, frames, feats, dtype=torch.float64, generator=gen)
+    tokens = torch.tensor([[1, 2, 3], [2, 2, 0], [3, 1, 0]])[:batch]
+    rel_tok = torch.tensor([1.0, 2 / 3, 2 / 3])[:batch]
+    rel_in = torch.tensor([1.0, 0.75, 1.0])[:batch]
+    return x, tokens, rel_in, rel_tok
+
+
+def test_second_order_through_lstm_with_pure_ctc():
+    torch.manual_seed(0)
+    model = _TinyLSTMCTC().double()
+    gen = torch.Generator().manual_seed(0)
+    support, query = _ctc_batch(gen), _ctc_batch(gen)
+
+    def loss_fn(fast, batch):
+        x, tokens, rel_in, rel_tok = batch
+        lp = functional_call(model, fast, (x,))
+        return ctc_loss(lp, tokens, rel_in, rel_tok, blank_index=0)
+
+    inner = InnerLoop(inner_steps=2, inner_lr=0.1)
+    analytic, numeric = _directional_check(model, loss_fn, support, query, inner)
+    assert analytic == pytest.approx(numeric, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "attention, dtype, rel",
+    [
+        # RelPosMHAXL computes its softmax in float32 whatever the input:
+        # float32 end to end, with a finite-difference tolerance to match.
+        ("RelPosMHAXL", torch.float32, 2e-2),
+        ("regularMHA", torch.float64, 1e-5),
+    ],
+)
+def test_second_order_through_conformer_with_pure_ctc(attention, dtype, rel):
+    from speechbrain.lobes.models.transformer.TransformerASR import (
+        TransformerASR,
+    )
+
+    torch.manual_seed(0)
+    torch.set_default_dtype(dtype)  # positional tables too
+    try:
+        _conformer_check(TransformerASR, attention, dtype, rel)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def _conformer_check(TransformerASR, attention, dtype, rel):
+    encoder = TransformerASR(
+        tgt_vocab=4,
+        input_size=4,
+        d_model=8,
+        nhead=2,
+        num_encoder_layers=1,
+        num_decoder_layers=0,
+        d_ffn=16,
+        dropout=0.0,
+        encoder_module="conformer",
+        attention_type=attention,
+        activation=torch.nn.GELU,
+        normalize_before=True,
+        kernel_size=3,
+        causal=False,
+    )
+    model = torch.nn.ModuleDict(
+        {"enc": encoder, "ctc": torch.nn.Linear(8, 4)}
+    ).to(dtype)
+
+    class Forward(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.ctc = model["enc"], model["ctc"]
+
+        def forward(self, x, rel_in):
+            h = self.enc.encode(x, rel_in)
+            return self.ctc(h).log_softmax(-1)
+
+    fwd = Forward()
+    gen = torch.Generator().manual_seed(1)
+    support, query = _ctc_batch(gen), _ctc_batch(gen)
+    support, query = [
+        (b[0].to(dtype),) + tuple(b[1:]) for b in (support, query)
+    ]
+
+    def loss_fn(fast, batch):
+        x, tokens, rel_in, rel_tok = batch
+        lp = functional_call(fwd, fast, (x, rel_in))
+        return ctc_loss(lp, tokens, rel_in, rel_tok, blank_index=0)
+
+    inner = InnerLoop(inner_steps=1, inner_lr=0.1)
+    eps = 1e-5 if dtype == torch.float64 else 1e-2
+    analytic, numeric = _directional_check(
+        fwd, loss_fn, support, query, inner, eps=eps
+    )
+    assert analytic == pytest.approx(numeric, rel=rel)
