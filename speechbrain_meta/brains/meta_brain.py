@@ -294,8 +294,15 @@ class MetaBrain(sb.Brain):
         return reported.detach().float().cpu()
 
     def optimizers_step(self):
-        """All-reduces the meta-gradients under DDP, then Brain's step."""
+        """All-reduces the meta-gradients under DDP, then Brain's step.
+
+        A meta-batch whose every episode was skipped has no gradient: no
+        step is taken and ``optimizer_step`` does not count it.
+        """
         self._all_reduce_gradients()
+        if not any(p.grad is not None for p in self._optimized_parameters()):
+            logger.warning("No gradient in this meta-batch: outer step skipped")
+            return
         super().optimizers_step()
 
     def evaluate_batch(self, batch, stage):
@@ -489,8 +496,29 @@ class MetaBrain(sb.Brain):
         )
         self.check_loss_isfinite(torch.tensor(float("nan")))
 
+    def _optimized_parameters(self):
+        """Every tensor the active outer optimisers update."""
+        if self.optimizers_dict is not None:
+            optimizers = self.freeze_optimizers(self.optimizers_dict).values()
+        elif self.opt_class is not None:
+            optimizers = [self.optimizer]
+        else:
+            optimizers = []
+        return [
+            p
+            for opt in optimizers
+            for group in opt.param_groups
+            for p in group["params"]
+            if p.requires_grad
+        ]
+
     def _all_reduce_gradients(self):
-        """Averages the gradients of every optimised tensor across ranks."""
+        """Averages the gradients of every optimised tensor across ranks.
+
+        Needed because most meta-gradients are written outside the DDP
+        wrappers' forward (functional calls, Reptile's difference, update
+        rules), where DDP's own hooks never fire.
+        """
         if not (
             torch.distributed.is_available()
             and torch.distributed.is_initialized()
@@ -499,18 +527,8 @@ class MetaBrain(sb.Brain):
         world_size = torch.distributed.get_world_size()
         if world_size == 1:
             return
-        if self.optimizers_dict is not None:
-            optimizers = self.freeze_optimizers(self.optimizers_dict).values()
-        elif self.opt_class is not None:
-            optimizers = [self.optimizer]
-        else:
-            return
-        for opt in optimizers:
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if not p.requires_grad:
-                        continue
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad.div_(world_size)
+        for p in self._optimized_parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(world_size)

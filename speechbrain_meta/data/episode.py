@@ -93,8 +93,9 @@ class Episode:
         """The utterance ids of the support and query sets, if known."""
         out = []
         for batch in (self.support, self.query):
-            if batch is not None and "id" in batch:
-                out.extend(batch.id)
+            ids = getattr(batch, "id", None) if batch is not None else None
+            if ids is not None:
+                out.extend(ids)
         return out
 
     def __repr__(self):
