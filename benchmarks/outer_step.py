@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Wall-clock time of one outer step per algorithm vs one plain fit_batch.
+
+Uses the SynthTones recipe's CRDNN CTC model (hparams/maml.yaml) and one
+fixed episode (K support + Q query utterances). The peer is SpeechBrain's
+plain ``Brain.fit_batch`` on the same K + Q utterances as one batch,
+measured in the same run. Prints a markdown table and writes JSON.
+
+    python benchmarks/outer_step.py [--repeats 10] [--out results/bench.json]
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+import speechbrain as sb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = os.path.join(ROOT, "recipes", "SynthTones", "meta_asr")
+sys.path.insert(0, RECIPE)
+
+from synth_tones_prepare import prepare_synth_tones  # noqa: E402
+from train import ASR, dataio_prepare  # noqa: E402
+
+from speechbrain_meta import meta_brain_class  # noqa: E402
+from speechbrain_meta.data import TaskSampler  # noqa: E402
+
+ALGORITHMS = {
+    "maml": ("maml.yaml", {"inner_steps": 3}),
+    "fomaml": ("fomaml.yaml", {"inner_steps": 3}),
+    "reptile": ("reptile.yaml", {"inner_steps": 3}),
+    "anil": ("anil.yaml", {"inner_steps": 3}),
+}
+
+
+def load(method, out):
+    path = os.path.join(RECIPE, "hparams", ALGORITHMS[method][0])
+    overrides = {"output_folder": out, "data_folder": os.path.join(out, "data")}
+    with open(path, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    inner = ALGORITHMS[method][1]["inner_steps"]
+    hparams["meta_algorithm"].inner_loop.inner_steps = inner
+    return hparams
+
+
+def median_time(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--out", default="results/benchmarks/outer_step")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(0)
+
+    base = load("maml", args.out)
+    prepare_synth_tones(base["data_folder"], **base["corpus"])
+    datasets, tokenizer = dataio_prepare(base)
+    sampler = TaskSampler(datasets["train"], "spk_id", 5, 5, 1, seed=0)
+    collate = sampler.collate_fn()
+    episode = collate([datasets["train"][i] for i in next(iter(sampler))])
+    pooled = sb.dataio.batch.PaddedBatch(
+        [datasets["train"][i] for i in next(iter(sampler))]
+    )
+
+    rows = []
+    plain_h = load("maml", args.out)
+    plain = ASR(
+        modules=plain_h["modules"],
+        opt_class=plain_h["opt_class"],
+        hparams=plain_h,
+        run_opts={"device": "cpu"},
+    )
+    plain.tokenizer = tokenizer
+    plain.on_fit_start()
+    plain.modules.train()
+    peer = median_time(lambda: plain.fit_batch(pooled), args.repeats)
+    for method in ALGORITHMS:
+        hparams = load(method, args.out)
+        Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
+        brain = Brain(
+            modules=hparams["modules"],
+            opt_class=hparams["opt_class"],
+            hparams=hparams,
+            run_opts={"device": "cpu"},
+        )
+        brain.tokenizer = tokenizer
+        brain.grad_accumulation_factor = 1
+        brain.on_fit_start()
+        brain.modules.train()
+        seconds = median_time(lambda: brain.fit_batch(episode), args.repeats)
+        inner = hparams["meta_algorithm"].inner_loop
+        rows.append(
+            {
+                "case": method,
+                "inner_steps": inner.inner_steps,
+                "first_order": inner.first_order,
+                "utterances": episode.n_support + episode.n_query,
+                "outer_step_s": seconds,
+                "plain_fit_batch_s": peer,
+                "ratio": seconds / peer,
+                "floor_ratio": inner.inner_steps + 1,
+            }
+        )
+    params = sum(p.numel() for p in plain.modules.parameters())
+    print(f"\nCRDNN CTC, {params} parameters, K=5 + Q=5 utterances, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}\n")
+    print("| algorithm | inner steps | order | outer step (s) "
+          "| plain fit_batch (s) | ratio | (k+1) floor |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        order = "first" if r["first_order"] else "second"
+        print(f"| {r['case']} | {r['inner_steps']} | {order} | "
+              f"{r['outer_step_s']:.3f} | {r['plain_fit_batch_s']:.3f} | "
+              f"{r['ratio']:.2f} | {r['floor_ratio']} |")
+    with open(os.path.join(args.out, "outer_step.json"), "w") as f:
+        json.dump({"model_parameters": params, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
