@@ -19,10 +19,9 @@ import statistics
 import sys
 import time
 
+import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-
-import speechbrain as sb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthTones", "meta_asr")
@@ -121,16 +120,22 @@ def main():
             }
         )
     params = sum(p.numel() for p in plain.modules.parameters())
-    print(f"\nCRDNN CTC, {params} parameters, K=5 + Q=5 utterances, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}\n")
-    print("| algorithm | inner steps | order | outer step (s) "
-          "| plain fit_batch (s) | ratio | (k+1) floor |")
+    print(
+        f"\nCRDNN CTC, {params} parameters, K=5 + Q=5 utterances, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}\n"
+    )
+    print(
+        "| algorithm | inner steps | order | outer step (s) "
+        "| plain fit_batch (s) | ratio | (k+1) floor |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         order = "first" if r["first_order"] else "second"
-        print(f"| {r['case']} | {r['inner_steps']} | {order} | "
-              f"{r['outer_step_s']:.3f} | {r['plain_fit_batch_s']:.3f} | "
-              f"{r['ratio']:.2f} | {r['floor_ratio']} |")
+        print(
+            f"| {r['case']} | {r['inner_steps']} | {order} | "
+            f"{r['outer_step_s']:.3f} | {r['plain_fit_batch_s']:.3f} | "
+            f"{r['ratio']:.2f} | {r['floor_ratio']} |"
+        )
     with open(os.path.join(args.out, "outer_step.json"), "w") as f:
         json.dump({"model_parameters": params, "rows": rows}, f, indent=2)
 

@@ -42,9 +42,8 @@ def hparams_path(name):
     """
     path = os.path.join(HPARAMS_DIR, name)
     if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"No fragment {name!r}; available: {sorted(os.listdir(HPARAMS_DIR))}"
-        )
+        available = sorted(os.listdir(HPARAMS_DIR))
+        raise FileNotFoundError(f"No fragment {name!r}; available: {available}")
     return path
 
 

@@ -32,7 +32,6 @@ import fnmatch
 from collections import OrderedDict
 
 import torch
-
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.losses import differentiable_ctc
@@ -232,8 +231,8 @@ class InnerLoop(torch.nn.Module):
         if inner_steps < 0:
             raise ValueError("inner_steps must be >= 0")
         self.inner_steps = int(inner_steps)
-        self.update_rule = update_rule if update_rule is not None else SGD(
-            inner_lr
+        self.update_rule = (
+            update_rule if update_rule is not None else SGD(inner_lr)
         )
         self.first_order = bool(first_order)
         self.adapt_params = list(adapt_params)
@@ -326,7 +325,9 @@ class InnerLoop(torch.nn.Module):
                 )
                 for n, g in zip(names, grads)
             }
-            if not all(torch.isfinite(g.detach()).all() for g in grads.values()):
+            if not all(
+                torch.isfinite(g.detach()).all() for g in grads.values()
+            ):
                 raise NonFiniteInnerLoss(step, "gradient")
             if self.inner_grad_clip is not None:
                 grads = _clip(grads, self.inner_grad_clip)

@@ -19,7 +19,6 @@ import contextlib
 import contextvars
 
 import torch
-
 from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)

@@ -10,7 +10,6 @@ Authors
 """
 
 import torch
-
 from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)

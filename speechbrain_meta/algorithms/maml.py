@@ -18,10 +18,9 @@ Authors
 """
 
 import torch
-
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta.inner import InnerLoop
+from speechbrain_meta.inner import InnerLoop  # noqa: F401 (doctests)
 
 logger = get_logger(__name__)
 
@@ -47,7 +46,9 @@ class MAML(torch.nn.Module):
     False
     """
 
-    def __init__(self, inner_loop, multi_step_weights=None, multi_step_anneal=0):
+    def __init__(
+        self, inner_loop, multi_step_weights=None, multi_step_anneal=0
+    ):
         super().__init__()
         self.inner_loop = inner_loop
         self.multi_step_weights = multi_step_weights

@@ -46,7 +46,9 @@ def meta_brain_class(recipe_brain_class, meta_class=MetaInitBrain):
         raise TypeError(f"{meta_class} is not a MetaBrain")
     if issubclass(recipe_brain_class, meta_class):
         return recipe_brain_class
-    name = meta_class.__name__.replace("Brain", "") + recipe_brain_class.__name__
+    name = (
+        meta_class.__name__.replace("Brain", "") + recipe_brain_class.__name__
+    )
     return type(name, (meta_class, recipe_brain_class), {})
 
 

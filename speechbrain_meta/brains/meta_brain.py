@@ -21,9 +21,8 @@ import contextlib
 import os
 from collections import OrderedDict
 
-import torch
-
 import speechbrain as sb
+import torch
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.data.episode import Episode

@@ -7,9 +7,8 @@ Authors
 import random
 from collections import OrderedDict
 
-from torch.utils.data import Sampler
-
 from speechbrain.utils.logger import get_logger
+from torch.utils.data import Sampler
 
 from speechbrain_meta.data.episode import EpisodeCollate
 
@@ -138,7 +137,9 @@ class TaskSampler(Sampler):
                 (k, v) for k, v in groups.items() if k in wanted
             )
         need = self.n_support + self.n_query
-        self.skipped_tasks = {k: len(v) for k, v in groups.items() if len(v) < need}
+        self.skipped_tasks = {
+            k: len(v) for k, v in groups.items() if len(v) < need
+        }
         self.groups = OrderedDict(
             (k, v) for k, v in sorted(groups.items()) if len(v) >= need
         )

@@ -21,7 +21,6 @@ import os
 
 import numpy as np
 import soundfile as sf
-
 from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)

@@ -1,5 +1,4 @@
 import pytest
-
 from tiny_asr import make_datasets
 
 

@@ -4,10 +4,10 @@ import copy
 import os
 
 import pytest
-import torch
-
 import speechbrain as sb
+import torch
 from speechbrain.utils.checkpoints import Checkpointer
+from tiny_asr import TinyASR, episodes, load_model_hparams
 
 from speechbrain_meta import (
     FOMAML,
@@ -18,7 +18,6 @@ from speechbrain_meta import (
     meta_brain_class,
 )
 from speechbrain_meta.algorithms import ANIL
-from tiny_asr import TinyASR, episodes, load_model_hparams
 
 Brain = meta_brain_class(TinyASR, MetaInitBrain)
 
@@ -30,8 +29,14 @@ ALGORITHMS = {
 }
 
 
-def make_brain(model="crdnn", algorithm="maml", lr=1e-3, extra=None, ckpt=None,
-               opt=torch.optim.Adam):
+def make_brain(
+    model="crdnn",
+    algorithm="maml",
+    lr=1e-3,
+    extra=None,
+    ckpt=None,
+    opt=torch.optim.Adam,
+):
     torch.manual_seed(0)
     hparams = load_model_hparams(model)
     hparams.update(extra or {})
@@ -50,7 +55,9 @@ def make_brain(model="crdnn", algorithm="maml", lr=1e-3, extra=None, ckpt=None,
 
 
 def snapshot(brain):
-    state = {k: v.detach().clone() for k, v in brain.modules.state_dict().items()}
+    state = {
+        k: v.detach().clone() for k, v in brain.modules.state_dict().items()
+    }
     norm = brain.modules.normalize
     state["norm.count"] = norm.count
     state["norm.mean"] = norm.glob_mean.clone()
@@ -76,8 +83,13 @@ def test_models_meta_train_and_meta_test(tone_data, model, algorithm):
     assert brain.optimizer_step == 2
     assert brain.skipped_episodes == 0
     after = snapshot(brain)
-    changed = [k for k in before if not torch.equal(
-        torch.as_tensor(before[k]), torch.as_tensor(after[k]))]
+    changed = [
+        k
+        for k in before
+        if not torch.equal(
+            torch.as_tensor(before[k]), torch.as_tensor(after[k])
+        )
+    ]
     assert changed, "meta-training did not change the initialisation"
     # Meta-test: decoding (greedy CTC or beam search) fills ErrorRateStats.
     brain.hparams.eval_inner_steps = 2
@@ -93,26 +105,33 @@ def test_models_meta_train_and_meta_test(tone_data, model, algorithm):
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile", "anil"])
 def test_meta_test_leaves_meta_parameters_untouched(tone_data, algorithm):
     brain = make_brain("crdnn", algorithm)
-    brain.fit(range(1), tone_data["train"],
-              train_loader_kwargs=episodes(per_epoch=1))
+    brain.fit(
+        range(1), tone_data["train"], train_loader_kwargs=episodes(per_epoch=1)
+    )
     before = snapshot(brain)
     brain.hparams.eval_inner_steps = 3
-    brain.evaluate(tone_data["test"],
-                   test_loader_kwargs=episodes(per_epoch=2, fixed_query=True))
+    brain.evaluate(
+        tone_data["test"],
+        test_loader_kwargs=episodes(per_epoch=2, fixed_query=True),
+    )
     assert same(before, snapshot(brain))
 
 
 def test_adaptation_lowers_query_loss_after_meta_training(tone_data):
     brain = make_brain("crdnn", "fomaml", lr=3e-3)
-    brain.fit(range(4), tone_data["train"],
-              train_loader_kwargs=episodes(n_support=4, per_epoch=10))
+    brain.fit(
+        range(4),
+        tone_data["train"],
+        train_loader_kwargs=episodes(n_support=4, per_epoch=10),
+    )
     losses = {}
     for steps in (0, 5):
         brain.hparams.eval_inner_steps = steps
         losses[steps] = brain.evaluate(
             tone_data["dev"],
-            test_loader_kwargs=episodes(n_support=4, per_epoch=4,
-                                        fixed_query=True, seed=3),
+            test_loader_kwargs=episodes(
+                n_support=4, per_epoch=4, fixed_query=True, seed=3
+            ),
         )
     assert losses[5] < losses[0], losses
 
@@ -124,23 +143,30 @@ def test_reptile_step_is_interpolation_toward_adapted_weights(tone_data):
     brain.max_grad_norm = 1e9
     seen = []
     brain.on_fit_batch_start = lambda ep, step: seen.append(copy.deepcopy(ep))
-    theta0 = {n: p.detach().clone() for n, p in brain.modules.named_parameters()}
+    theta0 = {
+        n: p.detach().clone() for n, p in brain.modules.named_parameters()
+    }
     norm_state = (brain.modules.normalize.count,)
-    brain.fit(range(1), tone_data["train"],
-              train_loader_kwargs=episodes(per_epoch=1))
+    brain.fit(
+        range(1), tone_data["train"], train_loader_kwargs=episodes(per_epoch=1)
+    )
     assert len(seen) == 1 and norm_state == (0,)
     # phi by hand: 2 SGD steps from theta0 on the support set.
     ref = make_brain("crdnn", "reptile")
     with torch.no_grad():
         for n, p in ref.modules.named_parameters():
             p.copy_(theta0[n])
-    phi = {n: p.detach().clone().requires_grad_()
-           for n, p in ref.modules.named_parameters()}
+    phi = {
+        n: p.detach().clone().requires_grad_()
+        for n, p in ref.modules.named_parameters()
+    }
     for _ in range(2):
         loss = ref.task_loss(phi, seen[0].support)
         grads = torch.autograd.grad(loss, list(phi.values()))
-        phi = {n: (w - 0.1 * g).detach().requires_grad_()
-               for (n, w), g in zip(phi.items(), grads)}
+        phi = {
+            n: (w - 0.1 * g).detach().requires_grad_()
+            for (n, w), g in zip(phi.items(), grads)
+        }
     for n, p in brain.modules.named_parameters():
         expected = theta0[n] + epsilon * (phi[n].detach() - theta0[n])
         torch.testing.assert_close(p.detach(), expected, rtol=1e-4, atol=1e-6)
@@ -149,11 +175,15 @@ def test_reptile_step_is_interpolation_toward_adapted_weights(tone_data):
 def test_normalisation_statistics_update_once_per_task(tone_data):
     brain = make_brain("crdnn", "maml", extra={})
     brain.meta_algorithm = MAML(InnerLoop(inner_steps=3, inner_lr=0.1))
-    bn = [m for m in brain.modules.modules()
-          if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    bn = [
+        m
+        for m in brain.modules.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     assert bn
-    brain.fit(range(1), tone_data["train"],
-              train_loader_kwargs=episodes(per_epoch=3))
+    brain.fit(
+        range(1), tone_data["train"], train_loader_kwargs=episodes(per_epoch=3)
+    )
     # 3 tasks x 3 inner steps, but one (query) update per task.
     assert all(int(m.num_batches_tracked) == 3 for m in bn)
 
@@ -172,20 +202,27 @@ def test_non_finite_episode_is_skipped_and_counted(tone_data):
 
     brain.compute_forward = poisoned
     before = snapshot(brain)
-    brain.fit(range(1), tone_data["train"],
-              train_loader_kwargs=episodes(per_epoch=1))
+    brain.fit(
+        range(1), tone_data["train"], train_loader_kwargs=episodes(per_epoch=1)
+    )
     assert brain.skipped_episodes == 1
     assert brain.nonfinite_count == 1
     assert same(before, snapshot(brain))  # nothing was stepped
-    brain.fit(range(2, 3), tone_data["train"],
-              train_loader_kwargs=episodes(per_epoch=2))
+    brain.fit(
+        range(2, 3),
+        tone_data["train"],
+        train_loader_kwargs=episodes(per_epoch=2),
+    )
     assert brain.skipped_episodes == 1 and brain.optimizer_step == 2
 
 
 def _train(tone_data, folder, stop_after=None, interval=2):
-    brain = make_brain("crdnn", "fomaml", ckpt=os.path.join(folder, "save"),
-                       extra={"ckpt_interval_steps": interval,
-                              "grad_accumulation_factor": 2})
+    brain = make_brain(
+        "crdnn",
+        "fomaml",
+        ckpt=os.path.join(folder, "save"),
+        extra={"ckpt_interval_steps": interval, "grad_accumulation_factor": 2},
+    )
     epochs = sb.utils.epoch_loop.EpochCounter(2)
     brain.checkpointer.add_recoverable("counter", epochs)
     seen = []
@@ -197,8 +234,11 @@ def _train(tone_data, folder, stop_after=None, interval=2):
 
     brain.on_fit_batch_start = record
     try:
-        brain.fit(epochs, tone_data["train"],
-                  train_loader_kwargs=episodes(per_epoch=6))
+        brain.fit(
+            epochs,
+            tone_data["train"],
+            train_loader_kwargs=episodes(per_epoch=6),
+        )
     except KeyboardInterrupt:
         pass
     return brain, seen
@@ -213,11 +253,13 @@ def test_checkpoint_resume_continues_exactly(tone_data, tmp_path):
     assert first_seen[:10] == full_seen[:10]
     assert resumed_seen == full_seen[10:]  # sampler position continues
     assert resumed.optimizer_step == full.optimizer_step == 6
-    for (n, a), (_, b) in zip(full.modules.named_parameters(),
-                              resumed.modules.named_parameters()):
+    for (n, a), (_, b) in zip(
+        full.modules.named_parameters(), resumed.modules.named_parameters()
+    ):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=n)
     sa = full.optimizer.state_dict()["state"]
     sb_ = resumed.optimizer.state_dict()["state"]
     for k in sa:
-        torch.testing.assert_close(sa[k]["exp_avg"], sb_[k]["exp_avg"],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            sa[k]["exp_avg"], sb_[k]["exp_avg"], rtol=0, atol=0
+        )

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """A tiny ASR setup for the integration tests: data, Brains and models.
 
 Three model families, each built from yaml: a CRDNN CTC model, a Conformer
@@ -5,10 +6,9 @@ CTC model (TransformerASR encoder + CTC head) and a TransformerASR attention
 model trained with joint CTC + NLL and decoded by beam search.
 """
 
+import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-
-import speechbrain as sb
 
 from speechbrain_meta.data.tones import prepare_tone_tasks
 
@@ -22,9 +22,7 @@ def encode(word):
 
 
 def decode(ids):
-    return "".join(
-        ALPHABET[i - CHAR_OFFSET] for i in ids if i >= CHAR_OFFSET
-    )
+    return "".join(ALPHABET[i - CHAR_OFFSET] for i in ids if i >= CHAR_OFFSET)
 
 
 def make_datasets(folder, **corpus):
@@ -51,8 +49,8 @@ def make_datasets(folder, **corpus):
     sb.dataio.dataset.add_dynamic_item(sets, audio_pipeline)
     sb.dataio.dataset.add_dynamic_item(sets, text_pipeline)
     sb.dataio.dataset.set_output_keys(
-        sets, ["id", "sig", "wrd", "spk_id", "tokens", "tokens_bos",
-               "tokens_eos"]
+        sets,
+        ["id", "sig", "wrd", "spk_id", "tokens", "tokens_bos", "tokens_eos"],
     )
     return datasets
 
@@ -108,7 +106,8 @@ class TinyASR(sb.Brain):
                 )
             words = [decode(h) for h in hyps]
             self.cer_metric.append(
-                batch.id, [list(w) for w in words],
+                batch.id,
+                [list(w) for w in words],
                 [list(w) for w in batch.wrd],
             )
         return loss
@@ -137,7 +136,8 @@ ctc_weight: 0.3
 """
 
 MODELS = {
-    "crdnn": COMMON + """
+    "crdnn": COMMON
+    + """
 encoder: !new:speechbrain.lobes.models.CRDNN.CRDNN
     input_shape: [null, null, !ref <n_mels>]
     dropout: 0.0
@@ -159,7 +159,8 @@ modules:
     encoder: !ref <encoder>
     ctc_lin: !ref <ctc_lin>
 """,
-    "conformer": COMMON + """
+    "conformer": COMMON
+    + """
 frontend: !new:speechbrain.nnet.linear.Linear
     input_size: !ref <n_mels>
     n_neurons: 16
@@ -187,7 +188,8 @@ modules:
     transformer: !ref <transformer>
     ctc_lin: !ref <ctc_lin>
 """,
-    "transformer": COMMON + """
+    "transformer": COMMON
+    + """
 frontend: !new:speechbrain.nnet.linear.Linear
     input_size: !ref <n_mels>
     n_neurons: 16

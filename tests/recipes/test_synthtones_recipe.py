@@ -18,19 +18,21 @@ def test_recipe_runs(method, tmp_path):
     finally:
         sys.path.remove(RECIPE)
     out = tmp_path / method
-    results = train.main([
-        os.path.join(RECIPE, "hparams", f"{method}.yaml"),
-        f"--output_folder={out}",
-        f"--data_folder={tmp_path / 'data'}",
-        "--corpus={n_train_tasks: 4, n_dev_tasks: 2, n_test_tasks: 2, "
-        "utts_per_task: 16, seed: 3}",
-        "--number_of_epochs=1",
-        "--episodes_per_epoch=4",
-        "--grad_accumulation_factor=2",
-        "--eval_inner_steps=2",
-        "--device=cpu",
-        "--noprogressbar",
-    ])
+    results = train.main(
+        [
+            os.path.join(RECIPE, "hparams", f"{method}.yaml"),
+            f"--output_folder={out}",
+            f"--data_folder={tmp_path / 'data'}",
+            "--corpus={n_train_tasks: 4, n_dev_tasks: 2, n_test_tasks: 2, "
+            "utts_per_task: 16, seed: 3}",
+            "--number_of_epochs=1",
+            "--episodes_per_epoch=4",
+            "--grad_accumulation_factor=2",
+            "--eval_inner_steps=2",
+            "--device=cpu",
+            "--noprogressbar",
+        ]
+    )
     with open(out / "meta_test.json") as f:
         saved = json.load(f)
     assert saved == json.loads(json.dumps(results))

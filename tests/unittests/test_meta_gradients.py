@@ -81,7 +81,9 @@ def test_maml_second_order_matches_finite_differences():
     )
     numeric = _finite_difference_grad(meta_objective, params)
     torch.testing.assert_close(
-        torch.cat([g.reshape(-1) for g in analytic]), numeric, rtol=1e-5,
+        torch.cat([g.reshape(-1) for g in analytic]),
+        numeric,
+        rtol=1e-5,
         atol=1e-8,
     )
 
@@ -243,7 +245,9 @@ def test_second_order_through_lstm_with_pure_ctc():
         return ctc_loss(lp, tokens, rel_in, rel_tok, blank_index=0)
 
     inner = InnerLoop(inner_steps=2, inner_lr=0.1)
-    analytic, numeric = _directional_check(model, loss_fn, support, query, inner)
+    analytic, numeric = _directional_check(
+        model, loss_fn, support, query, inner
+    )
     assert analytic == pytest.approx(numeric, rel=1e-5)
 
 

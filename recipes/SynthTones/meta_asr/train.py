@@ -19,10 +19,9 @@ import json
 import os
 import sys
 
+import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-
-import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
@@ -53,9 +52,7 @@ class ASR(sb.Brain):
             sequences = sb.decoders.ctc_greedy_decode(
                 p_ctc, wav_lens, blank_id=self.hparams.blank_index
             )
-            hyps = [
-                list(self.tokenizer.decode_ndim(seq)) for seq in sequences
-            ]
+            hyps = [list(self.tokenizer.decode_ndim(seq)) for seq in sequences]
             refs = [list(w) for w in batch.wrd]
             self.cer_metric.append(batch.id, hyps, refs)
             self.wer_metric.append(
@@ -182,9 +179,7 @@ def main(argv):
             min_key="CER",
             test_loader_kwargs=dict(hparams["eval_dataloader_opts"]),
         )
-        results[name] = {
-            k: float(v) for k, v in asr_brain.test_stats.items()
-        }
+        results[name] = {k: float(v) for k, v in asr_brain.test_stats.items()}
     results["method"] = hparams["meta"]["method"]
     results["outer_steps"] = asr_brain.optimizer_step
     results["skipped_episodes"] = asr_brain.skipped_episodes
