@@ -181,6 +181,7 @@ def main(argv):
         )
         results[name] = {k: float(v) for k, v in asr_brain.test_stats.items()}
     results["method"] = hparams["meta"]["method"]
+    # The evaluated checkpoint is the best on meta-dev CER.
     results["outer_steps"] = asr_brain.optimizer_step
     results["skipped_episodes"] = asr_brain.skipped_episodes
     with open(
