@@ -28,6 +28,7 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import contextlib
 import fnmatch
 from collections import OrderedDict
 
@@ -288,8 +289,9 @@ class InnerLoop(torch.nn.Module):
             If True, return the list of fast weights after every step
             (``[params, step 1, ..., step k]``) for the multi-step loss.
         guard : callable, optional
-            Returns a context manager entered around each support forward,
-            e.g. ``lambda: StatisticsGuard(modules)``.
+            ``guard(create_graph)`` returns a context manager entered around
+            each support forward, e.g. ``lambda _: StatisticsGuard(modules)``;
+            ``create_graph`` tells it whether a double backward will follow.
         loss_scale : float
             The support loss is multiplied by this before differentiation and
             the gradients divided by it (manual fp16 loss scaling).
@@ -306,7 +308,10 @@ class InnerLoop(torch.nn.Module):
         history = [fast]
         names = list(fast)
         for step in range(steps):
-            ctx = guard() if guard is not None else _null_context()
+            if guard is None:
+                ctx = contextlib.nullcontext()
+            else:
+                ctx = guard(create_graph)
             with ctx, differentiable_ctc(create_graph):
                 loss = loss_fn(fast, support)
             if not torch.isfinite(loss.detach()).all():
@@ -325,9 +330,11 @@ class InnerLoop(torch.nn.Module):
                 )
                 for n, g in zip(names, grads)
             }
-            if not all(
-                torch.isfinite(g.detach()).all() for g in grads.values()
-            ):
+            # One device sync for all the gradients, not one per tensor.
+            finite = torch.stack(
+                [torch.isfinite(g.detach()).all() for g in grads.values()]
+            )
+            if not bool(finite.all()):
                 raise NonFiniteInnerLoss(step, "gradient")
             if self.inner_grad_clip is not None:
                 grads = _clip(grads, self.inner_grad_clip)
@@ -341,13 +348,3 @@ def _clip(grads, max_norm):
     total = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values()))
     factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     return {n: g * factor.to(g.dtype) for n, g in grads.items()}
-
-
-class _null_context:
-    """A reusable no-op context manager."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -229,12 +229,6 @@ class MetaBrain(sb.Brain):
         """
         if support is None:
             return [params] if keep_steps else params
-        first = inner_loop.first_order if first_order is None else first_order
-        second_order = not first and torch.is_grad_enabled()
-
-        def guard():
-            return self._inner_forward_context(second_order)
-
         return inner_loop.adapt(
             lambda fast, batch: self.task_loss(fast, batch, sb.Stage.TRAIN),
             params,
@@ -242,7 +236,7 @@ class MetaBrain(sb.Brain):
             inner_steps=inner_steps,
             first_order=first_order,
             keep_steps=keep_steps,
-            guard=guard,
+            guard=self._inner_forward_context,
             loss_scale=self._inner_loss_scale(),
         )
 
@@ -457,10 +451,10 @@ class MetaBrain(sb.Brain):
         return self._functional
 
     @contextlib.contextmanager
-    def _inner_forward_context(self, second_order):
+    def _inner_forward_context(self, create_graph):
         """Statistics guard, plus no cuDNN when a double backward follows."""
         with StatisticsGuard(self.modules):
-            if second_order and self.device_type == "cuda":
+            if create_graph and self.device_type == "cuda":
                 # cuDNN RNNs have no double backward.
                 with torch.backends.cudnn.flags(enabled=False):
                     yield
