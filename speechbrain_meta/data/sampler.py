@@ -163,13 +163,19 @@ class TaskSampler(Sampler):
                 f"(K={self.n_support}, Q={self.n_query}); "
                 f"{len(groups)} tasks found."
             )
+        # With a fixed query, each task's query set and the support pool
+        # (the rest) are drawn once here.
         self._fixed_queries = {}
+        self._support_pools = {}
         if self.fixed_query:
             rng = random.Random(self.seed)
             for task in self.tasks:
-                self._fixed_queries[task] = rng.sample(
-                    self.groups[task], self.n_query
-                )
+                query = rng.sample(self.groups[task], self.n_query)
+                chosen = set(query)
+                self._fixed_queries[task] = query
+                self._support_pools[task] = [
+                    i for i in self.groups[task] if i not in chosen
+                ]
 
     def set_epoch(self, epoch):
         """Selects the epoch, which seeds the episodes drawn.
@@ -215,12 +221,10 @@ class TaskSampler(Sampler):
         list of int
             Support indices, then query indices.
         """
-        pool = self.groups[task]
         if self.fixed_query:
-            query = self._fixed_queries[task]
-            rest = [i for i in pool if i not in set(query)]
-            return rng.sample(rest, self.n_support) + list(query)
-        return rng.sample(pool, self.n_support + self.n_query)
+            support = rng.sample(self._support_pools[task], self.n_support)
+            return support + list(self._fixed_queries[task])
+        return rng.sample(self.groups[task], self.n_support + self.n_query)
 
     def __iter__(self):
         rng = random.Random(f"{self.seed}-{self.epoch}")
