@@ -135,6 +135,48 @@ ctc_cost: !name:speechbrain_meta.losses.ctc_loss
 ctc_weight: 0.3
 """
 
+
+def _transformer_asr(
+    num_decoder_layers,
+    encoder_module,
+    attention_type,
+    extra_args="",
+    extra_modules="",
+    extra_keys="",
+):
+    """A tiny TransformerASR (+ CTC head) model in yaml."""
+    return (
+        COMMON
+        + f"""
+frontend: !new:speechbrain.nnet.linear.Linear
+    input_size: !ref <n_mels>
+    n_neurons: 16
+transformer: !new:speechbrain.lobes.models.transformer.TransformerASR.TransformerASR
+    tgt_vocab: 9
+    input_size: 16
+    d_model: 16
+    nhead: 2
+    num_encoder_layers: 1
+    num_decoder_layers: {num_decoder_layers}
+    d_ffn: 32
+    dropout: 0.0
+    activation: !name:torch.nn.GELU
+    encoder_module: {encoder_module}
+    attention_type: {attention_type}
+    normalize_before: True
+    causal: False
+{extra_args}ctc_lin: !new:speechbrain.nnet.linear.Linear
+    input_size: 16
+    n_neurons: 9
+{extra_modules}modules:
+    normalize: !ref <normalize>
+    frontend: !ref <frontend>
+    transformer: !ref <transformer>
+    ctc_lin: !ref <ctc_lin>
+{extra_keys}"""
+    )
+
+
 MODELS = {
     "crdnn": COMMON
     + """
@@ -159,57 +201,17 @@ modules:
     encoder: !ref <encoder>
     ctc_lin: !ref <ctc_lin>
 """,
-    "conformer": COMMON
-    + """
-frontend: !new:speechbrain.nnet.linear.Linear
-    input_size: !ref <n_mels>
-    n_neurons: 16
-transformer: !new:speechbrain.lobes.models.transformer.TransformerASR.TransformerASR
-    tgt_vocab: 9
-    input_size: 16
-    d_model: 16
-    nhead: 2
-    num_encoder_layers: 1
-    num_decoder_layers: 0
-    d_ffn: 32
-    dropout: 0.0
-    activation: !name:torch.nn.GELU
-    encoder_module: conformer
-    attention_type: RelPosMHAXL
-    normalize_before: True
-    kernel_size: 3
-    causal: False
-ctc_lin: !new:speechbrain.nnet.linear.Linear
-    input_size: 16
-    n_neurons: 9
-modules:
-    normalize: !ref <normalize>
-    frontend: !ref <frontend>
-    transformer: !ref <transformer>
-    ctc_lin: !ref <ctc_lin>
-""",
-    "transformer": COMMON
-    + """
-frontend: !new:speechbrain.nnet.linear.Linear
-    input_size: !ref <n_mels>
-    n_neurons: 16
-transformer: !new:speechbrain.lobes.models.transformer.TransformerASR.TransformerASR
-    tgt_vocab: 9
-    input_size: 16
-    d_model: 16
-    nhead: 2
-    num_encoder_layers: 1
-    num_decoder_layers: 1
-    d_ffn: 32
-    dropout: 0.0
-    activation: !name:torch.nn.GELU
-    encoder_module: transformer
-    attention_type: regularMHA
-    normalize_before: True
-    causal: False
-ctc_lin: !new:speechbrain.nnet.linear.Linear
-    input_size: 16
-    n_neurons: 9
+    "conformer": _transformer_asr(
+        num_decoder_layers=0,
+        encoder_module="conformer",
+        attention_type="RelPosMHAXL",
+        extra_args="    kernel_size: 3\n",
+    ),
+    "transformer": _transformer_asr(
+        num_decoder_layers=1,
+        encoder_module="transformer",
+        attention_type="regularMHA",
+        extra_modules="""
 seq_lin: !new:speechbrain.nnet.linear.Linear
     input_size: 16
     n_neurons: 9
@@ -222,13 +224,9 @@ beam_searcher: !new:speechbrain.decoders.seq2seq.S2STransformerBeamSearcher
     beam_size: 2
     using_eos_threshold: False
     length_normalization: True
-modules:
-    normalize: !ref <normalize>
-    frontend: !ref <frontend>
-    transformer: !ref <transformer>
-    ctc_lin: !ref <ctc_lin>
-    seq_lin: !ref <seq_lin>
 """,
+        extra_keys="    seq_lin: !ref <seq_lin>\n",
+    ),
 }
 
 
