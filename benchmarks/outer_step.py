@@ -6,7 +6,7 @@ fixed episode (K support + Q query utterances). The peer is SpeechBrain's
 plain ``Brain.fit_batch`` on the same K + Q utterances as one batch,
 measured in the same run. Prints a markdown table and writes JSON.
 
-    python benchmarks/outer_step.py [--repeats 10] [--out results/bench.json]
+    python benchmarks/outer_step.py [--repeats 10] [--out DIR] [--device cuda:0]
 
 Authors
  * speechbrain-meta developers 2026
@@ -66,6 +66,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", default="results/benchmarks/outer_step")
+    parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
@@ -74,37 +75,30 @@ def main():
     prepare_synth_tones(base["data_folder"], **base["corpus"])
     datasets, tokenizer = dataio_prepare(base)
     sampler = TaskSampler(datasets["train"], "spk_id", 5, 5, 1, seed=0)
-    collate = sampler.collate_fn()
-    episode = collate([datasets["train"][i] for i in next(iter(sampler))])
-    pooled = sb.dataio.batch.PaddedBatch(
-        [datasets["train"][i] for i in next(iter(sampler))]
-    )
+    examples = [datasets["train"][i] for i in next(iter(sampler))]
+    episode = sampler.collate_fn()(examples)
+    pooled = sb.dataio.batch.PaddedBatch(examples)
+
+    def build(brain_class, hparams):
+        brain = brain_class(
+            modules=hparams["modules"],
+            opt_class=hparams["opt_class"],
+            hparams=hparams,
+            run_opts={"device": args.device},
+        )
+        brain.tokenizer = tokenizer
+        brain.grad_accumulation_factor = 1  # one outer step per call
+        brain.on_fit_start()
+        brain.modules.train()
+        return brain
 
     rows = []
-    plain_h = load("maml", args.out)
-    plain = ASR(
-        modules=plain_h["modules"],
-        opt_class=plain_h["opt_class"],
-        hparams=plain_h,
-        run_opts={"device": "cpu"},
-    )
-    plain.tokenizer = tokenizer
-    plain.on_fit_start()
-    plain.modules.train()
+    plain = build(ASR, load("maml", args.out))
     peer = median_time(lambda: plain.fit_batch(pooled), args.repeats)
     for method in ALGORITHMS:
         hparams = load(method, args.out)
         Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
-        brain = Brain(
-            modules=hparams["modules"],
-            opt_class=hparams["opt_class"],
-            hparams=hparams,
-            run_opts={"device": "cpu"},
-        )
-        brain.tokenizer = tokenizer
-        brain.grad_accumulation_factor = 1
-        brain.on_fit_start()
-        brain.modules.train()
+        brain = build(Brain, hparams)
         seconds = median_time(lambda: brain.fit_batch(episode), args.repeats)
         inner = hparams["meta_algorithm"].inner_loop
         rows.append(
