@@ -10,7 +10,7 @@ Authors
 
 import os
 
-from speechbrain_meta.algorithms import ANIL, FOMAML, MAML, Reptile
+from speechbrain_meta.algorithms import ANIL, FOMAML, MAML, FineTune, Reptile
 from speechbrain_meta.brains import MetaBrain, MetaInitBrain, meta_brain_class
 from speechbrain_meta.data import Episode, EpisodeCollate, TaskSampler
 from speechbrain_meta.inner import InnerLoop, StatisticsGuard
@@ -50,6 +50,7 @@ def hparams_path(name):
 __all__ = [
     "ANIL",
     "FOMAML",
+    "FineTune",
     "MAML",
     "Reptile",
     "MetaBrain",

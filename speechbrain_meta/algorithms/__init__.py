@@ -15,7 +15,8 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+from speechbrain_meta.algorithms.finetune import FineTune
 from speechbrain_meta.algorithms.maml import ANIL, FOMAML, MAML
 from speechbrain_meta.algorithms.reptile import Reptile
 
-__all__ = ["ANIL", "FOMAML", "MAML", "Reptile"]
+__all__ = ["ANIL", "FOMAML", "FineTune", "MAML", "Reptile"]
