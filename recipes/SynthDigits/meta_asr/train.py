@@ -36,7 +36,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta import MetaInitBrain, meta_brain_class
+from speechbrain_meta import SGD, MetaInitBrain, meta_brain_class
 from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.evaluation import FewShotProtocol, write_results
 from speechbrain_meta.task_params import insert_adapters
@@ -213,10 +213,35 @@ def _joint_overrides(overrides, joint_folder):
     return shared
 
 
+def fit_input_normalization(hparams, run_opts, dataset, batches=20):
+    """Global feature statistics for an untrained model (``scratch``).
+
+    Training never happens for this model, but its ``InputNormalization``
+    needs the statistics any trained model would have: one pass over
+    ``batches`` meta-train batches, nothing else is updated.
+    """
+    device = run_opts.get("device", "cpu")
+    normalize = hparams["modules"]["normalize"].to(device)
+    loader = sb.dataio.dataloader.make_dataloader(
+        dataset, batch_size=hparams["joint_batch_size"], shuffle=False
+    )
+    normalize.train()
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i == batches:
+                break
+            wavs, wav_lens = batch.sig
+            feats = hparams["compute_features"](wavs.to(device))
+            normalize(feats, wav_lens.to(device))
+    normalize.eval()
+
+
 def train(hparams, run_opts, datasets, tokenizer):
     """Trains the model as the method says (meta, joint or not at all)."""
     training = hparams["training"]
     if training == "none":
+        if not hparams["init_from_joint"]:
+            fit_input_normalization(hparams, run_opts, datasets["train"])
         return None
     if training == "joint":
         # A plain sb.Brain on pooled batches: the same number of updates
@@ -284,6 +309,8 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
         meta_algorithm=hparams["meta_algorithm"],
     )
     brain.tokenizer = tokenizer
+    if hparams.get("adapt_lr_grid"):
+        select_adapt_lr(brain, hparams, datasets["dev"])
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
         tasks = None
@@ -309,6 +336,8 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
                 results[split] = previous
                 continue
         rows = protocol.evaluate(brain, hparams["method"])
+        for row in rows:
+            row["adapt_lr"] = _adapt_lr(brain)
         results[split] = write_results(
             out_dir,
             description,
@@ -316,6 +345,50 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
             title=f"SynthDigits {split}: {hparams['method']}",
         )
     return results
+
+
+def _adapt_lr(brain):
+    return getattr(brain.meta_algorithm.inner_loop.update_rule, "lr", None)
+
+
+def select_adapt_lr(brain, hparams, dev_data):
+    """Picks the fine-tuning learning rate on the meta-dev languages.
+
+    The baselines' rule is plain SGD; its rate is chosen from
+    ``adapt_lr_grid`` by the few-shot CER at ``adapt_lr_k`` shots on
+    meta-dev (never on meta-test). The choice is cached in the output
+    folder.
+    """
+    cache = os.path.join(hparams["output_folder"], "adapt_lr.json")
+    grid = [float(lr) for lr in hparams["adapt_lr_grid"]]
+    inner_loop = brain.meta_algorithm.inner_loop
+    if os.path.exists(cache):
+        with open(cache, encoding="utf-8") as fin:
+            chosen = json.load(fin)
+        if chosen.get("grid") == grid:
+            inner_loop.update_rule = SGD(chosen["lr"])
+            return chosen["lr"]
+    protocol = FewShotProtocol(
+        dev_data,
+        group_by=hparams["group_by"],
+        k_shots=[hparams["adapt_lr_k"]],
+        episodes_per_task=2,
+        query_utterances=10,
+        adapt_steps=hparams["few_shot"]["adapt_steps"],
+        seed=hparams["few_shot"]["seed"],
+        dataset_name="SynthDigits/dev",
+    )
+    scores = {}
+    for lr in grid:
+        inner_loop.update_rule = SGD(lr)
+        row = protocol.evaluate(brain, f"{hparams['method']}@lr={lr}")[0]
+        scores[lr] = row["cer_mean"]
+    best = min(grid, key=lambda lr: scores[lr])
+    inner_loop.update_rule = SGD(best)
+    logger.info("Fine-tuning lr %s selected on meta-dev: %s", best, scores)
+    with open(cache, "w", encoding="utf-8") as fout:
+        json.dump({"grid": grid, "lr": best, "dev_cer": scores}, fout)
+    return best
 
 
 def _first_tasks(dataset, key, n):
