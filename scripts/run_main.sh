@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job: meta-train a CTC recogniser over synthetic speakers with
-# first-order MAML (SynthTones recipe), then score held-out speakers before
-# and after adapting to 5 of their utterances.
-# Usage: bash scripts/run_main.sh [train.py overrides, e.g. --number_of_epochs=5]
+# The main job: synthesise the SynthDigits corpus (espeak-ng, offline),
+# train the joint baseline, meta-train MAML / first-order MAML / Reptile /
+# ANIL from it, and score every method (baselines included) on the same
+# few-shot episodes of unseen languages and unseen voices.
+# Usage: bash scripts/run_main.sh [--quick] [--methods joint,maml,...]
+#        [--output_folder DIR] [--device cuda:0]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SBM_ROOT"
-exec python recipes/SynthTones/meta_asr/train.py \
-    recipes/SynthTones/meta_asr/hparams/fomaml.yaml "$@"
+exec python recipes/SynthDigits/meta_asr/run_benchmark.py "$@"

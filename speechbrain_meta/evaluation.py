@@ -536,3 +536,88 @@ def merge_results(documents):
         )
     rows = [r for d in documents for r in d["results"]]
     return {"protocol": documents[0]["protocol"], "results": rows}
+
+
+_ROW_TYPES = {
+    "method": str,
+    "k_shot": int,
+    "adapt_steps": int,
+    "cer_mean": float,
+    "cer_ci95": (float, type(None)),
+    "wer_mean": float,
+    "wer_ci95": (float, type(None)),
+    "n_tasks": int,
+    "n_episodes": int,
+    "trainable_params": int,
+    "adapt_seconds_mean": float,
+}
+_PROTOCOL_TYPES = {
+    "dataset": str,
+    "tasks": list,
+    "episodes_per_task": int,
+    "k_shots": list,
+    "query_utterances": int,
+    "seed": int,
+}
+
+
+def validate_results(document):
+    """Checks a ``few_shot_results.json`` document against the contract.
+
+    The contract is the schema in ``DESIGN.md``: a ``protocol`` object and
+    a list of ``results`` rows with the fields and types below; error
+    rates are fractions in [0, inf) and every method has one row per k.
+
+    Arguments
+    ---------
+    document : dict
+        The parsed JSON.
+
+    Returns
+    -------
+    list of str
+        The methods found.
+
+    Example
+    -------
+    >>> validate_results({"protocol": {}, "results": []})
+    Traceback (most recent call last):
+    ...
+    ValueError: protocol: missing 'dataset'
+    """
+    if not isinstance(document, dict):
+        raise ValueError("the document is not a JSON object")
+    for key in ("protocol", "results"):
+        if key not in document:
+            raise ValueError(f"missing {key!r}")
+    protocol = document["protocol"]
+    for key, kind in _PROTOCOL_TYPES.items():
+        if key not in protocol:
+            raise ValueError(f"protocol: missing {key!r}")
+        if not isinstance(protocol[key], kind):
+            raise ValueError(f"protocol: {key!r} is not {kind.__name__}")
+    if not isinstance(document["results"], list) or not document["results"]:
+        raise ValueError("results: not a non-empty list")
+    seen = {}
+    for i, row in enumerate(document["results"]):
+        for key, kind in _ROW_TYPES.items():
+            if key not in row:
+                raise ValueError(f"results[{i}]: missing {key!r}")
+            value = row[key]
+            if kind is float and isinstance(value, int):
+                value = float(value)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"results[{i}]: {key!r} has type {type(value)}")
+        for key in ("cer_mean", "wer_mean"):
+            if not (row[key] >= 0 and math.isfinite(row[key])):
+                raise ValueError(f"results[{i}]: {key} = {row[key]}")
+        if row["k_shot"] not in protocol["k_shots"]:
+            raise ValueError(f"results[{i}]: k_shot {row['k_shot']} not in protocol")
+        seen.setdefault(row["method"], []).append(row["k_shot"])
+    for method, ks in seen.items():
+        if sorted(ks) != sorted(protocol["k_shots"]):
+            raise ValueError(
+                f"{method}: rows for k={sorted(ks)}, protocol has "
+                f"{protocol['k_shots']}"
+            )
+    return list(seen)

@@ -30,11 +30,13 @@ Authors
 """
 
 import csv
-import ctypes
 import hashlib
 import json
 import os
-import threading
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import soundfile as sf
@@ -42,15 +44,12 @@ import torch
 import torchaudio
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta.data import espeak_worker
+from speechbrain_meta.data.espeak_worker import Espeak, EspeakError
+
 logger = get_logger(__name__)
 
 SAMPLE_RATE = 16000
-
-# espeak-ng API constants (speak_lib.h).
-_AUDIO_OUTPUT_SYNCHRONOUS = 0x02
-_ESPEAK_CHARS_UTF8 = 1
-_ESPEAK_RATE, _ESPEAK_VOLUME, _ESPEAK_PITCH, _ESPEAK_RANGE = 1, 2, 3, 4
-_PHONEMES_IPA = 0x02
 
 TRAIN_LANGUAGES = [
     "en", "de", "fr", "es", "it", "pt", "nl", "sv", "pl", "ru",
@@ -60,188 +59,6 @@ DEV_LANGUAGES = ["da", "uk", "ta"]
 TEST_LANGUAGES = ["cmn", "ja", "hu", "el"]
 TRAIN_VARIANTS = ["m1", "m2", "m3", "f1", "f2", "f3"]
 HELDOUT_VARIANTS = ["m7", "f4"]
-
-
-class EspeakError(RuntimeError):
-    """espeak-ng could not be loaded or could not produce a voice."""
-
-
-class Espeak:
-    """In-process espeak-ng synthesiser (ctypes over ``espeakng-loader``).
-
-    espeak-ng keeps global state, so there is one instance per process
-    (``Espeak.get()``), and calls are serialised by a lock.
-
-    Example
-    -------
-    >>> tts = Espeak.get()
-    >>> wav = tts.synthesize("4 1", "en")
-    >>> wav.dtype, tts.sample_rate, len(wav) > 0.3 * tts.sample_rate
-    (dtype('int16'), 22050, True)
-    >>> tts.phonemes("4 1", "en")
-    'fˈɔː wˈɒn'
-    """
-
-    _instance = None
-    _lock = threading.Lock()
-
-    def __init__(self):
-        try:
-            import espeakng_loader
-        except ImportError as err:  # pragma: no cover - install problem
-            raise EspeakError(
-                "The SynthDigits corpus needs espeak-ng from the "
-                "`espeakng-loader` package: pip install espeakng-loader "
-                "(or speechbrain-meta[synth])."
-            ) from err
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_Initialize.argtypes = [
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_char_p,
-            ctypes.c_int,
-        ]
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetParameter.argtypes = [
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_int,
-        ]
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        lib.espeak_Synth.restype = ctypes.c_int
-        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        lib.espeak_TextToPhonemes.argtypes = [
-            ctypes.POINTER(ctypes.c_char_p),
-            ctypes.c_int,
-            ctypes.c_int,
-        ]
-        data = espeakng_loader.get_data_path().encode()
-        self.sample_rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0
-        )
-        if self.sample_rate <= 0:
-            raise EspeakError(f"espeak_Initialize failed ({self.sample_rate})")
-        self._chunks = []
-        callback_type = ctypes.CFUNCTYPE(
-            ctypes.c_int,
-            ctypes.POINTER(ctypes.c_short),
-            ctypes.c_int,
-            ctypes.c_void_p,
-        )
-
-        def collect(wav, n_samples, events):
-            if n_samples > 0:
-                chunk = np.ctypeslib.as_array(wav, shape=(n_samples,))
-                self._chunks.append(chunk.copy())
-            return 0
-
-        self._callback = callback_type(collect)  # keep a reference
-        lib.espeak_SetSynthCallback(self._callback)
-        self._lib = lib
-        self._voice = None
-
-    @classmethod
-    def get(cls):
-        """The process-wide synthesiser.
-
-        Returns
-        -------
-        Espeak
-        """
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def _set_voice(self, voice):
-        if voice != self._voice:
-            status = self._lib.espeak_SetVoiceByName(voice.encode())
-            if status != 0:
-                raise EspeakError(f"espeak-ng has no voice {voice!r}")
-            self._voice = voice
-
-    def synthesize(
-        self, text, voice, rate=175, pitch=50, pitch_range=50, volume=100
-    ):
-        """Reads a text aloud.
-
-        Arguments
-        ---------
-        text : str
-            What to say.
-        voice : str
-            An espeak voice name: a language, optionally ``+variant``.
-        rate : int
-            Words per minute.
-        pitch : int
-            Base pitch, 0-100.
-        pitch_range : int
-            Pitch range, 0-100.
-        volume : int
-            Amplitude, 0-200.
-
-        Returns
-        -------
-        numpy.ndarray
-            int16 samples at ``self.sample_rate``.
-        """
-        encoded = text.encode("utf-8")
-        with self._lock:
-            self._set_voice(voice)
-            for param, value in (
-                (_ESPEAK_RATE, rate),
-                (_ESPEAK_PITCH, pitch),
-                (_ESPEAK_RANGE, pitch_range),
-                (_ESPEAK_VOLUME, volume),
-            ):
-                self._lib.espeak_SetParameter(param, int(value), 0)
-            self._chunks = []
-            buffer = ctypes.create_string_buffer(encoded)
-            status = self._lib.espeak_Synth(
-                buffer, len(encoded) + 1, 0, 0, 0, _ESPEAK_CHARS_UTF8, None, None
-            )
-            chunks, self._chunks = self._chunks, []
-        if status != 0 or not chunks:
-            raise EspeakError(f"espeak-ng produced no audio for {voice!r}")
-        return np.concatenate(chunks)
-
-    def phonemes(self, text, voice):
-        """IPA phones of a text as the voice's language reads it.
-
-        Arguments
-        ---------
-        text : str
-            The text.
-        voice : str
-            An espeak voice name.
-
-        Returns
-        -------
-        str
-            Space-separated IPA words.
-        """
-        with self._lock:
-            self._set_voice(voice)
-            pointer = ctypes.c_char_p(text.encode("utf-8"))
-            words = []
-            while pointer.value:
-                out = self._lib.espeak_TextToPhonemes(
-                    ctypes.byref(pointer), _ESPEAK_CHARS_UTF8, _PHONEMES_IPA
-                )
-                if out:
-                    words.append(out.decode("utf-8").strip())
-        return " ".join(w for w in words if w)
 
 
 def _rng(seed, *keys):
@@ -276,17 +93,61 @@ def digit_string(rng, min_digits, max_digits):
     return " ".join(str(d) for d in rng.integers(0, 10, size=n))
 
 
-def render(tts, text, speaker, rng, snr_db, speed, sample_rate=SAMPLE_RATE):
-    """Synthesises one utterance and applies the augmentation.
+def synthesize_fresh(requests):
+    """Synthesises requests in a fresh process (history-independent output).
 
     Arguments
     ---------
-    tts : Espeak
-        The synthesiser.
-    text : str
-        What to say.
-    speaker : dict
-        ``voice``, ``rate``, ``pitch``, ``pitch_range``, ``volume``.
+    requests : list of dict
+        ``text``, ``voice``, ``rate``, ``pitch``, ``pitch_range``,
+        ``volume`` (see ``Espeak.synthesize``).
+
+    Returns
+    -------
+    tuple
+        ``(sample_rate, samples)``: int16 arrays, or the error string of a
+        request espeak-ng could not produce.
+
+    Example
+    -------
+    >>> sr, out = synthesize_fresh([{"text": "1 2", "voice": "en"},
+    ...                             {"text": "1", "voice": "xx-none"}])
+    >>> sr, out[0].dtype, out[1]
+    (22050, dtype('int16'), "espeak-ng has no voice 'xx-none'")
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "samples.npz")
+        proc = subprocess.run(
+            [sys.executable, espeak_worker.__file__, out],
+            input=json.dumps(requests),
+            text=True,
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            raise EspeakError(
+                f"espeak-ng worker failed ({proc.returncode}): "
+                f"{proc.stderr.strip()[-2000:]}"
+            )
+        with np.load(out) as data:
+            errors = {
+                int(k): v for k, v in json.loads(str(data["errors"])).items()
+            }
+            samples = [
+                errors[i] if i in errors else data[f"u{i}"]
+                for i in range(len(requests))
+            ]
+            return int(data["sample_rate"]), samples
+
+
+def augment(pcm, source_rate, rng, snr_db, speed, sample_rate=SAMPLE_RATE):
+    """Speed change, resampling to 16 kHz and additive white noise.
+
+    Arguments
+    ---------
+    pcm : numpy.ndarray
+        int16 samples at ``source_rate``.
+    source_rate : int
+        Their sampling rate.
     rng : numpy.random.Generator
         Draws the SNR, speed and noise.
     snr_db : tuple of float or None
@@ -303,27 +164,16 @@ def render(tts, text, speaker, rng, snr_db, speed, sample_rate=SAMPLE_RATE):
 
     Example
     -------
-    >>> spk = {"voice": "en+m1", "rate": 170, "pitch": 50,
-    ...        "pitch_range": 50, "volume": 100}
-    >>> wav = render(Espeak.get(), "1 2", spk, np.random.default_rng(0),
-    ...              (20, 30), (0.9, 1.1))
-    >>> wav.dtype, float(abs(wav).max()) <= 1.0
-    (dtype('float32'), True)
+    >>> pcm = (np.sin(np.arange(22050) / 5) * 8000).astype(np.int16)
+    >>> wav = augment(pcm, 22050, np.random.default_rng(0), (20, 30), None)
+    >>> wav.dtype, len(wav), float(abs(wav).max()) <= 1.0
+    (dtype('float32'), 16000, True)
     """
-    pcm = tts.synthesize(
-        text,
-        speaker["voice"],
-        rate=speaker["rate"],
-        pitch=speaker["pitch"],
-        pitch_range=speaker["pitch_range"],
-        volume=speaker["volume"],
-    )
     wav = torch.from_numpy(pcm.astype(np.float32) / 32768.0)
     factor = 1.0 if speed is None else float(rng.uniform(*speed))
     # Speed change by resampling: play samples at `factor` times the rate.
     target = int(round(sample_rate / factor / 50.0)) * 50
-    wav = torchaudio.functional.resample(wav, tts.sample_rate, target)
-    wav = wav.numpy()
+    wav = torchaudio.functional.resample(wav, source_rate, target).numpy()
     if snr_db is not None:
         snr = float(rng.uniform(*snr_db))
         power = float(np.mean(wav**2)) + 1e-10
@@ -458,63 +308,78 @@ def prepare_synth_digits(
         logger.info("SynthDigits already prepared in %s", save_folder)
         return paths
 
-    tts = Espeak.get()
     os.makedirs(save_folder, exist_ok=True)
     ranges = config["ranges"]
     made = {name: {} for name in paths}
     skipped = []
-    plan = []  # (split, lang, speakers, utts per speaker)
+    speakers = []  # (split, lang, spk_id, speaker, texts)
     for split, languages in splits.items():
         for lang in languages:
-            plan.append((split, lang, train_variants, speakers_per_language))
+            for s in range(speakers_per_language):
+                speakers.append((split, lang, train_variants, s))
     for lang in splits["train"]:
-        plan.append(("test_voices", lang, heldout_variants, heldout_speakers))
-    rows = {name: [] for name in paths}
-    for split, lang, variants, n_speakers in plan:
+        for s in range(heldout_speakers):
+            speakers.append(("test_voices", lang, heldout_variants, s))
+    jobs = []
+    for split, lang, variants, s in speakers:
+        variant = variants[s % len(variants)]
+        spk_id = f"{lang}_{variant}_{s}"
+        speaker = _speaker(seed, lang, variant, s, ranges)
         n_utts = (
             heldout_utts_per_speaker
             if split == "test_voices"
             else utts_per_speaker
         )
-        for s in range(n_speakers):
-            variant = variants[s % len(variants)]
-            speaker = _speaker(seed, lang, variant, s, ranges)
-            spk_id = f"{lang}_{variant}_{s}"
-            try:
-                tts.synthesize("1", speaker["voice"])
-            except EspeakError as err:
-                logger.warning("SynthDigits: skipping %s (%s)", spk_id, err)
-                skipped.append({"split": split, "spk_id": spk_id, "why": str(err)})
+        texts = [
+            digit_string(
+                _rng(seed, split, spk_id, u, "text"), min_digits, max_digits
+            )
+            for u in range(n_utts)
+        ]
+        requests = [
+            {"text": t, "seed": u + 1, **speaker} for u, t in enumerate(texts)
+        ]
+        jobs.append((split, lang, spk_id, texts, requests))
+
+    # One fresh espeak-ng process per speaker (see espeak_worker), two at
+    # a time; the augmentation and the files are made here, in order.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outputs = list(pool.map(lambda job: synthesize_fresh(job[4]), jobs))
+    rows = {name: [] for name in paths}
+    for (split, lang, spk_id, texts, _), (source_rate, samples) in zip(
+        jobs, outputs
+    ):
+        if all(isinstance(x, str) for x in samples):
+            logger.warning("SynthDigits: skipping %s (%s)", spk_id, samples[0])
+            skipped.append(
+                {"split": split, "spk_id": spk_id, "why": samples[0]}
+            )
+            continue
+        folder = os.path.join(save_folder, "wav", lang)
+        os.makedirs(folder, exist_ok=True)
+        for u, (text, pcm) in enumerate(zip(texts, samples)):
+            utt_id = f"{spk_id}_{u:03d}"
+            if isinstance(pcm, str):
+                logger.warning("SynthDigits: skipping %s (%s)", utt_id, pcm)
+                skipped.append({"split": split, "utt_id": utt_id, "why": pcm})
                 continue
-            folder = os.path.join(save_folder, "wav", lang)
-            os.makedirs(folder, exist_ok=True)
-            for u in range(n_utts):
-                rng = _rng(seed, split, spk_id, u)
-                text = digit_string(rng, min_digits, max_digits)
-                utt_id = f"{spk_id}_{u:03d}"
-                try:
-                    wav = render(tts, text, speaker, rng, snr_db, speed)
-                except EspeakError as err:
-                    logger.warning("SynthDigits: skipping %s (%s)", utt_id, err)
-                    skipped.append(
-                        {"split": split, "utt_id": utt_id, "why": str(err)}
-                    )
-                    continue
-                path = os.path.join(folder, f"{utt_id}.wav")
-                sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
-                rows[split].append(
-                    {
-                        "ID": utt_id,
-                        "duration": round(len(wav) / SAMPLE_RATE, 4),
-                        "wav": os.path.join(
-                            "$data_root", "wav", lang, f"{utt_id}.wav"
-                        ),
-                        "spk_id": spk_id,
-                        "lang": lang,
-                        "wrd": text,
-                    }
-                )
-                made[split][lang] = made[split].get(lang, 0) + 1
+            rng = _rng(seed, split, spk_id, u, "augment")
+            wav = augment(pcm, source_rate, rng, snr_db, speed)
+            path = os.path.join(folder, f"{utt_id}.wav")
+            sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
+            rows[split].append(
+                {
+                    "ID": utt_id,
+                    "duration": round(len(wav) / SAMPLE_RATE, 4),
+                    "wav": os.path.join(
+                        "$data_root", "wav", lang, f"{utt_id}.wav"
+                    ),
+                    "spk_id": spk_id,
+                    "lang": lang,
+                    "wrd": text,
+                }
+            )
+            made[split][lang] = made[split].get(lang, 0) + 1
     for name, path in paths.items():
         with open(path, "w", newline="", encoding="utf-8") as fout:
             writer = csv.DictWriter(

@@ -24,22 +24,31 @@ Authors
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from train import run  # noqa: E402
-
-from speechbrain_meta.evaluation import (  # noqa: E402
+from speechbrain_meta.evaluation import (
     load_results,
     markdown_table,
     merge_results,
+    validate_results,
     write_results,
 )
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_recipe():
+    """This recipe's train.py, under a name no other recipe's can shadow."""
+    spec = importlib.util.spec_from_file_location(
+        "synthdigits_meta_asr_train", os.path.join(HERE, "train.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 # Baselines first: the meta-learners and the adapter baselines start from
 # the joint model.
@@ -142,9 +151,10 @@ def main(argv=None):
     run_opts = {"device": args.device, "noprogressbar": True}
     order = [m for m in METHODS if m in args.methods]
     seconds = {}
+    recipe = _load_recipe()
     for method in order:
         start = time.perf_counter()
-        run(
+        recipe.run(
             os.path.join(HERE, "hparams", f"{method}.yaml"),
             dict(run_opts),
             method_overrides(args, method),
@@ -163,6 +173,7 @@ def main(argv=None):
         if not documents:
             continue
         merged[split] = merge_results(documents)
+        validate_results(merged[split])
         out = (
             args.output_folder
             if split == "test"

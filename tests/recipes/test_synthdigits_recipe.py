@@ -1,0 +1,85 @@
+"""The SynthDigits recipe: hparams files, and the quick main job end to end."""
+
+import glob
+import json
+import os
+import runpy
+
+import pytest
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_meta.evaluation import validate_results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+RECIPE = os.path.join(ROOT, "recipes", "SynthDigits", "meta_asr")
+HPARAMS = sorted(glob.glob(os.path.join(RECIPE, "hparams", "*.yaml")))
+MARK = "# ==== shared"
+
+
+def test_every_method_has_an_hparams_file():
+    names = {os.path.basename(p)[:-5] for p in HPARAMS}
+    assert names == {
+        "joint", "scratch", "lora", "adapter",
+        "maml", "fomaml", "reptile", "anil",
+    }  # fmt: skip
+
+
+def test_shared_block_is_identical_in_every_file():
+    shared = {}
+    for path in HPARAMS:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        assert text.count(MARK) == 1, path
+        shared[path] = text[text.index(MARK) :]
+    assert len(set(shared.values())) == 1, "hparams files drifted apart"
+
+
+@pytest.mark.parametrize("path", HPARAMS, ids=os.path.basename)
+def test_hparams_load(path, tmp_path):
+    with open(path, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, {"output_folder": str(tmp_path)})
+    method = os.path.basename(path)[:-5]
+    assert hparams["method"] == method
+    assert hparams["meta_algorithm"].inner_loop is not None
+    assert 0 in hparams["few_shot"]["k_shots"]
+    assert {1, 5, 10, 20} <= set(hparams["few_shot"]["k_shots"])
+    corpus = hparams["corpus"]
+    languages = (
+        corpus["train_languages"]
+        + corpus["dev_languages"]
+        + corpus["test_languages"]
+    )
+    assert len(languages) == len(set(languages)) >= 12
+    assert {"en", "cmn", "ja"} <= set(languages)
+    params = sum(p.numel() for p in hparams["modules"].parameters())
+    assert params < 3_000_000
+
+
+def test_quick_main_job(tmp_path):
+    out = tmp_path / "bench"
+    module = runpy.run_path(os.path.join(RECIPE, "run_benchmark.py"))
+    merged = module["main"](["--quick", "--output_folder", str(out)])
+    for split, folder in (("test", out), ("test_voices", out / "test_voices")):
+        with open(folder / "few_shot_results.json") as f:
+            document = json.load(f)
+        assert validate_results(document) == module["METHODS"]
+        assert document == json.loads(json.dumps(merged[split]))
+        assert (folder / "few_shot_results.md").read_text().count("|") > 40
+        assert (folder / "few_shot_cer.png").stat().st_size > 5000
+        protocol = document["protocol"]
+        assert protocol["k_shots"] == [0, 1, 5, 10]
+        assert len(protocol["tasks"]) == (4 if split == "test" else 2)
+        by = {(r["method"], r["k_shot"]): r for r in document["results"]}
+        # Adapter baselines adapt a small fraction of the parameters.
+        full = by[("joint", 5)]["trainable_params"]
+        assert by[("lora", 5)]["trainable_params"] < 0.05 * full
+        assert by[("anil", 5)]["trainable_params"] < 0.05 * full
+        # Zero-shot: the warm-started adapters start exactly at the joint
+        # model, whose CER they therefore share.
+        assert by[("lora", 0)]["cer_mean"] == by[("joint", 0)]["cer_mean"]
+        assert by[("adapter", 0)]["cer_mean"] == by[("joint", 0)]["cer_mean"]
+    summary = json.loads((out / "benchmark.json").read_text())
+    assert summary["methods"] == module["METHODS"] and summary["quick"]
+    # Rerunning skips what is done and gives the same table.
+    again = module["main"](["--quick", "--output_folder", str(out)])
+    assert again == merged

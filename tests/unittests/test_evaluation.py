@@ -1,0 +1,154 @@
+"""Few-shot protocol: episodes, confidence intervals, results contract."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from speechbrain_meta.evaluation import (
+    FewShotProtocol,
+    confidence_interval,
+    markdown_table,
+    merge_results,
+    validate_results,
+    write_results,
+)
+
+
+def _data(n_tasks=3, per_task=40):
+    return [
+        {"id": f"t{t}_{i}", "task": f"t{t}"}
+        for t in range(n_tasks)
+        for i in range(per_task)
+    ]
+
+
+def test_confidence_interval_known_case():
+    values = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]
+    mean, half = confidence_interval(values)
+    sd = math.sqrt(sum((v - 5.0) ** 2 for v in values) / 7)
+    assert mean == 5.0
+    # t_{0.975, 7} = 2.364624...
+    assert half == pytest.approx(2.364624 * sd / math.sqrt(8), rel=1e-5)
+    assert confidence_interval([0.3])[1] is None
+    mean, half = confidence_interval([0.2] * 5)
+    assert half == 0.0
+
+
+def test_episodes_fixed_disjoint_and_nested():
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5, 10, 20], 3, 15, 4)
+    for task in protocol.tasks:
+        for e in range(3):
+            sup20, query = protocol.episode(task, e, 20)
+            assert len(query) == 15 and len(sup20) == 20
+            assert not set(sup20) & set(query)
+            for k in (0, 1, 5, 10):
+                assert protocol.episode(task, e, k)[0] == sup20[:k]
+        # The query set is fixed per task; episodes differ.
+        assert protocol.episode(task, 0, 5)[1] == protocol.episode(task, 2, 5)[1]
+        assert protocol.episode(task, 0, 5)[0] != protocol.episode(task, 1, 5)[0]
+
+
+def test_same_episodes_for_every_method_and_run():
+    a = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=7)
+    b = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=7)
+    c = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=8)
+    assert a.digest() == b.digest() != c.digest()
+    assert a.episode("t1", 1, 5) == b.episode("t1", 1, 5)
+
+
+def test_small_tasks_skipped_and_counted():
+    data = _data(2, 40) + [{"id": f"s{i}", "task": "small"} for i in range(12)]
+    protocol = FewShotProtocol(data, "task", [0, 5], 2, 10, 3)
+    assert "small" not in protocol.tasks
+    assert protocol.skipped_tasks == {"small": 12}
+    with pytest.raises(ValueError, match="no task"):
+        FewShotProtocol(data[-12:], "task", [0, 5], 2, 10, 3)
+
+
+class _SpyBrain:
+    """Records the support ids it adapts to; 'CER' is a function of them."""
+
+    device = "cpu"
+    evaluation_ctx = torch.no_grad()
+
+    def __init__(self, bias):
+        self.bias = bias
+        self.seen = []
+        self.modules = torch.nn.ModuleDict({"m": torch.nn.Linear(1, 1)})
+        self.meta_algorithm = type(
+            "A", (), {"inner_loop": type("L", (), {})()}
+        )()
+
+    def meta_parameters(self, inner_loop):
+        return dict(self.modules.named_parameters())
+
+    def adapt_to_task(self, support, inner_steps):
+        ids = [] if support is None else list(support.id)
+        self.seen.append((tuple(ids), inner_steps))
+        return {"n": len(ids)}
+
+    def on_stage_start(self, stage, epoch):
+        self.cer_metric = _Metric()
+        self.wer_metric = _Metric()
+
+    def task_loss(self, fast, batch, stage):
+        rate = 100.0 * (self.bias + 1.0 / (1 + fast["n"]))
+        self.cer_metric.value = rate
+        self.wer_metric.value = rate
+        return torch.tensor(0.0)
+
+
+class _Metric:
+    value = 0.0
+
+    def summarize(self, field):
+        return self.value
+
+
+def test_every_method_gets_the_same_episodes_and_budget():
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10, 4)
+    spies = [_SpyBrain(0.0), _SpyBrain(0.1)]
+    rows = [protocol.evaluate(spy, f"m{i}") for i, spy in enumerate(spies)]
+    assert spies[0].seen == spies[1].seen
+    # k = 0 is scored once per task, without adaptation.
+    assert sum(1 for ids, _ in spies[0].seen if not ids) == 3
+    assert {steps for ids, steps in spies[0].seen if ids} == {4}
+    by_k = {r["k_shot"]: r for r in rows[0]}
+    assert by_k[5]["cer_mean"] == pytest.approx(1 / 6)
+    assert by_k[0]["n_episodes"] == 6 and by_k[0]["adapt_steps"] == 0
+    assert rows[1][0]["cer_mean"] == pytest.approx(rows[0][0]["cer_mean"] + 0.1)
+
+
+def test_results_files_and_schema(tmp_path):
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10, 4)
+    rows = protocol.evaluate(_SpyBrain(0.0), "joint")
+    rows += protocol.evaluate(_SpyBrain(0.05), "maml")
+    doc = write_results(tmp_path, protocol.description(), rows, "t")
+    on_disk = json.loads((tmp_path / "few_shot_results.json").read_text())
+    assert validate_results(on_disk) == ["joint", "maml"]
+    assert (tmp_path / "few_shot_cer.png").stat().st_size > 1000
+    table = (tmp_path / "few_shot_results.md").read_text()
+    assert "| maml |" in table and "CER % k=5" in table
+    assert markdown_table(rows) in (tmp_path / "few_shot_results.md").read_text()
+    broken = json.loads(json.dumps(doc))
+    del broken["results"][0]["cer_ci95"]
+    with pytest.raises(ValueError, match="cer_ci95"):
+        validate_results(broken)
+    broken = json.loads(json.dumps(doc))
+    broken["results"].pop()
+    with pytest.raises(ValueError, match="maml"):
+        validate_results(broken)
+
+
+def test_merge_refuses_different_episodes():
+    a = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=1)
+    b = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=2)
+    docs = [
+        {"protocol": p.description(), "results": p.evaluate(_SpyBrain(0), m)}
+        for p, m in ((a, "x"), (b, "y"))
+    ]
+    with pytest.raises(ValueError, match="different episodes"):
+        merge_results(docs)
+    assert len(merge_results([docs[0], docs[0]])["results"]) == 4
