@@ -11,11 +11,22 @@ Authors
 import os
 
 from speechbrain_meta.algorithms import ANIL, FOMAML, MAML, FineTune, Reptile
-from speechbrain_meta.brains import MetaBrain, MetaInitBrain, meta_brain_class
+from speechbrain_meta.brains import (
+    MetaBrain,
+    MetaInitBrain,
+    MetaOptimizerBrain,
+    MetaTransferBrain,
+    meta_brain_class,
+)
 from speechbrain_meta.data import Episode, EpisodeCollate, TaskSampler
 from speechbrain_meta.inner import InnerLoop, StatisticsGuard
 from speechbrain_meta.losses import ctc_loss, ctc_loss_pure
-from speechbrain_meta.update_rules import SGD
+from speechbrain_meta.update_rules import (
+    SGD,
+    LayerStepLR,
+    LearnedUpdate,
+    MetaSGD,
+)
 
 __version__ = "0.1.0"
 
@@ -55,6 +66,8 @@ __all__ = [
     "Reptile",
     "MetaBrain",
     "MetaInitBrain",
+    "MetaOptimizerBrain",
+    "MetaTransferBrain",
     "meta_brain_class",
     "Episode",
     "EpisodeCollate",
@@ -64,6 +77,9 @@ __all__ = [
     "ctc_loss",
     "ctc_loss_pure",
     "SGD",
+    "MetaSGD",
+    "LayerStepLR",
+    "LearnedUpdate",
     "HPARAMS_DIR",
     "hparams_path",
 ]

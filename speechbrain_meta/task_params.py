@@ -91,7 +91,8 @@ def insert_adapters(modules, names, adapted_model):
         if name not in modules:
             raise KeyError(f"insert_adapters: no module {name!r}")
         wrapped = adapted_model(model_to_adapt=modules[name])
-        n_adapters = identity_init(wrapped)
+        identity_init(wrapped)
+        n_adapters = len(getattr(wrapped, "replace_layers", ()))
         if n_adapters == 0:
             raise ValueError(
                 f"insert_adapters: no layer of module {name!r} was adapted; "
@@ -100,3 +101,96 @@ def insert_adapters(modules, names, adapted_model):
         modules[name] = wrapped
         logger.info("Inserted %d adapters into %s", n_adapters, name)
     return modules
+
+
+def _channel_shape(target, n_channels):
+    """Broadcast shape of per-output-channel parameters for a layer."""
+    if isinstance(target, torch.nn.Linear):
+        return (n_channels,)
+    if isinstance(target, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+        return (n_channels,) + (1,) * (target.weight.dim() - 2)
+    raise ValueError(
+        f"task parameters support torch Linear and Conv layers, not "
+        f"{type(target).__name__}"
+    )
+
+
+def _out_channels(target):
+    if isinstance(target, torch.nn.Linear):
+        return target.out_features
+    return target.out_channels
+
+
+class ScaleShift(torch.nn.Module):
+    """Meta-transfer scaling and shifting (Sun et al., 2019) of a frozen layer.
+
+    ``y = layer(x) * task_scale + task_shift`` per output channel, with the
+    scale starting at 1 and the shift at 0 (the layer is unchanged at
+    initialisation). Insert it with ``AdaptedModel(..., adapter_class=
+    ScaleShift)`` like any of ``speechbrain.nnet.adapters``' adapters.
+
+    Arguments
+    ---------
+    target_module : torch.nn.Linear or torch.nn.Conv1d/2d/3d
+        The pretrained layer (frozen).
+
+    Example
+    -------
+    >>> layer = torch.nn.Linear(4, 3)
+    >>> adapted = ScaleShift(layer)
+    >>> x = torch.randn(2, 4)
+    >>> torch.equal(adapted(x), layer(x))
+    True
+    >>> [n for n, p in adapted.named_parameters() if p.requires_grad]
+    ['task_scale', 'task_shift']
+    """
+
+    def __init__(self, target_module):
+        super().__init__()
+        self.pretrained_module = target_module
+        for p in target_module.parameters():
+            p.requires_grad = False
+        n = _out_channels(target_module)
+        shape = _channel_shape(target_module, n)
+        device = target_module.weight.device
+        self.task_scale = torch.nn.Parameter(torch.ones(shape, device=device))
+        self.task_shift = torch.nn.Parameter(torch.zeros(shape, device=device))
+
+    def forward(self, x):
+        """The scaled and shifted output of the frozen layer."""
+        return self.pretrained_module(x) * self.task_scale + self.task_shift
+
+
+class LHUC(torch.nn.Module):
+    """Learning Hidden Unit Contributions (Swietojanski et al., 2016).
+
+    ``y = layer(x) * 2 sigmoid(task_lhuc)`` per output unit, with
+    ``task_lhuc`` starting at 0 (amplitude 1: the layer is unchanged).
+
+    Arguments
+    ---------
+    target_module : torch.nn.Linear or torch.nn.Conv1d/2d/3d
+        The pretrained layer (frozen).
+
+    Example
+    -------
+    >>> layer = torch.nn.Conv1d(2, 5, 3)
+    >>> adapted = LHUC(layer)
+    >>> x = torch.randn(1, 2, 8)
+    >>> torch.equal(adapted(x), layer(x)), tuple(adapted.task_lhuc.shape)
+    (True, (5, 1))
+    """
+
+    def __init__(self, target_module):
+        super().__init__()
+        self.pretrained_module = target_module
+        for p in target_module.parameters():
+            p.requires_grad = False
+        shape = _channel_shape(target_module, _out_channels(target_module))
+        self.task_lhuc = torch.nn.Parameter(
+            torch.zeros(shape, device=target_module.weight.device)
+        )
+
+    def forward(self, x):
+        """The frozen layer's output with learned unit amplitudes."""
+        return self.pretrained_module(x) * (2 * torch.sigmoid(self.task_lhuc))

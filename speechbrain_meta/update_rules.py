@@ -9,6 +9,8 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import math
+
 import torch
 from speechbrain.utils.logger import get_logger
 
@@ -65,3 +67,357 @@ class SGD(torch.nn.Module):
     def extra_repr(self):
         """Shows the learning rate when the module is printed."""
         return f"lr={self.lr}"
+
+
+def _key(name):
+    """A parameter name usable as a ParameterDict key (no dots)."""
+    return name.replace(".", "__")
+
+
+class _Rate(torch.nn.Module):
+    """Positive learning rates from unconstrained raw values.
+
+    ``log``: ``lr = exp(raw)``; ``softplus``: ``lr = softplus(raw)``; the
+    result is clamped to ``[min_lr, max_lr]``.
+    """
+
+    def __init__(self, init_lr, min_lr=0.0, max_lr=None, parametrization="log"):
+        super().__init__()
+        if init_lr <= 0:
+            raise ValueError(f"init_lr must be > 0, got {init_lr}")
+        if parametrization not in ("log", "softplus"):
+            raise ValueError(
+                f"parametrization must be 'log' or 'softplus', got "
+                f"{parametrization!r}"
+            )
+        self.init_lr = float(init_lr)
+        self.min_lr = float(min_lr)
+        self.max_lr = None if max_lr is None else float(max_lr)
+        self.parametrization = parametrization
+
+    def raw_init(self):
+        """The raw value whose rate is ``init_lr``."""
+        if self.parametrization == "log":
+            return math.log(self.init_lr)
+        # softplus^-1(y) = log(exp(y) - 1)
+        return math.log(math.expm1(self.init_lr))
+
+    def rate(self, raw):
+        """The positive, clamped rate of a raw tensor."""
+        if self.parametrization == "log":
+            lr = torch.exp(raw)
+        else:
+            lr = torch.nn.functional.softplus(raw)
+        return torch.clamp(lr, min=self.min_lr, max=self.max_lr)
+
+
+class MetaSGD(_Rate):
+    """Meta-SGD (Li et al., 2017): one learned rate per parameter element.
+
+    ``fast - lr * grad`` with ``lr`` a tensor shaped like the parameter,
+    meta-learned with (or without) the initialisation. The rates are
+    created by ``setup`` from the adapted parameters (the brain calls it).
+
+    Arguments
+    ---------
+    init_lr : float
+        Initial rate of every element.
+    min_lr, max_lr : float
+        Clamping range of the rates.
+    parametrization : str
+        ``log`` (rate = exp(raw)) or ``softplus``.
+
+    Example
+    -------
+    >>> rule = MetaSGD(init_lr=0.5)
+    >>> rule.setup({"w": torch.zeros(2)})
+    >>> fast = {"w": torch.tensor([1.0, 2.0])}
+    >>> grads = {"w": torch.tensor([1.0, 0.0])}
+    >>> rule(fast, grads, step=0)["w"]
+    tensor([0.5000, 2.0000], grad_fn=<SubBackward0>)
+    """
+
+    def __init__(
+        self, init_lr=0.01, min_lr=0.0, max_lr=None, parametrization="log"
+    ):
+        super().__init__(init_lr, min_lr, max_lr, parametrization)
+        self.raw_lr = torch.nn.ParameterDict()
+
+    def setup(self, named_parameters):
+        """Creates the rates of the adapted parameters (idempotent).
+
+        Arguments
+        ---------
+        named_parameters : dict
+            Name to parameter (the inner loop's selection).
+        """
+        for name, param in named_parameters.items():
+            if _key(name) not in self.raw_lr:
+                self.raw_lr[_key(name)] = torch.nn.Parameter(
+                    torch.full_like(param.detach(), self.raw_init())
+                )
+
+    def learning_rates(self, name, step=0):
+        """The rates applied to one parameter at an inner step.
+
+        Arguments
+        ---------
+        name : str
+            The parameter name.
+        step : int
+            The inner step (unused: Meta-SGD's rates are per element only).
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        if _key(name) not in self.raw_lr:
+            raise KeyError(
+                f"MetaSGD has no rate for {name!r}: call setup() with the "
+                "adapted parameters first"
+            )
+        return self.rate(self.raw_lr[_key(name)])
+
+    def forward(self, fast_weights, grads, step):
+        """The next fast weights (see ``SGD.forward``)."""
+        return {
+            name: weight - self.learning_rates(name) * grads[name]
+            for name, weight in fast_weights.items()
+        }
+
+
+class LayerStepLR(_Rate):
+    """One learned rate per adapted tensor per inner step (MAML++ LSLR).
+
+    Arguments
+    ---------
+    init_lr : float
+        Initial rate.
+    inner_steps : int
+        Number of steps with their own rate; later steps (test-time
+        adaptation may run longer) reuse the last one.
+    min_lr, max_lr : float
+        Clamping range.
+    parametrization : str
+        ``log`` or ``softplus``.
+
+    Example
+    -------
+    >>> rule = LayerStepLR(init_lr=0.1, inner_steps=2)
+    >>> rule.setup({"w": torch.zeros(3)})
+    >>> [round(float(rule.learning_rates("w", s)), 4) for s in range(3)]
+    [0.1, 0.1, 0.1]
+    """
+
+    def __init__(
+        self,
+        init_lr=0.01,
+        inner_steps=1,
+        min_lr=0.0,
+        max_lr=None,
+        parametrization="log",
+    ):
+        super().__init__(init_lr, min_lr, max_lr, parametrization)
+        if inner_steps < 1:
+            raise ValueError("LayerStepLR needs inner_steps >= 1")
+        self.inner_steps = int(inner_steps)
+        self.raw_lr = torch.nn.ParameterDict()
+
+    def setup(self, named_parameters):
+        """Creates a rate per step for each adapted tensor (idempotent).
+
+        Arguments
+        ---------
+        named_parameters : dict
+            Name to parameter.
+        """
+        for name, param in named_parameters.items():
+            if _key(name) not in self.raw_lr:
+                self.raw_lr[_key(name)] = torch.nn.Parameter(
+                    torch.full(
+                        (self.inner_steps,),
+                        self.raw_init(),
+                        dtype=param.dtype,
+                        device=param.device,
+                    )
+                )
+
+    def learning_rates(self, name, step=0):
+        """The (scalar) rate of one tensor at one inner step.
+
+        Arguments
+        ---------
+        name : str
+            The parameter name.
+        step : int
+            The inner step.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        if _key(name) not in self.raw_lr:
+            raise KeyError(
+                f"LayerStepLR has no rate for {name!r}: call setup() first"
+            )
+        return self.rate(
+            self.raw_lr[_key(name)][min(step, self.inner_steps - 1)]
+        )
+
+    def forward(self, fast_weights, grads, step):
+        """The next fast weights (see ``SGD.forward``)."""
+        return {
+            name: weight - self.learning_rates(name, step) * grads[name]
+            for name, weight in fast_weights.items()
+        }
+
+
+def preprocess(x, p=10.0):
+    """Andrychowicz et al.'s gradient preprocessing, coordinate-wise.
+
+    ``(log|x| / p, sign x)`` if ``|x| >= exp(-p)``, else ``(-1, exp(p) x)``:
+    magnitudes over many orders become inputs of order one.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Any shape.
+    p : float
+        The preprocessing constant.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``x.shape + (2,)``.
+
+    Example
+    -------
+    >>> preprocess(torch.tensor([1.0, -1e-5]), p=10.0)
+    tensor([[ 0.0000,  1.0000],
+            [-1.0000, -0.2203]])
+    """
+    big = x.abs() >= math.exp(-p)
+    safe = torch.where(big, x.abs(), torch.ones_like(x))
+    first = torch.where(big, torch.log(safe) / p, -torch.ones_like(x))
+    second = torch.where(big, torch.sign(x), math.exp(p) * x)
+    return torch.stack([first, second], dim=-1)
+
+
+class LearnedUpdate(torch.nn.Module):
+    """A coordinate-wise learned optimiser (after Andrychowicz et al., 2016).
+
+    Every coordinate of every adapted tensor gets the same small MLP, fed
+    with the preprocessed gradient, the parameter value, the inner step and
+    running statistics of this adaptation (gradient momentum and RMS, reset
+    at step 0). The update is::
+
+        fast - base_lr * grad - max_update * tanh(net(features))
+
+    The net's output layer starts at zero, so the rule starts as plain SGD
+    with rate ``base_lr`` (itself learned, in log space), and its learned
+    correction is bounded by ``max_update`` per coordinate and step.
+
+    Arguments
+    ---------
+    base_lr : float
+        Initial rate of the SGD part.
+    hidden_size : int
+        Width of the MLP.
+    inner_steps : int
+        Normalises the step feature (``step / inner_steps``).
+    max_update : float
+        Bound of the learned correction.
+    preprocess_p : float
+        Gradient preprocessing constant.
+    beta1, beta2 : float
+        Decay of the running gradient mean and squared mean.
+
+    Example
+    -------
+    >>> rule = LearnedUpdate(base_lr=0.5)
+    >>> fast = {"w": torch.tensor([1.0, 2.0])}
+    >>> grads = {"w": torch.tensor([1.0, 0.0])}
+    >>> rule(fast, grads, step=0)["w"]
+    tensor([0.5000, 2.0000], grad_fn=<SubBackward0>)
+    """
+
+    n_features = 7
+
+    def __init__(
+        self,
+        base_lr=0.01,
+        hidden_size=16,
+        inner_steps=1,
+        max_update=0.01,
+        preprocess_p=10.0,
+        beta1=0.9,
+        beta2=0.99,
+    ):
+        super().__init__()
+        if base_lr <= 0 or max_update < 0:
+            raise ValueError("base_lr must be > 0 and max_update >= 0")
+        self.log_base_lr = torch.nn.Parameter(torch.tensor(math.log(base_lr)))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(self.n_features, hidden_size),
+            torch.nn.Tanh(),
+            torch.nn.Linear(hidden_size, 1),
+        )
+        torch.nn.init.zeros_(self.net[2].weight)
+        torch.nn.init.zeros_(self.net[2].bias)
+        self.inner_steps = max(int(inner_steps), 1)
+        self.max_update = float(max_update)
+        self.preprocess_p = float(preprocess_p)
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
+        self._mean = {}
+        self._square = {}
+
+    def features(self, name, weight, grad, step):
+        """The per-coordinate inputs of the network, ``[numel, 7]``.
+
+        Arguments
+        ---------
+        name : str
+            The parameter name (keys the running statistics).
+        weight, grad : torch.Tensor
+            The fast weight and its support gradient.
+        step : int
+            The inner step.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        if step == 0 or name not in self._mean:
+            self._mean[name] = torch.zeros_like(grad)
+            self._square[name] = torch.zeros_like(grad)
+        mean = self.beta1 * self._mean[name] + (1 - self.beta1) * grad
+        square = self.beta2 * self._square[name] + (1 - self.beta2) * grad**2
+        self._mean[name], self._square[name] = mean, square
+        p = self.preprocess_p
+        flat = [
+            preprocess(grad.reshape(-1), p),
+            preprocess(mean.reshape(-1), p),
+            preprocess(torch.sqrt(square.reshape(-1) + 1e-16), p)[:, :1],
+            weight.reshape(-1, 1),
+            torch.full_like(weight.reshape(-1, 1), step / self.inner_steps),
+        ]
+        return torch.cat(flat, dim=-1)
+
+    def base_lr(self):
+        """The learned rate of the SGD part."""
+        return torch.exp(self.log_base_lr)
+
+    def forward(self, fast_weights, grads, step):
+        """The next fast weights (see ``SGD.forward``)."""
+        out = {}
+        for name, weight in fast_weights.items():
+            grad = grads[name]
+            feats = self.features(name, weight, grad, step).to(weight.dtype)
+            correction = torch.tanh(self.net(feats)).reshape(weight.shape)
+            out[name] = (
+                weight
+                - self.base_lr().to(weight.dtype) * grad
+                - self.max_update * correction
+            )
+        return out

@@ -6,6 +6,8 @@ Authors
 
 from speechbrain_meta.brains.meta_brain import MetaBrain
 from speechbrain_meta.brains.meta_init import MetaInitBrain
+from speechbrain_meta.brains.meta_optimizer import MetaOptimizerBrain
+from speechbrain_meta.brains.meta_transfer import MetaTransferBrain
 
 
 def meta_brain_class(recipe_brain_class, meta_class=MetaInitBrain):
@@ -52,4 +54,10 @@ def meta_brain_class(recipe_brain_class, meta_class=MetaInitBrain):
     return type(name, (meta_class, recipe_brain_class), {})
 
 
-__all__ = ["MetaBrain", "MetaInitBrain", "meta_brain_class"]
+__all__ = [
+    "MetaBrain",
+    "MetaInitBrain",
+    "MetaOptimizerBrain",
+    "MetaTransferBrain",
+    "meta_brain_class",
+]

@@ -111,6 +111,10 @@ class MetaBrain(sb.Brain):
     4
     """
 
+    # Adapt at meta-test with dropout on and batch statistics, as the inner
+    # loop does in training (the ``adapt_in_train_mode`` hparam overrides).
+    adapt_in_train_mode = True
+
     def __init__(
         self,
         modules=None,
@@ -135,7 +139,13 @@ class MetaBrain(sb.Brain):
                 "meta_algorithm=... or set `meta_algorithm` in the hparams "
                 "(e.g. `!include:` a fragment of speechbrain_meta/hparams)."
             )
-        self.meta_algorithm = meta_algorithm.to(self.device)
+        self.meta_algorithm = meta_algorithm
+        # A learned update rule creates its state (rates per parameter...)
+        # from the parameters it will adapt, before it is checkpointed.
+        rule = self.meta_algorithm.inner_loop.update_rule
+        if hasattr(rule, "setup"):
+            rule.setup(self.meta_parameters(self.meta_algorithm.inner_loop))
+        self.meta_algorithm.to(self.device)
         # A learned update rule is meta-state: checkpoint it (plain SGD has
         # no state and is left out).
         if self.checkpointer is not None and self.meta_algorithm.state_dict():
@@ -343,7 +353,7 @@ class MetaBrain(sb.Brain):
         """
         inner_loop = self.meta_algorithm.inner_loop
         if inner_steps is None:
-            inner_steps = getattr(self.hparams, "eval_inner_steps", None)
+            inner_steps = self._hparam("eval_inner_steps", None)
         theta = self.meta_parameters(inner_loop)
         start = OrderedDict(
             (n, p.detach().clone().requires_grad_(True))
@@ -352,7 +362,7 @@ class MetaBrain(sb.Brain):
         if support is None or inner_steps == 0:
             return OrderedDict((n, w.detach()) for n, w in start.items())
         modes = {m: m.training for m in self.modules.modules()}
-        if getattr(self.hparams, "adapt_in_train_mode", True):
+        if self._hparam("adapt_in_train_mode", self.adapt_in_train_mode):
             self.modules.train()
         try:
             with torch.enable_grad(), self.training_ctx:
@@ -443,6 +453,10 @@ class MetaBrain(sb.Brain):
     # ------------------------------------------------------------------
     # Helpers.
     # ------------------------------------------------------------------
+    def _hparam(self, name, default):
+        """An hparam if the brain has hparams and it is set, else default."""
+        return getattr(getattr(self, "hparams", None), name, default)
+
     def _functional_model(self):
         key = tuple((k, id(m)) for k, m in self.modules.items())
         if self._functional is None or self._functional_key != key:

@@ -21,6 +21,8 @@ def test_every_method_has_an_hparams_file():
     assert names == {
         "joint", "scratch", "lora", "adapter",
         "maml", "fomaml", "reptile", "anil",
+        "metasgd", "layer_step_lr", "learned_update",
+        "scale_shift", "lhuc", "meta_lora", "meta_adapter",
     }  # fmt: skip
 
 
@@ -78,6 +80,12 @@ def test_quick_main_job(tmp_path):
         # model, whose CER they therefore share.
         assert by[("lora", 0)]["cer_mean"] == by[("joint", 0)]["cer_mean"]
         assert by[("adapter", 0)]["cer_mean"] == by[("joint", 0)]["cer_mean"]
+    # The meta-optimisers report what they learned.
+    for rule in ("metasgd", "layer_step_lr", "learned_update"):
+        rates = json.loads((out / rule / "learned_rates.json").read_text())
+        assert {r["step"] for r in rates} == {0, 1}
+        assert all(r["effective_lr"] > 0 for r in rates)
+        assert (out / rule / "learned_rates.png").stat().st_size > 3000
     summary = json.loads((out / "benchmark.json").read_text())
     assert summary["methods"] == module["METHODS"] and summary["quick"]
     # Rerunning skips what is done and gives the same table.

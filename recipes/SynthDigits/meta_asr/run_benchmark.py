@@ -61,6 +61,13 @@ METHODS = [
     "fomaml",
     "reptile",
     "anil",
+    "metasgd",
+    "layer_step_lr",
+    "learned_update",
+    "scale_shift",
+    "lhuc",
+    "meta_lora",
+    "meta_adapter",
 ]
 
 # The CI-sized run: the same pipeline on a small corpus and budget.
@@ -126,10 +133,12 @@ def method_overrides(args, method):
     }
     if args.quick:
         overrides.update(json.loads(json.dumps(QUICK)))
-        if method in ("lora", "adapter"):
+        if method == "adapter":
             overrides["adapt_lr_grid"] = [0.1, 1.0]
         if method not in ("joint", "scratch", "lora", "adapter"):
             overrides.pop("adapt_lr_grid")
+        if method == "lora":
+            overrides["adapt_lr_grid"] = [1.0, 3.0]
     return overrides
 
 

@@ -36,9 +36,10 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta import SGD, MetaInitBrain, meta_brain_class
+from speechbrain_meta import SGD, meta_brain_class
 from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.evaluation import FewShotProtocol, write_results
+from speechbrain_meta.interpret import learned_rates, write_rate_report
 from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
@@ -198,7 +199,8 @@ METHOD_KEYS = {
     "output_folder", "save_folder", "train_log", "method", "training",
     "number_of_epochs", "init_from_joint", "lr", "opt_class", "inner_lr",
     "inner_steps", "meta", "meta_algorithm", "meta_brain_class", "adapters",
-    "adapted_modules", "run_few_shot",
+    "adapted_modules", "run_few_shot", "rule_opt_class", "meta_train_init",
+    "adapt_lr_grid", "adapt_lr_k", "task_params",
 }  # fmt: skip
 
 
@@ -301,7 +303,8 @@ def train(hparams, run_opts, datasets, tokenizer):
 
 def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
     """Runs the few-shot protocol on every evaluation set, unless done."""
-    Brain = meta_brain_class(ASR, MetaInitBrain)
+    # The method's own brain adapts: its rule, its trainable parameters.
+    Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
     brain = Brain(
         modules=hparams["modules"],
         hparams=hparams,
@@ -311,6 +314,8 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
     brain.tokenizer = tokenizer
     if hparams.get("adapt_lr_grid"):
         select_adapt_lr(brain, hparams, datasets["dev"])
+    if list(brain.meta_algorithm.inner_loop.update_rule.parameters()):
+        report_learned_rates(brain, hparams, datasets["dev"])
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
         tasks = None
@@ -345,6 +350,30 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
             title=f"SynthDigits {split}: {hparams['method']}",
         )
     return results
+
+
+def report_learned_rates(brain, hparams, dev_data):
+    """Writes the learned rule's rates per layer and step (meta-dev support)."""
+    protocol = FewShotProtocol(
+        dev_data,
+        group_by=hparams["group_by"],
+        k_shots=[hparams["n_support"]],
+        episodes_per_task=1,
+        query_utterances=1,
+        adapt_steps=hparams["few_shot"]["adapt_steps"],
+        seed=hparams["few_shot"]["seed"],
+    )
+    support_ids, _ = protocol.episode(protocol.tasks[0], 0, hparams["n_support"])
+    support = protocol._batch(support_ids, brain.device)
+    rows = learned_rates(brain, support, protocol.adapt_steps)
+    paths = write_rate_report(
+        rows,
+        hparams["output_folder"],
+        title=f"SynthDigits {hparams['method']}: learned inner rates "
+        f"(meta-dev task {protocol.tasks[0]})",
+    )
+    logger.info("Learned rates written to %s", paths["md"])
+    return rows
 
 
 def _adapt_lr(brain):
@@ -450,14 +479,16 @@ def run(hparams_file, run_opts, overrides):
 
     if hparams["init_from_joint"]:
         load_joint_model(hparams, run_opts, overrides)
+    if hparams.get("adapters") is not None:
+        # Task parameters / adapters go into the loaded model (names of the
+        # pretrained weights change once they are wrapped).
+        insert_adapters(
+            hparams["modules"], hparams["adapted_modules"], hparams["adapters"]
+        )
     train(hparams, run_opts, datasets, tokenizer)
     if hparams["training"] != "none":
         # Evaluate the checkpoint selected on meta-dev.
         hparams["checkpointer"].recover_if_possible(min_key="CER")
-    if hparams.get("adapters") is not None:
-        insert_adapters(
-            hparams["modules"], hparams["adapted_modules"], hparams["adapters"]
-        )
     results = {}
     if hparams["run_few_shot"]:
         results = few_shot_evaluation(hparams, run_opts, datasets, tokenizer)

@@ -1,0 +1,149 @@
+"""Learned update rules: gradients against finite differences, closed forms."""
+
+import math
+from collections import OrderedDict
+
+import pytest
+import torch
+from test_meta_gradients import _as_leaves, _regression_problem
+
+from speechbrain_meta.inner import InnerLoop
+from speechbrain_meta.update_rules import (
+    SGD,
+    LayerStepLR,
+    LearnedUpdate,
+    MetaSGD,
+    preprocess,
+)
+
+
+def _rule_meta_grad_check(rule, first_order, steps=2, eps=1e-6):
+    """d L_Q(adapt(theta)) / d rule params: autograd vs central differences."""
+    model, support, query, loss_fn = _regression_problem(seed=1)
+    params = _as_leaves(dict(model.named_parameters()))
+    rule = rule.double()
+    rule.setup(params) if hasattr(rule, "setup") else None
+    inner = InnerLoop(steps, update_rule=rule, first_order=first_order)
+
+    def objective():
+        p = _as_leaves(params)
+        with torch.enable_grad():
+            return loss_fn(inner.adapt(loss_fn, p, support), query)
+
+    rule_params = [p for p in rule.parameters()]
+    analytic = torch.autograd.grad(objective(), rule_params)
+    for p, g in zip(rule_params, analytic):
+        flat = p.data.view(-1)
+        for i in range(min(flat.numel(), 12)):
+            old = flat[i].item()
+            flat[i] = old + eps
+            plus = objective().item()
+            flat[i] = old - eps
+            minus = objective().item()
+            flat[i] = old
+            numeric = (plus - minus) / (2 * eps)
+            assert g.view(-1)[i].item() == pytest.approx(
+                numeric, rel=1e-5, abs=1e-9
+            )
+    return analytic
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_metasgd_rate_gradient_matches_finite_differences(first_order):
+    # First order treats the support gradients as constants: that is the
+    # exact derivative for one inner step (the gradient at theta does not
+    # depend on the rates), so the check is exact there.
+    steps = 1 if first_order else 3
+    grads = _rule_meta_grad_check(MetaSGD(init_lr=0.3), first_order, steps)
+    assert any(g.abs().sum() > 1e-6 for g in grads)
+
+
+@pytest.mark.parametrize("parametrization", ["log", "softplus"])
+def test_layer_step_lr_gradient_matches_finite_differences(parametrization):
+    rule = LayerStepLR(0.3, inner_steps=2, parametrization=parametrization)
+    grads = _rule_meta_grad_check(rule, first_order=False)
+    # Each step's rate gets its own, different gradient.
+    assert not torch.allclose(grads[0][0], grads[0][1])
+
+
+def test_learned_update_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    rule = LearnedUpdate(base_lr=0.3, hidden_size=4, inner_steps=2, max_update=0.05)
+    # Away from the zero start, so every weight of the net gets a gradient.
+    torch.nn.init.normal_(rule.net[2].weight, std=0.5)
+    _rule_meta_grad_check(rule, first_order=False)
+
+
+def _sgd_trajectory(lr, steps=3):
+    lr = float(lr)
+    model, support, query, loss_fn = _regression_problem(seed=2)
+    params = _as_leaves(dict(model.named_parameters()))
+    inner = InnerLoop(steps, update_rule=SGD(lr))
+    return inner.adapt(loss_fn, params, support, keep_steps=True), (
+        model,
+        support,
+        loss_fn,
+        params,
+    )
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        MetaSGD(init_lr=0.2),
+        MetaSGD(init_lr=0.2, parametrization="softplus"),
+        LayerStepLR(init_lr=0.2, inner_steps=3),
+        LearnedUpdate(base_lr=0.2, inner_steps=3),
+    ],
+    ids=["metasgd", "metasgd-softplus", "layer_step_lr", "learned_update"],
+)
+def test_rules_start_as_plain_sgd(rule):
+    rule = rule.double()
+    # The rule's own initial rate (0.2 up to its float32 storage).
+    lr = rule.base_lr() if isinstance(rule, LearnedUpdate) else 0.2
+    expected, (model, support, loss_fn, params) = _sgd_trajectory(lr)
+    if hasattr(rule, "setup"):
+        rule.setup(params)
+    inner = InnerLoop(3, update_rule=rule)
+    got = inner.adapt(loss_fn, params, support, keep_steps=True)
+    for a, b in zip(expected, got):
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=1e-12, atol=1e-12)
+
+
+def test_layer_step_lr_applies_its_step_rate_and_reuses_the_last():
+    rule = LayerStepLR(init_lr=0.1, inner_steps=2)
+    rule.setup({"w": torch.zeros(2)})
+    with torch.no_grad():
+        rule.raw_lr["w"].copy_(torch.log(torch.tensor([0.5, 0.25])))
+    fast = {"w": torch.tensor([1.0, 1.0])}
+    grad = {"w": torch.tensor([1.0, 2.0])}
+    for step, lr in ((0, 0.5), (1, 0.25), (4, 0.25)):
+        out = rule(fast, grad, step)["w"]
+        torch.testing.assert_close(out, fast["w"] - lr * grad["w"])
+
+
+def test_metasgd_clamps_and_needs_setup():
+    rule = MetaSGD(init_lr=0.5, max_lr=0.1)
+    with pytest.raises(KeyError, match="setup"):
+        rule.learning_rates("w")
+    rule.setup({"w": torch.zeros(3)})
+    assert torch.equal(rule.learning_rates("w"), torch.full((3,), 0.1))
+
+
+def test_learned_update_is_bounded():
+    rule = LearnedUpdate(base_lr=1e-6, max_update=0.01)
+    torch.nn.init.normal_(rule.net[2].weight, std=100.0)
+    fast = {"w": torch.zeros(50)}
+    grads = {"w": torch.randn(50) * 1e3}
+    step = rule(fast, grads, 0)["w"] - fast["w"] + 1e-6 * grads["w"]
+    assert float(step.abs().max()) <= 0.01 + 1e-6
+
+
+def test_preprocess_matches_the_paper():
+    x = torch.tensor([2.0, -3.0, 1e-6, 0.0])
+    out = preprocess(x, p=10.0)
+    assert out[0].tolist() == pytest.approx([math.log(2) / 10, 1.0])
+    assert out[1].tolist() == pytest.approx([math.log(3) / 10, -1.0])
+    assert out[2].tolist() == pytest.approx([-1.0, math.exp(10) * 1e-6])
+    assert out[3].tolist() == [-1.0, 0.0]
