@@ -421,7 +421,9 @@ def markdown_table(rows, title=None):
         params, secs = 0, 0.0
         for k in ks:
             r = by.get((m, k))
-            cells.append("—" if r is None else _fmt(r["cer_mean"], r["cer_ci95"]))
+            cells.append(
+                "—" if r is None else _fmt(r["cer_mean"], r["cer_ci95"])
+            )
             if r is not None and k > 0:
                 params = r["trainable_params"]
                 secs = r["adapt_seconds_mean"]
@@ -607,12 +609,16 @@ def validate_results(document):
             if kind is float and isinstance(value, int):
                 value = float(value)
             if isinstance(value, bool) or not isinstance(value, kind):
-                raise ValueError(f"results[{i}]: {key!r} has type {type(value)}")
+                raise ValueError(
+                    f"results[{i}]: {key!r} has type {type(value)}"
+                )
         for key in ("cer_mean", "wer_mean"):
             if not (row[key] >= 0 and math.isfinite(row[key])):
                 raise ValueError(f"results[{i}]: {key} = {row[key]}")
         if row["k_shot"] not in protocol["k_shots"]:
-            raise ValueError(f"results[{i}]: k_shot {row['k_shot']} not in protocol")
+            raise ValueError(
+                f"results[{i}]: k_shot {row['k_shot']} not in protocol"
+            )
         seen.setdefault(row["method"], []).append(row["k_shot"])
     for method, ks in seen.items():
         if sorted(ks) != sorted(protocol["k_shots"]):

@@ -63,8 +63,11 @@ def learned_rates(brain, support, inner_steps=None):
     Returns
     -------
     list of dict
-        ``param``, ``step``, ``effective_lr`` and, if the rule has explicit
-        rates, ``lr_mean``, ``lr_min``, ``lr_max``.
+        ``param``, ``step``, ``grad_norm``, ``effective_lr`` and, if the
+        rule has explicit rates, ``lr_mean``, ``lr_min``, ``lr_max``. A
+        learned network may move a tensor whose gradient vanishes (e.g. a
+        bias before batch normalisation): its effective rate is then large
+        or negative, and says little; read it with ``grad_norm``.
 
     Example
     -------
@@ -82,7 +85,9 @@ def learned_rates(brain, support, inner_steps=None):
     ...                        for _ in range(4)])
     >>> rows = learned_rates(brain, support)
     >>> [(r["param"], r["step"], round(r["effective_lr"], 6)) for r in rows]
-    [('lin.weight', 0, 0.3), ('lin.bias', 0, 0.3), ('lin.weight', 1, 0.3), ('lin.bias', 1, 0.3)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('lin.weight', 0, 0.3), ('lin.bias', 0, 0.3),
+     ('lin.weight', 1, 0.3), ('lin.bias', 1, 0.3)]
     """
     inner_loop = brain.meta_algorithm.inner_loop
     rule = inner_loop.update_rule
@@ -105,6 +110,7 @@ def learned_rates(brain, support, inner_steps=None):
             row = {
                 "param": name,
                 "step": int(step),
+                "grad_norm": math.sqrt(norm),
                 "effective_lr": float((delta * grad).sum()) / norm
                 if norm > 0
                 else float("nan"),
@@ -200,9 +206,7 @@ def write_rate_report(rows, output_folder, title="Learned inner rates"):
     params = list(dict.fromkeys(r["param"] for r in rows))
     steps = sorted({r["step"] for r in rows})
     by = {(r["param"], r["step"]): r["effective_lr"] for r in rows}
-    grid = [
-        [math.log10(max(by[(p, s)], 1e-12)) for s in steps] for p in params
-    ]
+    grid = [[math.log10(max(by[(p, s)], 1e-12)) for s in steps] for p in params]
     height = max(3.0, 0.22 * len(params) + 1.5)
     fig, ax = plt.subplots(figsize=(2.5 + 0.8 * len(steps), height))
     image = ax.imshow(grid, aspect="auto", cmap="viridis")

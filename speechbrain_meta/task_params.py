@@ -84,8 +84,9 @@ def insert_adapters(modules, names, adapted_model):
     >>> torch.equal(modules["enc"](x), before)
     True
     >>> sorted(n for n, p in modules["enc"].named_parameters()
-    ...        if p.requires_grad)
-    ['adapted_model.0.adapter_down_proj.weight', 'adapted_model.0.adapter_up_proj.weight']
+    ...        if p.requires_grad)  # doctest: +NORMALIZE_WHITESPACE
+    ['adapted_model.0.adapter_down_proj.weight',
+     'adapted_model.0.adapter_up_proj.weight']
     """
     for name in names:
         if name not in modules:

@@ -174,9 +174,7 @@ class MetaTransferBrain(MetaOptimizerBrain):
         """
         names = self.meta_parameters(self.meta_algorithm.inner_loop)
         source = fast_weights if fast_weights is not None else names
-        return OrderedDict(
-            (n, source[n].detach().cpu().clone()) for n in names
-        )
+        return OrderedDict((n, source[n].detach().cpu().clone()) for n in names)
 
     def save_task_state(self, path, fast_weights=None):
         """Writes only the task parameters of one task.

@@ -64,7 +64,7 @@ def check_row(row, audio_key="wav", text_key="wrd"):
 def load_manifest(
     csv_path, replacements=None, audio_key="wav", text_key="wrd", check=True
 ):
-    """Reads a CSV manifest into a DynamicItemDataset, skipping bad rows.
+    r"""Reads a CSV manifest into a DynamicItemDataset, skipping bad rows.
 
     Arguments
     ---------
@@ -90,10 +90,10 @@ def load_manifest(
     >>> tmp = tempfile.mkdtemp()
     >>> sf.write(os.path.join(tmp, "a.wav"), np.zeros(160), 16000)
     >>> with open(os.path.join(tmp, "m.csv"), "w") as f:
-    ...     _ = f.write("ID,duration,wav,wrd\\n"
-    ...                 "a,0.01,$root/a.wav,1 2\\n"
-    ...                 "b,0.01,$root/b.wav,3\\n"
-    ...                 "c,0.01,$root/a.wav,\\n")
+    ...     _ = f.write("ID,duration,wav,wrd\n"
+    ...                 "a,0.01,$root/a.wav,1 2\n"
+    ...                 "b,0.01,$root/b.wav,3\n"
+    ...                 "c,0.01,$root/a.wav,\n")
     >>> data, skipped = load_manifest(os.path.join(tmp, "m.csv"),
     ...                               {"root": tmp})
     >>> len(data), [(line, i) for line, i, _ in skipped]

@@ -47,6 +47,8 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_meta.data import espeak_worker
 from speechbrain_meta.data.espeak_worker import Espeak, EspeakError
 
+__all__ = ["Espeak", "EspeakError", "prepare_synth_digits", "augment"]
+
 logger = get_logger(__name__)
 
 SAMPLE_RATE = 16000

@@ -36,8 +36,14 @@ def _tasks(n_tasks, per_task, seed):
         bias = torch.randn(1, generator=gen)
         for i in range(per_task):
             x = torch.randn(2, generator=gen)
-            data.append({"id": f"{t}_{i}", "task": t, "x": x,
-                         "y": (x @ slope + bias).reshape(1)})
+            data.append(
+                {
+                    "id": f"{t}_{i}",
+                    "task": t,
+                    "x": x,
+                    "y": (x @ slope + bias).reshape(1),
+                }
+            )
     return data
 
 
@@ -67,15 +73,22 @@ def _brain(rule, algorithm=MAML, steps=2, checkpointer=None, **kwargs):
     )
 
 
-EPISODES = {"group_by": "task", "n_support": 5, "n_query": 10,
-            "episodes_per_epoch": 40, "seed": 1}
+EPISODES = {
+    "group_by": "task",
+    "n_support": 5,
+    "n_query": 10,
+    "episodes_per_epoch": 40,
+    "seed": 1,
+}
 
 
 def _query_losses(brain, data):
     """Mean query loss of held-out tasks, unadapted and adapted."""
     sampler_data = data
     loader = brain.make_dataloader(
-        sampler_data, sb.Stage.TEST, ckpt_prefix=None,
+        sampler_data,
+        sb.Stage.TEST,
+        ckpt_prefix=None,
         episodes={**EPISODES, "episodes_per_epoch": 10, "seed": 5},
     )
     before, after = [], []
@@ -92,11 +105,17 @@ def _query_losses(brain, data):
 def test_each_rule_meta_trains_and_adapts(name, algorithm):
     brain = _brain(_rule(name, 2), algorithm)
     start = [p.detach().clone() for p in brain.update_rule.parameters()]
-    brain.fit(range(4), _tasks(20, 20, seed=0), progressbar=False,
-              train_loader_kwargs={"episodes": EPISODES})
+    brain.fit(
+        range(4),
+        _tasks(20, 20, seed=0),
+        progressbar=False,
+        train_loader_kwargs={"episodes": EPISODES},
+    )
     assert brain.optimizer_step == 160
-    moved = [not torch.equal(a, b.detach())
-             for a, b in zip(start, brain.update_rule.parameters())]
+    moved = [
+        not torch.equal(a, b.detach())
+        for a, b in zip(start, brain.update_rule.parameters())
+    ]
     assert any(moved), "the rule did not learn"
     before, after = _query_losses(brain, _tasks(6, 20, seed=99))
     assert after < 0.7 * before
@@ -105,8 +124,12 @@ def test_each_rule_meta_trains_and_adapts(name, algorithm):
 def test_rule_alone_on_a_fixed_initialisation():
     brain = _brain(MetaSGD(init_lr=0.05), meta_train_init=False)
     weights = [p.detach().clone() for p in brain.modules.parameters()]
-    brain.fit(range(1), _tasks(10, 20, seed=0), progressbar=False,
-              train_loader_kwargs={"episodes": EPISODES})
+    brain.fit(
+        range(1),
+        _tasks(10, 20, seed=0),
+        progressbar=False,
+        train_loader_kwargs={"episodes": EPISODES},
+    )
     assert sorted(brain.optimizers_dict) == ["update_rule"]
     for a, b in zip(weights, brain.modules.parameters()):
         assert torch.equal(a, b)
@@ -126,10 +149,16 @@ def test_rule_state_survives_checkpoint_and_resume(tmp_path):
         return brain, counter
 
     brain, counter = make()
-    brain.fit(counter, _tasks(10, 20, seed=0), progressbar=False,
-              train_loader_kwargs={"episodes": EPISODES})
+    brain.fit(
+        counter,
+        _tasks(10, 20, seed=0),
+        progressbar=False,
+        train_loader_kwargs={"episodes": EPISODES},
+    )
     brain.checkpointer.save_checkpoint()
-    rule_state = {k: v.clone() for k, v in brain.update_rule.state_dict().items()}
+    rule_state = {
+        k: v.clone() for k, v in brain.update_rule.state_dict().items()
+    }
     opt_state = brain.rule_optimizer.state_dict()
 
     fresh, counter = make()

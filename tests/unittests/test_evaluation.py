@@ -46,8 +46,12 @@ def test_episodes_fixed_disjoint_and_nested():
             for k in (0, 1, 5, 10):
                 assert protocol.episode(task, e, k)[0] == sup20[:k]
         # The query set is fixed per task; episodes differ.
-        assert protocol.episode(task, 0, 5)[1] == protocol.episode(task, 2, 5)[1]
-        assert protocol.episode(task, 0, 5)[0] != protocol.episode(task, 1, 5)[0]
+        assert (
+            protocol.episode(task, 0, 5)[1] == protocol.episode(task, 2, 5)[1]
+        )
+        assert (
+            protocol.episode(task, 0, 5)[0] != protocol.episode(task, 1, 5)[0]
+        )
 
 
 def test_same_episodes_for_every_method_and_run():
@@ -131,7 +135,9 @@ def test_results_files_and_schema(tmp_path):
     assert (tmp_path / "few_shot_cer.png").stat().st_size > 1000
     table = (tmp_path / "few_shot_results.md").read_text()
     assert "| maml |" in table and "CER % k=5" in table
-    assert markdown_table(rows) in (tmp_path / "few_shot_results.md").read_text()
+    assert (
+        markdown_table(rows) in (tmp_path / "few_shot_results.md").read_text()
+    )
     broken = json.loads(json.dumps(doc))
     del broken["results"][0]["cer_ci95"]
     with pytest.raises(ValueError, match="cer_ci95"):

@@ -1,7 +1,6 @@
 """Learned update rules: gradients against finite differences, closed forms."""
 
 import math
-from collections import OrderedDict
 
 import pytest
 import torch
@@ -68,7 +67,9 @@ def test_layer_step_lr_gradient_matches_finite_differences(parametrization):
 
 def test_learned_update_gradient_matches_finite_differences():
     torch.manual_seed(0)
-    rule = LearnedUpdate(base_lr=0.3, hidden_size=4, inner_steps=2, max_update=0.05)
+    rule = LearnedUpdate(
+        base_lr=0.3, hidden_size=4, inner_steps=2, max_update=0.05
+    )
     # Away from the zero start, so every weight of the net gets a gradient.
     torch.nn.init.normal_(rule.net[2].weight, std=0.5)
     _rule_meta_grad_check(rule, first_order=False)

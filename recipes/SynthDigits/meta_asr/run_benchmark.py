@@ -42,13 +42,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _load_recipe():
-    """This recipe's train.py, under a name no other recipe's can shadow."""
+    """Loads train.py under a name no other recipe's train.py shadows."""
     spec = importlib.util.spec_from_file_location(
         "synthdigits_meta_asr_train", os.path.join(HERE, "train.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
 
 # Baselines first: the meta-learners and the adapter baselines start from
 # the joint model.
@@ -174,9 +175,7 @@ def main(argv=None):
     for split in ("test", "test_voices"):
         documents = []
         for method in order:
-            path = os.path.join(
-                args.output_folder, method, "few_shot", split
-            )
+            path = os.path.join(args.output_folder, method, "few_shot", split)
             if os.path.exists(os.path.join(path, "few_shot_results.json")):
                 documents.append(load_results(path))
         if not documents:
@@ -193,12 +192,16 @@ def main(argv=None):
             if split == "test"
             else "SynthDigits: unseen voices of the training languages"
         )
-        write_results(out, merged[split]["protocol"], merged[split]["results"], title)
+        write_results(
+            out, merged[split]["protocol"], merged[split]["results"], title
+        )
         print()
         print(markdown_table(merged[split]["results"], title=title))
         print(relative_to_joint(merged[split]["results"]))
     with open(
-        os.path.join(args.output_folder, "benchmark.json"), "w", encoding="utf-8"
+        os.path.join(args.output_folder, "benchmark.json"),
+        "w",
+        encoding="utf-8",
     ) as fout:
         json.dump(
             {

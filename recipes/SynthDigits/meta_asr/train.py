@@ -363,7 +363,9 @@ def report_learned_rates(brain, hparams, dev_data):
         adapt_steps=hparams["few_shot"]["adapt_steps"],
         seed=hparams["few_shot"]["seed"],
     )
-    support_ids, _ = protocol.episode(protocol.tasks[0], 0, hparams["n_support"])
+    support_ids, _ = protocol.episode(
+        protocol.tasks[0], 0, hparams["n_support"]
+    )
     support = protocol._batch(support_ids, brain.device)
     rows = learned_rates(brain, support, protocol.adapt_steps)
     paths = write_rate_report(
