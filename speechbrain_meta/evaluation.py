@@ -36,6 +36,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.data.sampler import _group_key_values
+from speechbrain_meta.inner import NonFiniteInnerLoss
 
 logger = get_logger(__name__)
 
@@ -258,7 +259,8 @@ class FewShotProtocol:
         -------
         list of dict
             One result row per k (see ``../shared/DESIGN.md``), plus the
-            per-task means.
+            per-task means and the number of episodes whose adaptation
+            diverged (non-finite loss or gradient: scored as error rate 1).
         """
         inner_loop = brain.meta_algorithm.inner_loop
         trainable = sum(
@@ -268,6 +270,7 @@ class FewShotProtocol:
         rows = []
         for k in self.k_shots:
             cers, wers, seconds, per_task = [], [], [], {}
+            diverged = 0
             for task in self.tasks:
                 query = self._batch(self.episode(task, 0, k)[1], brain.device)
                 task_cers = []
@@ -283,9 +286,27 @@ class FewShotProtocol:
                         self._batch(support_ids, brain.device) if k else None
                     )
                     start = time.perf_counter()
-                    fast = brain.adapt_to_task(
-                        support, inner_steps=self.adapt_steps if k else 0
-                    )
+                    try:
+                        fast = brain.adapt_to_task(
+                            support, inner_steps=self.adapt_steps if k else 0
+                        )
+                    except NonFiniteInnerLoss as err:
+                        # The method's adaptation diverged on this episode:
+                        # it failed it (error rates of 1), and it is counted.
+                        logger.warning(
+                            "few-shot %s: task %r episode %d k=%d diverged "
+                            "(%s); scored as CER = WER = 1",
+                            method,
+                            task,
+                            e,
+                            k,
+                            err,
+                        )
+                        diverged += 1
+                        cers.append(1.0)
+                        wers.append(1.0)
+                        task_cers.append(1.0)
+                        continue
                     if k:
                         seconds.append(time.perf_counter() - start)
                     cer, wer = self._score(brain, fast, query)
@@ -310,6 +331,7 @@ class FewShotProtocol:
                     sum(seconds) / len(seconds) if seconds else 0.0
                 ),
                 "cer_per_task": per_task,
+                "diverged_episodes": diverged,
             }
             logger.info(
                 "few-shot %s k=%d: CER %.4f +- %s, WER %.4f (%d episodes)",

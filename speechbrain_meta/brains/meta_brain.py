@@ -153,6 +153,7 @@ class MetaBrain(sb.Brain):
                 "meta_algorithm", self.meta_algorithm
             )
         self.skipped_episodes = 0
+        self.diverged_adaptations = 0
         self._functional = None
         self._functional_key = None
 
@@ -330,7 +331,21 @@ class MetaBrain(sb.Brain):
         """
         if not isinstance(batch, Episode):
             return super().evaluate_batch(batch, stage)
-        fast = self.adapt_to_task(batch.support)
+        try:
+            fast = self.adapt_to_task(batch.support)
+        except NonFiniteInnerLoss as err:
+            # Validation must not kill a long run: score this episode with
+            # the unadapted weights, say so, and count it.
+            self.diverged_adaptations += 1
+            logger.warning(
+                "%s: adaptation to task %r diverged (%s); its query is scored "
+                "without adaptation (%d so far)",
+                stage.name,
+                batch.task,
+                err,
+                self.diverged_adaptations,
+            )
+            fast = self.adapt_to_task(None)
         with torch.no_grad(), self.evaluation_ctx:
             loss = self.task_loss(fast, batch.query, stage)
         return loss.detach().float().cpu()

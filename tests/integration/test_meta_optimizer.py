@@ -179,3 +179,26 @@ def test_reptile_and_plain_sgd_refused():
         _brain(MetaSGD(0.1), algorithm=Reptile)
     with pytest.raises(ValueError, match="nothing to learn"):
         _brain(None)
+
+
+def test_diverging_validation_adaptation_does_not_stop_the_run(caplog):
+    from speechbrain_meta import FineTune, MetaInitBrain
+
+    class Plain(MetaInitBrain):
+        compute_forward = Regressor.compute_forward
+        compute_objectives = Regressor.compute_objectives
+
+    torch.manual_seed(0)
+    brain = Plain(
+        modules={"model": torch.nn.Linear(2, 1)},
+        meta_algorithm=FineTune(InnerLoop(3, inner_lr=1e30)),
+        run_opts={"device": "cpu"},
+    )
+    loss = brain.evaluate(
+        _tasks(4, 20, seed=1),
+        progressbar=False,
+        test_loader_kwargs={"episodes": {**EPISODES, "episodes_per_epoch": 3}},
+    )
+    assert brain.diverged_adaptations == 3
+    assert loss == loss  # finite: scored with the unadapted weights
+    assert "diverged" in caplog.text

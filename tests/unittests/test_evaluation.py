@@ -14,6 +14,7 @@ from speechbrain_meta.evaluation import (
     validate_results,
     write_results,
 )
+from speechbrain_meta.inner import NonFiniteInnerLoss
 
 
 def _data(n_tasks=3, per_task=40):
@@ -123,6 +124,21 @@ def test_every_method_gets_the_same_episodes_and_budget():
     assert by_k[5]["cer_mean"] == pytest.approx(1 / 6)
     assert by_k[0]["n_episodes"] == 6 and by_k[0]["adapt_steps"] == 0
     assert rows[1][0]["cer_mean"] == pytest.approx(rows[0][0]["cer_mean"] + 0.1)
+
+
+class _DivergingBrain(_SpyBrain):
+    def adapt_to_task(self, support, inner_steps):
+        if support is not None and len(support.id) >= 5:
+            raise NonFiniteInnerLoss(2, "gradient")
+        return super().adapt_to_task(support, inner_steps)
+
+
+def test_diverging_adaptation_is_a_counted_failure_not_a_crash(caplog):
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10, 4)
+    rows = {r["k_shot"]: r for r in protocol.evaluate(_DivergingBrain(0), "x")}
+    assert rows[5]["cer_mean"] == 1.0 and rows[5]["diverged_episodes"] == 6
+    assert rows[1]["diverged_episodes"] == 0 and rows[1]["cer_mean"] < 1
+    assert "diverged" in caplog.text
 
 
 def test_results_files_and_schema(tmp_path):
