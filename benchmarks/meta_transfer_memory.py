@@ -37,6 +37,12 @@ CASES = {
     "maml_full": (None, {}, False),
     "scale_shift": ("speechbrain_meta.task_params.ScaleShift", {}, True),
     "lhuc": ("speechbrain_meta.task_params.LHUC", {}, True),
+    # Only above the LSTM: the inner graph stops there.
+    "scale_shift_linear_only": (
+        "speechbrain_meta.task_params.ScaleShift",
+        {},
+        False,
+    ),
     "meta_lora": (
         "speechbrain.nnet.adapters.LoRA",
         {"rank": 8, "alpha": 8},
