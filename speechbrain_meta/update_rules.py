@@ -94,6 +94,7 @@ class _Rate(torch.nn.Module):
         self.min_lr = float(min_lr)
         self.max_lr = None if max_lr is None else float(max_lr)
         self.parametrization = parametrization
+        self.raw_lr = torch.nn.ParameterDict()
 
     def raw_init(self):
         """The raw value whose rate is ``init_lr``."""
@@ -109,6 +110,44 @@ class _Rate(torch.nn.Module):
         else:
             lr = torch.nn.functional.softplus(raw)
         return torch.clamp(lr, min=self.min_lr, max=self.max_lr)
+
+    def _shape(self, param):
+        """Shape of the raw rates of one adapted parameter."""
+        raise NotImplementedError
+
+    def setup(self, named_parameters):
+        """Creates the rates of the adapted parameters (idempotent).
+
+        Arguments
+        ---------
+        named_parameters : dict
+            Name to parameter (the inner loop's selection).
+        """
+        for name, param in named_parameters.items():
+            if _key(name) not in self.raw_lr:
+                self.raw_lr[_key(name)] = torch.nn.Parameter(
+                    torch.full(
+                        self._shape(param),
+                        self.raw_init(),
+                        dtype=param.dtype,
+                        device=param.device,
+                    )
+                )
+
+    def _raw(self, name):
+        if _key(name) not in self.raw_lr:
+            raise KeyError(
+                f"{type(self).__name__} has no rate for {name!r}: call "
+                "setup() with the adapted parameters first"
+            )
+        return self.raw_lr[_key(name)]
+
+    def forward(self, fast_weights, grads, step):
+        """The next fast weights (see ``SGD.forward``)."""
+        return {
+            name: weight - self.learning_rates(name, step) * grads[name]
+            for name, weight in fast_weights.items()
+        }
 
 
 class MetaSGD(_Rate):
@@ -141,21 +180,9 @@ class MetaSGD(_Rate):
         self, init_lr=0.01, min_lr=0.0, max_lr=None, parametrization="log"
     ):
         super().__init__(init_lr, min_lr, max_lr, parametrization)
-        self.raw_lr = torch.nn.ParameterDict()
 
-    def setup(self, named_parameters):
-        """Creates the rates of the adapted parameters (idempotent).
-
-        Arguments
-        ---------
-        named_parameters : dict
-            Name to parameter (the inner loop's selection).
-        """
-        for name, param in named_parameters.items():
-            if _key(name) not in self.raw_lr:
-                self.raw_lr[_key(name)] = torch.nn.Parameter(
-                    torch.full_like(param.detach(), self.raw_init())
-                )
+    def _shape(self, param):
+        return param.shape
 
     def learning_rates(self, name, step=0):
         """The rates applied to one parameter at an inner step.
@@ -171,19 +198,7 @@ class MetaSGD(_Rate):
         -------
         torch.Tensor
         """
-        if _key(name) not in self.raw_lr:
-            raise KeyError(
-                f"MetaSGD has no rate for {name!r}: call setup() with the "
-                "adapted parameters first"
-            )
-        return self.rate(self.raw_lr[_key(name)])
-
-    def forward(self, fast_weights, grads, step):
-        """The next fast weights (see ``SGD.forward``)."""
-        return {
-            name: weight - self.learning_rates(name) * grads[name]
-            for name, weight in fast_weights.items()
-        }
+        return self.rate(self._raw(name))
 
 
 class LayerStepLR(_Rate):
@@ -221,26 +236,9 @@ class LayerStepLR(_Rate):
         if inner_steps < 1:
             raise ValueError("LayerStepLR needs inner_steps >= 1")
         self.inner_steps = int(inner_steps)
-        self.raw_lr = torch.nn.ParameterDict()
 
-    def setup(self, named_parameters):
-        """Creates a rate per step for each adapted tensor (idempotent).
-
-        Arguments
-        ---------
-        named_parameters : dict
-            Name to parameter.
-        """
-        for name, param in named_parameters.items():
-            if _key(name) not in self.raw_lr:
-                self.raw_lr[_key(name)] = torch.nn.Parameter(
-                    torch.full(
-                        (self.inner_steps,),
-                        self.raw_init(),
-                        dtype=param.dtype,
-                        device=param.device,
-                    )
-                )
+    def _shape(self, param):
+        return (self.inner_steps,)
 
     def learning_rates(self, name, step=0):
         """The (scalar) rate of one tensor at one inner step.
@@ -256,20 +254,7 @@ class LayerStepLR(_Rate):
         -------
         torch.Tensor
         """
-        if _key(name) not in self.raw_lr:
-            raise KeyError(
-                f"LayerStepLR has no rate for {name!r}: call setup() first"
-            )
-        return self.rate(
-            self.raw_lr[_key(name)][min(step, self.inner_steps - 1)]
-        )
-
-    def forward(self, fast_weights, grads, step):
-        """The next fast weights (see ``SGD.forward``)."""
-        return {
-            name: weight - self.learning_rates(name, step) * grads[name]
-            for name, weight in fast_weights.items()
-        }
+        return self.rate(self._raw(name)[min(step, self.inner_steps - 1)])
 
 
 def preprocess(x, p=10.0):
