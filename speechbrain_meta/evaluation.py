@@ -484,6 +484,15 @@ def plot_results(rows, path, title=None):
     -------
     str
         The path written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"method": "maml", "k_shot": k, "cer_mean": 0.5 - 0.01 * k,
+    ...          "cer_ci95": 0.05} for k in (0, 5, 10)]
+    >>> path = plot_results(rows, os.path.join(tempfile.mkdtemp(), "p.png"))
+    >>> os.path.getsize(path) > 1000
+    True
     """
     import matplotlib
 
@@ -522,6 +531,15 @@ def load_results(path):
     Returns
     -------
     dict
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, RESULTS_JSON), "w") as f:
+    ...     json.dump({"protocol": {}, "results": []}, f)
+    >>> load_results(folder)
+    {'protocol': {}, 'results': []}
     """
     if os.path.isdir(path):
         path = os.path.join(path, RESULTS_JSON)

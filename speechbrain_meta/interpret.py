@@ -182,6 +182,15 @@ def write_rate_report(rows, output_folder, title="Learned inner rates"):
     -------
     dict
         Paths written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"param": p, "step": s, "effective_lr": 0.01 * (s + 1)}
+    ...         for p in ("enc.w", "head.w") for s in (0, 1)]
+    >>> paths = write_rate_report(rows, tempfile.mkdtemp())
+    >>> sorted(paths), os.path.getsize(paths["png"]) > 1000
+    (['json', 'md', 'png'], True)
     """
     import matplotlib
 

@@ -26,7 +26,13 @@ _PHONEMES_IPA = 0x02
 
 
 class EspeakError(RuntimeError):
-    """espeak-ng could not be loaded or could not produce a voice."""
+    """espeak-ng could not be loaded or could not produce a voice.
+
+    Example
+    -------
+    >>> isinstance(EspeakError("no voice"), RuntimeError)
+    True
+    """
 
 
 class Espeak:
@@ -245,6 +251,13 @@ def synthesize_requests(requests):
     tuple
         ``(sample_rate, samples)``; each entry of ``samples`` is an int16
         array, or a string saying why espeak-ng failed.
+
+    Example
+    -------
+    >>> rate, out = synthesize_requests([{"text": "7", "voice": "de"},
+    ...                                  {"text": "7", "voice": "zz"}])
+    >>> rate, out[0].dtype, out[1]
+    (22050, dtype('int16'), "espeak-ng has no voice 'zz'")
     """
     tts = Espeak.get()
     samples = []
@@ -259,7 +272,17 @@ def synthesize_requests(requests):
 
 
 def main():
-    """Script entry: JSON requests on stdin, ``.npz`` written to argv[1]."""
+    """Script entry: JSON requests on stdin, ``.npz`` written to argv[1].
+
+    Example
+    -------
+    >>> import subprocess, tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "s.npz")
+    >>> _ = subprocess.run([sys.executable, __file__, out], check=True,
+    ...                    input='[{"text": "3", "voice": "fr"}]', text=True)
+    >>> sorted(np.load(out).files)
+    ['errors', 'sample_rate', 'u0']
+    """
     requests = json.load(sys.stdin)
     sample_rate, samples = synthesize_requests(requests)
     arrays = {"sample_rate": np.array(sample_rate)}
