@@ -64,6 +64,38 @@ class NonFiniteInnerLoss(RuntimeError):
         super().__init__(f"non-finite support {what} at inner step {step}")
 
 
+def canonical_name(name):
+    """A parameter name without the segments wrappers add.
+
+    SpeechBrain wraps each of a brain's modules in DistributedDataParallel
+    under DDP (``key.module.rest``) and ``torch.compile`` adds
+    ``_orig_mod``; state keyed by parameter name (learned rates, task
+    states) uses the canonical name so it is the same with or without them.
+
+    Arguments
+    ---------
+    name : str
+        A name from ``modules.named_parameters()``.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> canonical_name("encoder.module.lin.w.weight")
+    'encoder.lin.w.weight'
+    >>> canonical_name("encoder._orig_mod.lin.weight")
+    'encoder.lin.weight'
+    >>> canonical_name("encoder.lin.weight")
+    'encoder.lin.weight'
+    """
+    parts = [p for p in name.split(".") if p != "_orig_mod"]
+    if len(parts) > 2 and parts[1] == "module":
+        del parts[1]
+    return ".".join(parts)
+
+
 def select_parameters(named_parameters, adapt_params=("*",), frozen_params=()):
     """Selects the parameters that adapt, by fnmatch patterns on their names.
 

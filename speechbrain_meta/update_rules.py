@@ -70,8 +70,10 @@ class SGD(torch.nn.Module):
 
 
 def _key(name):
-    """A parameter name usable as a ParameterDict key (no dots)."""
-    return name.replace(".", "__")
+    """A parameter's canonical name as a ParameterDict key (no dots)."""
+    from speechbrain_meta.inner import canonical_name
+
+    return canonical_name(name).replace(".", "__")
 
 
 class _Rate(torch.nn.Module):

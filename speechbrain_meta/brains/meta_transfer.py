@@ -25,6 +25,7 @@ import torch
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.brains.meta_optimizer import MetaOptimizerBrain
+from speechbrain_meta.inner import canonical_name
 
 logger = get_logger(__name__)
 
@@ -174,7 +175,10 @@ class MetaTransferBrain(MetaOptimizerBrain):
         """
         names = self.meta_parameters(self.meta_algorithm.inner_loop)
         source = fast_weights if fast_weights is not None else names
-        return OrderedDict((n, source[n].detach().cpu().clone()) for n in names)
+        # Canonical names: the same file with or without DDP wrappers.
+        return OrderedDict(
+            (canonical_name(n), source[n].detach().cpu().clone()) for n in names
+        )
 
     def save_task_state(self, path, fast_weights=None):
         """Writes only the task parameters of one task.
@@ -213,7 +217,11 @@ class MetaTransferBrain(MetaOptimizerBrain):
             The loaded task parameters.
         """
         state = torch.load(path, map_location=self.device)
-        params = self.meta_parameters(self.meta_algorithm.inner_loop)
+        inner_loop = self.meta_algorithm.inner_loop
+        params = OrderedDict(
+            (canonical_name(n), p)
+            for n, p in self.meta_parameters(inner_loop).items()
+        )
         unknown = set(state) - set(params)
         missing = set(params) - set(state)
         if unknown or missing:

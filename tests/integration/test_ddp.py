@@ -1,8 +1,10 @@
 """Two CPU processes (gloo): ranks draw different tasks, end with equal weights."""
 
+import math
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -13,7 +15,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, port, out_dir):
+def _worker(rank, port, out_dir, kind="init"):
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -23,9 +25,23 @@ def _worker(rank, port, out_dir):
     )
     import speechbrain as sb
 
-    from speechbrain_meta import FOMAML, InnerLoop, MetaInitBrain
+    from speechbrain_meta import (
+        FOMAML,
+        InnerLoop,
+        MetaInitBrain,
+        MetaOptimizerBrain,
+        MetaSGD,
+    )
 
-    class Regressor(MetaInitBrain):
+    base = MetaInitBrain if kind == "init" else MetaOptimizerBrain
+    rule = None if kind == "init" else MetaSGD(init_lr=0.1)
+    extra = (
+        {}
+        if kind == "init"
+        else {"rule_opt_class": lambda p: torch.optim.SGD(p, lr=0.5)}
+    )
+
+    class Regressor(base):
         def compute_forward(self, batch, stage):
             return self.modules.model(batch.x.data)
 
@@ -42,8 +58,11 @@ def _worker(rank, port, out_dir):
     brain = Regressor(
         modules={"model": torch.nn.Linear(2, 1)},
         opt_class=lambda p: torch.optim.SGD(p, lr=0.5),
-        meta_algorithm=FOMAML(InnerLoop(inner_steps=2, inner_lr=0.1)),
+        meta_algorithm=FOMAML(
+            InnerLoop(inner_steps=2, inner_lr=0.1, update_rule=rule)
+        ),
         run_opts=run_opts,
+        **extra,
     )
     gen = torch.Generator().manual_seed(1)
     data = [
@@ -72,6 +91,7 @@ def _worker(rank, port, out_dir):
     )
     weights = torch.cat(
         [p.detach().reshape(-1) for p in brain.modules.parameters()]
+        + [p.detach().reshape(-1) for p in brain.meta_algorithm.parameters()]
     )
     torch.save(
         {"tasks": tasks, "weights": weights, "steps": brain.optimizer_step},
@@ -80,10 +100,18 @@ def _worker(rank, port, out_dir):
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_ranks_sync_meta_gradients(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2)
+@pytest.mark.parametrize("kind", ["init", "rule"])
+def test_ddp_ranks_sync_meta_gradients(tmp_path, kind):
+    """Both the initialisation and a learned rule (its own optimiser, its
+    gradients formed outside any DDP wrapper) stay identical across ranks."""
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path), kind), nprocs=2)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     assert r0["steps"] == r1["steps"] == 3
     assert all(a != b for a, b in zip(r0["tasks"], r1["tasks"]))
     torch.testing.assert_close(r0["weights"], r1["weights"], rtol=0, atol=0)
+    if kind == "rule":
+        # The rates learned (and identically on both ranks).
+        rates = r0["weights"][3:]
+        assert rates.numel() == 3
+        assert not torch.allclose(rates, torch.full_like(rates, math.log(0.1)))
