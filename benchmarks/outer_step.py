@@ -30,7 +30,15 @@ sys.path.insert(0, RECIPE)
 from synth_tones_prepare import prepare_synth_tones  # noqa: E402
 from train import ASR, dataio_prepare  # noqa: E402
 
-from speechbrain_meta import meta_brain_class  # noqa: E402
+from speechbrain_meta import (  # noqa: E402
+    MAML,
+    InnerLoop,
+    LayerStepLR,
+    LearnedUpdate,
+    MetaOptimizerBrain,
+    MetaSGD,
+    meta_brain_class,
+)
 from speechbrain_meta.data import TaskSampler  # noqa: E402
 
 ALGORITHMS = {
@@ -38,6 +46,15 @@ ALGORITHMS = {
     "fomaml": ("fomaml.yaml", {"inner_steps": 3}),
     "reptile": ("reptile.yaml", {"inner_steps": 3}),
     "anil": ("anil.yaml", {"inner_steps": 3}),
+}
+
+# Learned update rules (MetaOptimizerBrain), 3 inner steps: name ->
+# (rule factory, first order).
+RULES = {
+    "metasgd (2nd order)": (lambda: MetaSGD(0.1), False),
+    "metasgd": (lambda: MetaSGD(0.1), True),
+    "layer_step_lr": (lambda: LayerStepLR(0.1, inner_steps=3), True),
+    "learned_update": (lambda: LearnedUpdate(0.1, inner_steps=3), True),
 }
 
 
@@ -111,6 +128,26 @@ def main():
                 "plain_fit_batch_s": peer,
                 "ratio": seconds / peer,
                 "floor_ratio": inner.inner_steps + 1,
+            }
+        )
+    for name, (make_rule, first_order) in RULES.items():
+        hparams = load("maml", args.out)
+        hparams["meta_algorithm"] = MAML(
+            InnerLoop(3, update_rule=make_rule(), first_order=first_order)
+        )
+        hparams["rule_opt_class"] = lambda p: torch.optim.Adam(p, lr=1e-3)
+        brain = build(meta_brain_class(ASR, MetaOptimizerBrain), hparams)
+        seconds = median_time(lambda: brain.fit_batch(episode), args.repeats)
+        rows.append(
+            {
+                "case": name,
+                "inner_steps": 3,
+                "first_order": first_order,
+                "utterances": episode.n_support + episode.n_query,
+                "outer_step_s": seconds,
+                "plain_fit_batch_s": peer,
+                "ratio": seconds / peer,
+                "floor_ratio": 4,
             }
         )
     params = sum(p.numel() for p in plain.modules.parameters())
