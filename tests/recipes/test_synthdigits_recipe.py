@@ -105,3 +105,42 @@ def test_quick_main_job(tmp_path):
     # Rerunning skips what is done and gives the same table.
     again = module["main"](["--quick", "--output_folder", str(out)])
     assert again == merged
+
+
+def test_one_method_alone_trains_the_joint_model_it_needs(tmp_path):
+    """`train.py hparams/lhuc.yaml` on its own: the joint model it starts
+    from is trained first (same shared overrides, its own folder)."""
+    module = runpy.run_path(os.path.join(RECIPE, "train.py"))
+    quick = [
+        "--corpus={speakers_per_language: 2, utts_per_speaker: 16, "
+        "heldout_utts_per_speaker: 32, train_languages: [en, de, fr, es, ru, "
+        "tr, hi, ko]}",
+        "--joint_epochs=2",
+        "--warm_start_epoch=1",
+        "--episodes_per_epoch=4",
+        "--few_shot={k_shots: [0, 1, 5, 10, 20], episodes_per_task: 1, "
+        "query_utterances: 10, adapt_steps: 1}",
+        "--few_shot_voice_tasks=1",
+        f"--data_folder={tmp_path / 'data'}",
+        f"--joint_folder={tmp_path / 'joint'}",
+        f"--output_folder={tmp_path / 'lhuc'}",
+        "--inner_lr=0.05",  # a method key: must not reach the joint run
+        "--noprogressbar",
+    ]
+    results = module["main"](
+        [os.path.join(RECIPE, "hparams", "lhuc.yaml")] + quick
+    )
+    assert sorted(results) == ["test", "test_voices"]
+    validate_results(results["test"])
+    # The joint model was trained (2 epochs, its checkpoints) but not
+    # evaluated, and with its own settings, not the method's.
+    joint_log = (tmp_path / "joint" / "train_log.txt").read_text()
+    assert "epoch: 2" in joint_log
+    assert not (tmp_path / "joint" / "few_shot").exists()
+    joint_hparams = (tmp_path / "joint" / "hyperparams.yaml").read_text()
+    assert "inner_lr: 0.05" not in joint_hparams
+    # The method started from the joint model of the warm-start epoch.
+    log = (tmp_path / "lhuc" / "log.txt").read_text()
+    assert "Initialised from the joint model" in log
+    rows = {r["k_shot"]: r for r in results["test"]["results"]}
+    assert rows[5]["trainable_params"] == 172

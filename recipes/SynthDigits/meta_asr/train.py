@@ -180,6 +180,20 @@ def load_joint_model(hparams, run_opts, overrides):
             run_opts,
             _joint_overrides(overrides, hparams["joint_folder"]),
         )
+        # The joint run sent the log to its own folder: back to this one.
+        sb.utils.logger.setup_logging(
+            sb.core.DEFAULT_LOG_CONFIG,
+            {
+                "handlers": {
+                    "file_handler": {
+                        "filename": os.path.join(
+                            hparams["output_folder"], "log.txt"
+                        )
+                    }
+                }
+            },
+        )
+        logger.info("Back from training the joint model")
     ckpt = find()
     if ckpt is None:
         raise RuntimeError(f"No joint-model checkpoint in {joint_save}")
