@@ -499,21 +499,34 @@ def plot_results(rows, path, title=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     methods = list(OrderedDict.fromkeys(r["method"] for r in rows))
-    for m in methods:
+    fig, ax = plt.subplots(figsize=(8.0, 4.6))
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^vP*Xh<>p"
+    for i, m in enumerate(methods):
         mine = sorted(
             (r for r in rows if r["method"] == m), key=lambda r: r["k_shot"]
         )
         ks = [r["k_shot"] for r in mine]
         cer = [100 * r["cer_mean"] for r in mine]
         err = [100 * (r["cer_ci95"] or 0.0) for r in mine]
-        ax.errorbar(ks, cer, yerr=err, marker="o", capsize=3, label=m)
+        ax.errorbar(
+            ks,
+            cer,
+            yerr=err,
+            marker=markers[i % len(markers)],
+            color=colors[i % len(colors)],
+            linestyle="-" if i < len(colors) else "--",
+            capsize=3,
+            alpha=0.85,
+            label=m,
+        )
+    ax.set_xticks(sorted({r["k_shot"] for r in rows}))
     ax.set_xlabel("support utterances k")
-    ax.set_ylabel("CER % (query)")
+    ax.set_ylabel("CER % (query), mean and 95 % CI")
     ax.set_title(title or "Few-shot adaptation")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
