@@ -240,7 +240,20 @@ class FewShotProtocol:
             "episodes_digest": self.digest(),
         }
 
-    def _batch(self, indices, device):
+    def batch(self, indices, device):
+        """The examples at these dataset indices as a ``PaddedBatch``.
+
+        Arguments
+        ---------
+        indices : list of int
+            Dataset indices (e.g. from ``episode``).
+        device : str or torch.device
+            Where to put the batch.
+
+        Returns
+        -------
+        PaddedBatch
+        """
         return PaddedBatch([self.dataset[i] for i in indices]).to(device)
 
     def evaluate(self, brain, method):
@@ -267,12 +280,17 @@ class FewShotProtocol:
             p.numel() for p in brain.meta_parameters(inner_loop).values()
         )
         brain.modules.eval()
+        # Each task's query set is the same for every k: read it once.
+        queries = {
+            task: self.batch(self._query[task], brain.device)
+            for task in self.tasks
+        }
         rows = []
         for k in self.k_shots:
             cers, wers, seconds, per_task = [], [], [], {}
             diverged = 0
             for task in self.tasks:
-                query = self._batch(self.episode(task, 0, k)[1], brain.device)
+                query = queries[task]
                 task_cers = []
                 for e in range(self.episodes_per_task):
                     if k == 0 and e > 0:
@@ -283,7 +301,7 @@ class FewShotProtocol:
                         continue
                     support_ids = self.episode(task, e, k)[0]
                     support = (
-                        self._batch(support_ids, brain.device) if k else None
+                        self.batch(support_ids, brain.device) if k else None
                     )
                     start = time.perf_counter()
                     try:

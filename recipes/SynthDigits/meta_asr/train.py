@@ -366,27 +366,32 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
     return results
 
 
-def report_learned_rates(brain, hparams, dev_data):
-    """Writes the learned rule's rates per layer and step (meta-dev support)."""
-    protocol = FewShotProtocol(
+def _meta_dev_protocol(hparams, dev_data, k, episodes, query):
+    """Few-shot episodes of the meta-dev languages (selection, reports)."""
+    return FewShotProtocol(
         dev_data,
         group_by=hparams["group_by"],
-        k_shots=[hparams["n_support"]],
-        episodes_per_task=1,
-        query_utterances=1,
+        k_shots=[k],
+        episodes_per_task=episodes,
+        query_utterances=query,
         adapt_steps=hparams["few_shot"]["adapt_steps"],
         seed=hparams["few_shot"]["seed"],
+        dataset_name="SynthDigits/dev",
     )
-    support_ids, _ = protocol.episode(
-        protocol.tasks[0], 0, hparams["n_support"]
-    )
-    support = protocol._batch(support_ids, brain.device)
+
+
+def report_learned_rates(brain, hparams, dev_data):
+    """Writes the learned rule's rates per layer and step (meta-dev support)."""
+    k = hparams["n_support"]
+    protocol = _meta_dev_protocol(hparams, dev_data, k, episodes=1, query=1)
+    task = protocol.tasks[0]
+    support = protocol.batch(protocol.episode(task, 0, k)[0], brain.device)
     rows = learned_rates(brain, support, protocol.adapt_steps)
     paths = write_rate_report(
         rows,
         hparams["output_folder"],
         title=f"SynthDigits {hparams['method']}: learned inner rates "
-        f"(meta-dev task {protocol.tasks[0]})",
+        f"(meta-dev task {task})",
     )
     logger.info("Learned rates written to %s", paths["md"])
     return rows
@@ -413,15 +418,8 @@ def select_adapt_lr(brain, hparams, dev_data):
         if chosen.get("grid") == grid:
             inner_loop.update_rule = SGD(chosen["lr"])
             return chosen["lr"]
-    protocol = FewShotProtocol(
-        dev_data,
-        group_by=hparams["group_by"],
-        k_shots=[hparams["adapt_lr_k"]],
-        episodes_per_task=2,
-        query_utterances=10,
-        adapt_steps=hparams["few_shot"]["adapt_steps"],
-        seed=hparams["few_shot"]["seed"],
-        dataset_name="SynthDigits/dev",
+    protocol = _meta_dev_protocol(
+        hparams, dev_data, hparams["adapt_lr_k"], episodes=2, query=10
     )
     scores = {}
     for lr in grid:
