@@ -1,8 +1,20 @@
 """speechbrain-meta: meta-learning for SpeechBrain.
 
-Meta-initialisation (MAML, first-order MAML, Reptile, ANIL), one functional
-inner loop, a twice-differentiable CTC and episodic data loading, as
-SpeechBrain Brains.
+Three families on one engine: meta-initialisation (MAML, first-order MAML,
+Reptile, ANIL, multi-step loss), meta-optimisation (Meta-SGD, per-tensor
+per-step rates, a learned update network) and meta-transfer (scaling and
+shifting, LHUC, LoRA and bottleneck adapters on a frozen model). One
+functional inner loop, a twice-differentiable CTC, episodic data loading
+and the few-shot protocol, as SpeechBrain Brains.
+
+Layout (each module imports only those above it):
+
+* ``naming``: parameter names and selection patterns;
+* ``update_rules``, ``inner``, ``losses``, ``distributed``: the engine;
+* ``algorithms``: one short file per algorithm, on ``MetaAlgorithm``;
+* ``data``: tasks, episodes, manifests, the synthetic corpora;
+* ``brains``: ``MetaBrain`` and ``MetaTransferBrain``;
+* ``evaluation``, ``interpret``, ``task_params``, ``reports``.
 
 Authors
  * speechbrain-meta developers 2026
@@ -10,7 +22,14 @@ Authors
 
 import os
 
-from speechbrain_meta.algorithms import ANIL, FOMAML, MAML, FineTune, Reptile
+from speechbrain_meta.algorithms import (
+    ANIL,
+    FOMAML,
+    MAML,
+    FineTune,
+    MetaAlgorithm,
+    Reptile,
+)
 from speechbrain_meta.brains import (
     MetaBrain,
     MetaInitBrain,
@@ -63,6 +82,7 @@ __all__ = [
     "FOMAML",
     "FineTune",
     "MAML",
+    "MetaAlgorithm",
     "Reptile",
     "MetaBrain",
     "MetaInitBrain",

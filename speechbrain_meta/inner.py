@@ -29,13 +29,12 @@ Authors
 """
 
 import contextlib
-import fnmatch
 from collections import OrderedDict
 
 import torch
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta.losses import differentiable_ctc
+from speechbrain_meta.naming import select_parameters
 from speechbrain_meta.update_rules import SGD
 
 logger = get_logger(__name__)
@@ -62,82 +61,6 @@ class NonFiniteInnerLoss(RuntimeError):
         self.step = step
         self.what = what
         super().__init__(f"non-finite support {what} at inner step {step}")
-
-
-def canonical_name(name):
-    """A parameter name without the segments wrappers add.
-
-    SpeechBrain wraps each of a brain's modules in DistributedDataParallel
-    under DDP (``key.module.rest``) and ``torch.compile`` adds
-    ``_orig_mod``; state keyed by parameter name (learned rates, task
-    states) uses the canonical name so it is the same with or without them.
-
-    Arguments
-    ---------
-    name : str
-        A name from ``modules.named_parameters()``.
-
-    Returns
-    -------
-    str
-
-    Example
-    -------
-    >>> canonical_name("encoder.module.lin.w.weight")
-    'encoder.lin.w.weight'
-    >>> canonical_name("encoder._orig_mod.lin.weight")
-    'encoder.lin.weight'
-    >>> canonical_name("encoder.lin.weight")
-    'encoder.lin.weight'
-    """
-    parts = [p for p in name.split(".") if p != "_orig_mod"]
-    if len(parts) > 2 and parts[1] == "module":
-        del parts[1]
-    return ".".join(parts)
-
-
-def select_parameters(named_parameters, adapt_params=("*",), frozen_params=()):
-    """Selects the parameters that adapt, by fnmatch patterns on their names.
-
-    Arguments
-    ---------
-    named_parameters : iterable of (str, torch.Tensor)
-        Typically ``modules.named_parameters()``.
-    adapt_params : list of str
-        A parameter adapts if its name matches any of these patterns.
-    frozen_params : list of str
-        ... and none of these.
-
-    Returns
-    -------
-    OrderedDict
-        Name to parameter, in the order given, for the trainable parameters
-        (``requires_grad``) that were selected.
-
-    Example
-    -------
-    >>> model = torch.nn.ModuleDict(
-    ...     {"enc": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 3)}
-    ... )
-    >>> list(select_parameters(model.named_parameters(), ["head.*"]))
-    ['head.weight', 'head.bias']
-    >>> list(select_parameters(model.named_parameters(), ["*"], ["*.bias"]))
-    ['enc.weight', 'head.weight']
-    """
-    if isinstance(adapt_params, str):
-        adapt_params = [adapt_params]
-    if isinstance(frozen_params, str):
-        frozen_params = [frozen_params]
-    selected = OrderedDict()
-    for name, param in named_parameters:
-        if not param.requires_grad:
-            continue
-        if not any(fnmatch.fnmatch(name, pat) for pat in adapt_params):
-            continue
-        if any(fnmatch.fnmatch(name, pat) for pat in frozen_params):
-            continue
-        selected[name] = param
-    return selected
 
 
 def _is_statistics_module(module):
@@ -212,8 +135,10 @@ class InnerLoop(torch.nn.Module):
     """Adapts fast weights to a support set by a few update-rule steps.
 
     This is the one inner loop of the package: MAML, first-order MAML,
-    Reptile, ANIL, the meta-optimisers and the meta-transfer learners all
-    call it with different settings.
+    Reptile, ANIL, the meta-optimisers, the meta-transfer learners and the
+    fine-tuning baselines all run it with different settings. Its settings
+    are never changed in place: an algorithm that needs other settings
+    works on a ``replace``-d copy.
 
     Arguments
     ---------
@@ -268,9 +193,62 @@ class InnerLoop(torch.nn.Module):
             update_rule if update_rule is not None else SGD(inner_lr)
         )
         self.first_order = bool(first_order)
+        if isinstance(adapt_params, str):
+            adapt_params = [adapt_params]
+        if isinstance(frozen_params, str):
+            frozen_params = [frozen_params]
         self.adapt_params = list(adapt_params)
         self.frozen_params = list(frozen_params)
         self.inner_grad_clip = inner_grad_clip
+
+    def settings(self):
+        """The constructor arguments that rebuild this loop.
+
+        Returns
+        -------
+        dict
+            ``inner_steps``, ``update_rule`` (the same module, shared),
+            ``first_order``, ``adapt_params``, ``frozen_params`` and
+            ``inner_grad_clip``.
+        """
+        return {
+            "inner_steps": self.inner_steps,
+            "update_rule": self.update_rule,
+            "first_order": self.first_order,
+            "adapt_params": list(self.adapt_params),
+            "frozen_params": list(self.frozen_params),
+            "inner_grad_clip": self.inner_grad_clip,
+        }
+
+    def replace(self, **changes):
+        """A new inner loop with some settings changed; this one is untouched.
+
+        The update rule is shared (it is the same learned module) unless
+        ``update_rule`` or ``inner_lr`` is among the changes.
+
+        Arguments
+        ---------
+        **changes : dict
+            Constructor arguments to change.
+
+        Returns
+        -------
+        InnerLoop
+
+        Example
+        -------
+        >>> inner = InnerLoop(inner_steps=3, inner_lr=0.1)
+        >>> fo = inner.replace(first_order=True)
+        >>> fo.first_order, inner.first_order, fo.update_rule is inner.update_rule
+        (True, False, True)
+        >>> inner.replace(inner_lr=0.5).update_rule
+        SGD(lr=0.5)
+        """
+        settings = self.settings()
+        if "inner_lr" in changes and "update_rule" not in changes:
+            settings["update_rule"] = None
+        settings.update(changes)
+        return InnerLoop(**settings)
 
     def select(self, named_parameters):
         """The parameters this loop adapts.
@@ -297,7 +275,7 @@ class InnerLoop(torch.nn.Module):
         inner_steps=None,
         first_order=None,
         keep_steps=False,
-        guard=None,
+        forward_context=None,
         loss_scale=1.0,
     ):
         """Runs the inner loop.
@@ -320,10 +298,12 @@ class InnerLoop(torch.nn.Module):
         keep_steps : bool
             If True, return the list of fast weights after every step
             (``[params, step 1, ..., step k]``) for the multi-step loss.
-        guard : callable, optional
-            ``guard(create_graph)`` returns a context manager entered around
-            each support forward, e.g. ``lambda _: StatisticsGuard(modules)``;
-            ``create_graph`` tells it whether a double backward will follow.
+        forward_context : callable, optional
+            ``forward_context(create_graph)`` returns a context manager
+            entered around each support forward; ``create_graph`` tells it
+            whether a double backward will follow (a brain uses it to guard
+            normalisation statistics and to pick a twice-differentiable
+            loss, see ``MetaBrain``).
         loss_scale : float
             The support loss is multiplied by this before differentiation and
             the gradients divided by it (manual fp16 loss scaling).
@@ -340,11 +320,11 @@ class InnerLoop(torch.nn.Module):
         history = [fast]
         names = list(fast)
         for step in range(steps):
-            if guard is None:
+            if forward_context is None:
                 ctx = contextlib.nullcontext()
             else:
-                ctx = guard(create_graph)
-            with ctx, differentiable_ctc(create_graph):
+                ctx = forward_context(create_graph)
+            with ctx:
                 loss = loss_fn(fast, support)
             if not torch.isfinite(loss.detach()).all():
                 raise NonFiniteInnerLoss(step, "loss")
@@ -377,6 +357,12 @@ class InnerLoop(torch.nn.Module):
 
 def _clip(grads, max_norm):
     """Rescales a dict of gradients to a global norm of at most max_norm."""
-    total = torch.sqrt(sum((g.float() ** 2).sum() for g in grads.values()))
+    # The norm in at least float32 (half-precision squares overflow).
+    total = torch.sqrt(
+        sum(
+            (g.to(torch.promote_types(g.dtype, torch.float32)) ** 2).sum()
+            for g in grads.values()
+        )
+    )
     factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     return {n: g * factor.to(g.dtype) for n, g in grads.items()}

@@ -16,14 +16,17 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import json
 import math
 import os
 
 import torch
-from speechbrain.utils.logger import get_logger
 
-logger = get_logger(__name__)
+from speechbrain_meta.reports import (
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+)
 
 
 class _RecordingRule(torch.nn.Module):
@@ -58,7 +61,8 @@ def learned_rates(brain, support, inner_steps=None):
     support : PaddedBatch
         A support set to adapt on.
     inner_steps : int, optional
-        Steps to run (default: the brain's adaptation steps).
+        Steps to run (default: the brain's adaptation steps, see
+        ``MetaBrain.adapt_to_task``).
 
     Returns
     -------
@@ -89,18 +93,13 @@ def learned_rates(brain, support, inner_steps=None):
     [('lin.weight', 0, 0.3), ('lin.bias', 0, 0.3),
      ('lin.weight', 1, 0.3), ('lin.bias', 1, 0.3)]
     """
-    inner_loop = brain.meta_algorithm.inner_loop
-    rule = inner_loop.update_rule
+    rule = brain.update_rule
     recorder = _RecordingRule(rule)
-    inner_loop.update_rule = recorder
-    try:
-        if inner_steps is None:
-            inner_steps = brain._hparam("eval_inner_steps", None)
-        if inner_steps is None:
-            inner_steps = inner_loop.inner_steps
-        brain.adapt_to_task(support.to(brain.device), inner_steps=inner_steps)
-    finally:
-        inner_loop.update_rule = rule
+    brain.adapt_to_task(
+        support.to(brain.device),
+        inner_steps=inner_steps,
+        inner_loop=brain.inner_loop.replace(update_rule=recorder),
+    )
     rows = []
     for step, old, grads, new in recorder.steps:
         for name in old:
@@ -150,20 +149,18 @@ def rates_markdown(rows):
     params = list(dict.fromkeys(r["param"] for r in rows))
     steps = sorted({r["step"] for r in rows})
     by = {(r["param"], r["step"]): r for r in rows}
-    lines = [
-        "| adapted tensor | " + " | ".join(f"step {s}" for s in steps) + " |",
-        "|---|" + "---|" * len(steps),
-    ]
+    table = []
     for p in params:
-        cells = []
+        cells = [p]
         for s in steps:
             r = by[(p, s)]
             cell = f"{r['effective_lr']:.3g}"
             if "lr_min" in r and r["lr_min"] != r["lr_max"]:
                 cell += f" [{r['lr_min']:.2g}, {r['lr_max']:.2g}]"
             cells.append(cell)
-        lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append(cells)
+    header = ["adapted tensor"] + [f"step {s}" for s in steps]
+    return markdown_table(header, table)
 
 
 def write_rate_report(rows, output_folder, title="Learned inner rates"):
@@ -192,18 +189,11 @@ def write_rate_report(rows, output_folder, title="Learned inner rates"):
     >>> sorted(paths), os.path.getsize(paths["png"]) > 1000
     (['json', 'md', 'png'], True)
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(output_folder, exist_ok=True)
     paths = {
         ext: os.path.join(output_folder, f"learned_rates.{ext}")
         for ext in ("json", "md", "png")
     }
-    with open(paths["json"], "w", encoding="utf-8") as fout:
-        json.dump(rows, fout, indent=2)
+    write_json(paths["json"], rows)
     with open(paths["md"], "w", encoding="utf-8") as fout:
         fout.write(f"### {title}\n\n")
         fout.write(
@@ -217,14 +207,12 @@ def write_rate_report(rows, output_folder, title="Learned inner rates"):
     by = {(r["param"], r["step"]): r["effective_lr"] for r in rows}
     grid = [[math.log10(max(by[(p, s)], 1e-12)) for s in steps] for p in params]
     height = max(3.0, 0.22 * len(params) + 1.5)
-    fig, ax = plt.subplots(figsize=(2.5 + 0.8 * len(steps), height))
+    fig, ax = pyplot().subplots(figsize=(2.5 + 0.8 * len(steps), height))
     image = ax.imshow(grid, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(steps)), [str(s) for s in steps])
     ax.set_yticks(range(len(params)), params, fontsize=6)
     ax.set_xlabel("inner step")
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="log10 effective rate")
-    fig.tight_layout()
-    fig.savefig(paths["png"], dpi=110)
-    plt.close(fig)
+    save_figure(fig, paths["png"])
     return paths

@@ -14,6 +14,8 @@ import math
 import torch
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta.naming import canonical_name
+
 logger = get_logger(__name__)
 
 
@@ -71,8 +73,6 @@ class SGD(torch.nn.Module):
 
 def _key(name):
     """A parameter's canonical name as a ParameterDict key (no dots)."""
-    from speechbrain_meta.inner import canonical_name
-
     return canonical_name(name).replace(".", "__")
 
 
@@ -205,6 +205,9 @@ class MetaSGD(_Rate):
 
 class LayerStepLR(_Rate):
     """One learned rate per adapted tensor per inner step (MAML++ LSLR).
+
+    MAML++ calls it per layer; here a "layer" is each adapted parameter
+    tensor (a weight and its bias have their own rates).
 
     Arguments
     ---------

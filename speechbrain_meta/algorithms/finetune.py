@@ -13,18 +13,18 @@ Authors
 """
 
 import torch
-from speechbrain.utils.logger import get_logger
 
-logger = get_logger(__name__)
+from speechbrain_meta.algorithms.base import MetaAlgorithm
 
 
-class FineTune(torch.nn.Module):
+class FineTune(MetaAlgorithm):
     """Plain fine-tuning as the adaptation rule; multitask loss as objective.
 
     Arguments
     ---------
     inner_loop : InnerLoop
-        The fine-tuning rule applied at adaptation time (first order).
+        The fine-tuning rule applied at adaptation time (the algorithm's
+        copy is first order).
 
     Example
     -------
@@ -33,12 +33,14 @@ class FineTune(torch.nn.Module):
     5
     """
 
-    def __init__(self, inner_loop):
-        super().__init__()
-        inner_loop.first_order = True
-        self.inner_loop = inner_loop
+    # The multitask objective has no inner loop in it.
+    rule_gets_gradient = False
+    needs_query = False
 
-    def outer_loss(self, learner, episode):
+    def __init__(self, inner_loop):
+        super().__init__(inner_loop, first_order=True)
+
+    def outer_loss(self, learner, episode, outer_step):
         """The multitask loss of the episode's support and query.
 
         Arguments
@@ -47,6 +49,8 @@ class FineTune(torch.nn.Module):
             Provides the meta-parameters and the task loss.
         episode : Episode
             One task's support and query batches.
+        outer_step : int
+            Outer steps taken so far (unused).
 
         Returns
         -------

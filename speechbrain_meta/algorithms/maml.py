@@ -17,15 +17,11 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import torch
-from speechbrain.utils.logger import get_logger
-
+from speechbrain_meta.algorithms.base import MetaAlgorithm
 from speechbrain_meta.inner import InnerLoop  # noqa: F401 (doctests)
 
-logger = get_logger(__name__)
 
-
-class MAML(torch.nn.Module):
+class MAML(MetaAlgorithm):
     """Model-agnostic meta-learning: the query loss after adaptation.
 
     Arguments
@@ -47,17 +43,21 @@ class MAML(torch.nn.Module):
     """
 
     def __init__(
-        self, inner_loop, multi_step_weights=None, multi_step_anneal=0
+        self,
+        inner_loop,
+        multi_step_weights=None,
+        multi_step_anneal=0,
+        **inner_changes,
     ):
-        super().__init__()
-        self.inner_loop = inner_loop
+        super().__init__(inner_loop, **inner_changes)
         self.multi_step_weights = multi_step_weights
         self.multi_step_anneal = int(multi_step_anneal)
         if multi_step_weights is not None:
-            if len(multi_step_weights) != inner_loop.inner_steps:
+            if len(multi_step_weights) != self.inner_loop.inner_steps:
                 raise ValueError(
                     "multi_step_weights needs one weight per inner step: "
-                    f"{len(multi_step_weights)} != {inner_loop.inner_steps}"
+                    f"{len(multi_step_weights)} != "
+                    f"{self.inner_loop.inner_steps}"
                 )
 
     def step_weights(self, outer_step):
@@ -87,7 +87,7 @@ class MAML(torch.nn.Module):
         final = [0.0] * (len(weights) - 1) + [total]
         return [(1 - frac) * w + frac * f for w, f in zip(weights, final)]
 
-    def outer_loss(self, learner, episode):
+    def outer_loss(self, learner, episode, outer_step):
         """The MAML objective for one task.
 
         Arguments
@@ -96,6 +96,8 @@ class MAML(torch.nn.Module):
             Provides the meta-parameters, the inner loop and the task loss.
         episode : Episode
             Support and query batches of one task.
+        outer_step : int
+            Outer steps taken so far (anneals the multi-step weights).
 
         Returns
         -------
@@ -112,7 +114,7 @@ class MAML(torch.nn.Module):
         steps = learner.adapt(
             theta, episode.support, self.inner_loop, keep_steps=True
         )
-        weights = self.step_weights(learner.optimizer_step)
+        weights = self.step_weights(outer_step)
         objective = 0.0
         for w, fast in zip(weights, steps[1:]):
             if w == 0.0 and fast is not steps[-1]:
@@ -128,7 +130,7 @@ class FOMAML(MAML):
     Arguments
     ---------
     inner_loop : InnerLoop
-        Its ``first_order`` flag is forced to True.
+        The inner-loop settings; the algorithm's copy is first order.
     **kwargs : dict
         As for ``MAML``.
 
@@ -139,8 +141,7 @@ class FOMAML(MAML):
     """
 
     def __init__(self, inner_loop, **kwargs):
-        inner_loop.first_order = True
-        super().__init__(inner_loop, **kwargs)
+        super().__init__(inner_loop, first_order=True, **kwargs)
 
 
 class ANIL(MAML):
@@ -149,7 +150,8 @@ class ANIL(MAML):
     Arguments
     ---------
     inner_loop : InnerLoop
-        The inner loop; its ``adapt_params`` are replaced by ``head_params``.
+        The inner-loop settings; the algorithm's copy adapts
+        ``head_params`` only.
     head_params : list of str
         fnmatch patterns of the head's parameters (e.g. ``["ctc_lin.*"]``).
     **kwargs : dict
@@ -165,5 +167,4 @@ class ANIL(MAML):
     def __init__(self, inner_loop, head_params, **kwargs):
         if isinstance(head_params, str):
             head_params = [head_params]
-        inner_loop.adapt_params = list(head_params)
-        super().__init__(inner_loop, **kwargs)
+        super().__init__(inner_loop, adapt_params=list(head_params), **kwargs)

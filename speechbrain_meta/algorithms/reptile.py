@@ -15,19 +15,18 @@ Authors
 """
 
 import torch
-from speechbrain.utils.logger import get_logger
 
-logger = get_logger(__name__)
+from speechbrain_meta.algorithms.base import MetaAlgorithm
 
 
-class Reptile(torch.nn.Module):
+class Reptile(MetaAlgorithm):
     """Reptile: move the initialisation toward the task-adapted weights.
 
     Arguments
     ---------
     inner_loop : InnerLoop
-        Its ``first_order`` flag is forced to True (Reptile never
-        differentiates through the inner loop).
+        The inner-loop settings; the algorithm's copy is first order
+        (Reptile never differentiates through the inner loop).
     adapt_on_query : bool
         If True, the inner loop runs on support and query together (all of
         the task's data, as in the paper); the query loss is then reported
@@ -41,13 +40,16 @@ class Reptile(torch.nn.Module):
     True
     """
 
+    # The surrogate holds phi constant: no gradient reaches a learned update
+    # rule. The query set is only reported on.
+    rule_gets_gradient = False
+    needs_query = False
+
     def __init__(self, inner_loop, adapt_on_query=False):
-        super().__init__()
-        inner_loop.first_order = True
-        self.inner_loop = inner_loop
+        super().__init__(inner_loop, first_order=True)
         self.adapt_on_query = bool(adapt_on_query)
 
-    def outer_loss(self, learner, episode):
+    def outer_loss(self, learner, episode, outer_step):
         """The Reptile surrogate objective for one task.
 
         ``0.5 * ||theta - stopgrad(phi)||^2``, whose gradient with respect to
@@ -59,6 +61,8 @@ class Reptile(torch.nn.Module):
             Provides the meta-parameters, the inner loop and the task loss.
         episode : Episode
             Support and query batches of one task.
+        outer_step : int
+            Outer steps taken so far (unused).
 
         Returns
         -------
@@ -79,7 +83,9 @@ class Reptile(torch.nn.Module):
         objective = 0.0
         for name, weight in theta.items():
             diff = weight - phi[name].detach()
-            objective = objective + 0.5 * (diff.float() ** 2).sum()
+            # At least float32 (half-precision squares lose the move).
+            diff = diff.to(torch.promote_types(diff.dtype, torch.float32))
+            objective = objective + 0.5 * (diff**2).sum()
         with torch.no_grad():
             batch = episode.query if episode.query is not None else batches[0]
             reported = learner.task_loss(phi, batch)

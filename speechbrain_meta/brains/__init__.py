@@ -1,12 +1,16 @@
 """The meta-learning Brains.
 
+``MetaBrain`` is the one brain: episodes, the outer step, learned update
+rules, distributed gradient averaging, meta-state checkpointing.
+``MetaTransferBrain`` adds a frozen backbone and per-task state files.
+``MetaInitBrain`` and ``MetaOptimizerBrain`` name the two other families.
+
 Authors
  * speechbrain-meta developers 2026
 """
 
 from speechbrain_meta.brains.meta_brain import MetaBrain
-from speechbrain_meta.brains.meta_init import MetaInitBrain
-from speechbrain_meta.brains.meta_optimizer import MetaOptimizerBrain
+from speechbrain_meta.brains.meta_init import MetaInitBrain, MetaOptimizerBrain
 from speechbrain_meta.brains.meta_transfer import MetaTransferBrain
 
 

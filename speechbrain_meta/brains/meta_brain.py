@@ -18,16 +18,18 @@ Authors
 """
 
 import contextlib
-import os
 from collections import OrderedDict
 
 import speechbrain as sb
 import torch
 from speechbrain.utils.logger import get_logger
+from speechbrain.utils.optimizers import rm_vector_weight_decay
 
 from speechbrain_meta.data.episode import Episode
 from speechbrain_meta.data.sampler import TaskSampler
+from speechbrain_meta.distributed import all_reduce_gradients, world
 from speechbrain_meta.inner import NonFiniteInnerLoss, StatisticsGuard
+from speechbrain_meta.losses import differentiable_ctc
 
 logger = get_logger(__name__)
 
@@ -51,40 +53,54 @@ class _FunctionalModel(torch.nn.Module):
         return self._brain.compute_objectives(predictions, batch, stage)
 
 
-def _world():
-    """(rank, world_size) of the current process group, or (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 class MetaBrain(sb.Brain):
     """A Brain whose training batches are task episodes.
 
-    Subclass it (or ``MetaInitBrain``) instead of ``sb.Brain``, or mix it in
-    front of an existing recipe's Brain with ``meta_brain_class``. The
-    meta-learning algorithm comes from the ``meta_algorithm`` argument or
-    hparam (see ``speechbrain_meta.algorithms`` and the ``hparams/``
-    fragments).
+    Subclass it instead of ``sb.Brain``, or mix it in front of an existing
+    recipe's Brain with ``meta_brain_class``. The meta-learning algorithm
+    comes from the ``meta_algorithm`` argument or hparam (see
+    ``speechbrain_meta.algorithms`` and the ``hparams/`` fragments); its
+    inner loop's update rule may be plain SGD or a learned rule
+    (``speechbrain_meta.update_rules``). One brain serves every family:
+
+    * meta-initialisation (MAML, FOMAML, Reptile, ANIL): the outer
+      optimiser (``opt_class``) updates the modules' parameters;
+    * meta-optimisation (Meta-SGD, LayerStepLR, LearnedUpdate): whenever the
+      update rule has parameters, it gets its own outer optimiser
+      (``rule_opt_class``), with or without the initialisation
+      (``meta_train_init``); an algorithm whose outer gradient never
+      reaches the rule (Reptile) is refused;
+    * meta-transfer: ``MetaTransferBrain`` adds a frozen backbone and
+      per-task state files.
 
     Arguments
     ---------
     modules : dict of str:torch.nn.Module
         As for ``sb.Brain``.
     opt_class : callable
-        The outer optimiser (as ``sb.Brain``'s ``opt_class``).
+        The outer optimiser of the initialisation (as ``sb.Brain``'s
+        ``opt_class``).
     hparams : dict
-        As for ``sb.Brain``. Read here: ``meta_algorithm`` (if not given as
-        an argument), ``eval_inner_steps`` (inner steps at meta-test time,
-        default: the algorithm's), ``adapt_in_train_mode`` (default True:
-        dropout on while adapting at meta-test, as in the inner loop).
+        As for ``sb.Brain``. Read here when the argument of the same name
+        is not given: ``meta_algorithm``, ``rule_opt_class``,
+        ``meta_train_init``; and ``eval_inner_steps`` (inner steps at
+        meta-test time, default: the algorithm's), ``adapt_in_train_mode``
+        (default True: dropout on and batch statistics while adapting at
+        meta-test, as in the inner loop).
     run_opts : dict
         As for ``sb.Brain``; ``device`` is honoured.
     checkpointer : speechbrain.utils.checkpoints.Checkpointer
         As for ``sb.Brain``. The algorithm (e.g. a learned update rule) is
-        added to it as ``meta_algorithm``.
-    meta_algorithm : torch.nn.Module, optional
-        Has ``inner_loop`` and ``outer_loss(learner, episode)``.
+        added to it as ``meta_algorithm``, the rule's optimiser as
+        ``rule_optimizer``.
+    meta_algorithm : MetaAlgorithm, optional
+        The algorithm (``speechbrain_meta.algorithms``).
+    rule_opt_class : callable, optional
+        Builds the update rule's outer optimiser from its parameters
+        (default: ``opt_class``). Only used when the rule has parameters.
+    meta_train_init : bool, optional
+        Meta-train the initialisation (default True). False learns the
+        update rule alone on the modules' current (e.g. pretrained) weights.
 
     Example
     -------
@@ -123,6 +139,8 @@ class MetaBrain(sb.Brain):
         run_opts=None,
         checkpointer=None,
         meta_algorithm=None,
+        rule_opt_class=None,
+        meta_train_init=None,
     ):
         super().__init__(
             modules=modules,
@@ -131,8 +149,8 @@ class MetaBrain(sb.Brain):
             run_opts=run_opts,
             checkpointer=checkpointer,
         )
-        if meta_algorithm is None and hparams is not None:
-            meta_algorithm = hparams.get("meta_algorithm")
+        if meta_algorithm is None:
+            meta_algorithm = self._hparam("meta_algorithm", None)
         if meta_algorithm is None:
             raise ValueError(
                 "A MetaBrain needs a meta-learning algorithm: pass "
@@ -140,11 +158,18 @@ class MetaBrain(sb.Brain):
                 "(e.g. `!include:` a fragment of speechbrain_meta/hparams)."
             )
         self.meta_algorithm = meta_algorithm
+        if rule_opt_class is None:
+            rule_opt_class = self._hparam("rule_opt_class", self.opt_class)
+        self.rule_opt_class = rule_opt_class
+        if meta_train_init is None:
+            meta_train_init = self._hparam("meta_train_init", True)
+        self.meta_train_init = bool(meta_train_init)
+        self._prepare_modules()
         # A learned update rule creates its state (rates per parameter...)
         # from the parameters it will adapt, before it is checkpointed.
-        rule = self.meta_algorithm.inner_loop.update_rule
-        if hasattr(rule, "setup"):
-            rule.setup(self.meta_parameters(self.meta_algorithm.inner_loop))
+        if hasattr(self.update_rule, "setup"):
+            self.update_rule.setup(self.meta_parameters(self.inner_loop))
+        self._check_update_rule()
         self.meta_algorithm.to(self.device)
         # A learned update rule is meta-state: checkpoint it (plain SGD has
         # no state and is left out).
@@ -157,11 +182,33 @@ class MetaBrain(sb.Brain):
         self._functional = None
         self._functional_key = None
 
+    @property
+    def inner_loop(self):
+        """The algorithm's inner loop (its settings, its update rule)."""
+        return self.meta_algorithm.inner_loop
+
+    @property
+    def update_rule(self):
+        """The inner loop's update rule (plain SGD or a learned rule)."""
+        return self.meta_algorithm.inner_loop.update_rule
+
+    def learns_update_rule(self):
+        """Whether the update rule has parameters that the brain trains.
+
+        Returns
+        -------
+        bool
+        """
+        return any(True for _ in self.update_rule.parameters())
+
     # ------------------------------------------------------------------
     # The three operations every algorithm is written with.
     # ------------------------------------------------------------------
     def meta_parameters(self, inner_loop):
-        """The meta-parameters that the inner loop adapts.
+        """The weights the inner loop starts from.
+
+        With ``meta_train_init`` False they are detached leaf copies: the
+        outer gradient reaches the update rule only, the modules stay fixed.
 
         Arguments
         ---------
@@ -181,7 +228,11 @@ class MetaBrain(sb.Brain):
                 f"(minus {inner_loop.frozen_params}) select no trainable "
                 f"parameter. Some parameter names: {names}"
             )
-        return selected
+        if self.meta_train_init:
+            return selected
+        return OrderedDict(
+            (n, p.detach().requires_grad_(True)) for n, p in selected.items()
+        )
 
     def task_loss(self, fast_weights, batch, stage=sb.Stage.TRAIN):
         """The recipe's loss on a batch, with the fast weights in place.
@@ -247,7 +298,7 @@ class MetaBrain(sb.Brain):
             inner_steps=inner_steps,
             first_order=first_order,
             keep_steps=keep_steps,
-            guard=self._inner_forward_context,
+            forward_context=self._inner_forward_context,
             loss_scale=self._inner_loss_scale(),
         )
 
@@ -278,7 +329,7 @@ class MetaBrain(sb.Brain):
             try:
                 with self.training_ctx:
                     objective, reported = self.meta_algorithm.outer_loss(
-                        self, episode
+                        self, episode, self.optimizer_step
                     )
             except NonFiniteInnerLoss as err:
                 self._skip_episode(episode, str(err))
@@ -303,11 +354,41 @@ class MetaBrain(sb.Brain):
         A meta-batch whose every episode was skipped has no gradient: no
         step is taken and ``optimizer_step`` does not count it.
         """
-        self._all_reduce_gradients()
+        all_reduce_gradients(self._optimized_parameters())
         if not any(p.grad is not None for p in self._optimized_parameters()):
             logger.warning("No gradient in this meta-batch: outer step skipped")
             return
         super().optimizers_step()
+
+    def init_optimizers(self):
+        """The outer optimisers: the initialisation's, the update rule's.
+
+        ``model`` (``opt_class``, checkpointed as ``optimizer``) over the
+        trainable parameters unless ``meta_train_init`` is False;
+        ``update_rule`` (``rule_opt_class``, checkpointed as
+        ``rule_optimizer``) when the rule has parameters. Both are in
+        ``optimizers_dict``, so Brain's step, clipping and zeroing cover
+        them.
+        """
+        self.optimizers_dict = {}
+        if self.meta_train_init and self.opt_class is not None:
+            if self.remove_vector_weight_decay:
+                params = rm_vector_weight_decay(self.modules)
+            else:
+                params = [p for p in self.modules.parameters() if p.requires_grad]
+            self.optimizer = self.opt_class(params)
+            self.optimizers_dict["model"] = self.optimizer
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("optimizer", self.optimizer)
+        if self.learns_update_rule():
+            self.rule_optimizer = self.rule_opt_class(
+                self.update_rule.parameters()
+            )
+            self.optimizers_dict["update_rule"] = self.rule_optimizer
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable(
+                    "rule_optimizer", self.rule_optimizer
+                )
 
     def evaluate_batch(self, batch, stage):
         """Meta-test on one episode: adapt a copy, then score the query.
@@ -350,7 +431,7 @@ class MetaBrain(sb.Brain):
             loss = self.task_loss(fast, batch.query, stage)
         return loss.detach().float().cpu()
 
-    def adapt_to_task(self, support, inner_steps=None):
+    def adapt_to_task(self, support, inner_steps=None, inner_loop=None):
         """Adapts a copy of the meta-parameters to a support set.
 
         Arguments
@@ -359,14 +440,19 @@ class MetaBrain(sb.Brain):
             The task's K utterances (None or K = 0: no adaptation).
         inner_steps : int, optional
             Adaptation steps (default: ``eval_inner_steps`` hparam, else the
-            algorithm's inner steps).
+            inner loop's steps).
+        inner_loop : InnerLoop, optional
+            The adaptation's settings (default: the algorithm's inner loop,
+            with its learned rule if it has one); e.g. a fine-tuning rule
+            chosen on meta-dev.
 
         Returns
         -------
         dict
             Detached adapted weights, name to tensor.
         """
-        inner_loop = self.meta_algorithm.inner_loop
+        if inner_loop is None:
+            inner_loop = self.inner_loop
         if inner_steps is None:
             inner_steps = self._hparam("eval_inner_steps", None)
         theta = self.meta_parameters(inner_loop)
@@ -434,7 +520,7 @@ class MetaBrain(sb.Brain):
         else:
             options = dict(episodes)
             if stage == sb.Stage.TRAIN:
-                rank, world_size = _world()
+                rank, world_size = world()
                 options.setdefault("rank", rank)
                 options.setdefault("world_size", world_size)
             else:
@@ -472,6 +558,29 @@ class MetaBrain(sb.Brain):
         """An hparam if the brain has hparams and it is set, else default."""
         return getattr(getattr(self, "hparams", None), name, default)
 
+    def _prepare_modules(self):
+        """Called once the modules are in place, before anything reads them.
+
+        A subclass that changes which parameters are trainable (e.g.
+        ``MetaTransferBrain`` freezing the backbone) does it here.
+        """
+
+    def _check_update_rule(self):
+        """Refuses a learned rule the outer gradient cannot train."""
+        if not self.learns_update_rule():
+            return
+        if not self.meta_algorithm.rule_gets_gradient:
+            raise ValueError(
+                f"{type(self.meta_algorithm).__name__}'s outer gradient does "
+                f"not reach the update rule {type(self.update_rule).__name__}"
+                ": it would never learn. Use MAML or FOMAML to meta-learn it."
+            )
+        if self.rule_opt_class is None:
+            raise ValueError(
+                f"The update rule {type(self.update_rule).__name__} has "
+                "parameters: give the brain a rule_opt_class (or opt_class)."
+            )
+
     def _functional_model(self):
         key = tuple((k, id(m)) for k, m in self.modules.items())
         if self._functional is None or self._functional_key != key:
@@ -481,10 +590,15 @@ class MetaBrain(sb.Brain):
 
     @contextlib.contextmanager
     def _inner_forward_context(self, create_graph):
-        """Statistics guard, plus no cuDNN when a double backward follows."""
-        with StatisticsGuard(self.modules):
+        """Around every support forward of the inner loop.
+
+        Normalisation statistics are guarded (the inner loop must not update
+        them k times per task); when a double backward follows, the CTC loss
+        is the twice-differentiable one and cuDNN (whose RNNs have no double
+        backward) is off.
+        """
+        with StatisticsGuard(self.modules), differentiable_ctc(create_graph):
             if create_graph and self.device_type == "cuda":
-                # cuDNN RNNs have no double backward.
                 with torch.backends.cudnn.flags(enabled=False):
                     yield
             else:
@@ -503,8 +617,11 @@ class MetaBrain(sb.Brain):
                 "loader with `episodes={...}` in train_loader_kwargs or a "
                 f"TaskSampler batch_sampler (got {type(batch).__name__})."
             )
-        if batch.query is None:
-            raise ValueError(f"{batch}: a training episode needs a query set")
+        if batch.query is None and self.meta_algorithm.needs_query:
+            raise ValueError(
+                f"{batch}: {type(self.meta_algorithm).__name__} needs a query "
+                "set in every training episode (n_query > 0)"
+            )
         return batch.to(self.device)
 
     def _skip_episode(self, episode, why):
@@ -533,24 +650,3 @@ class MetaBrain(sb.Brain):
             for p in group["params"]
             if p.requires_grad
         ]
-
-    def _all_reduce_gradients(self):
-        """Averages the gradients of every optimised tensor across ranks.
-
-        Needed because most meta-gradients are written outside the DDP
-        wrappers' forward (functional calls, Reptile's difference, update
-        rules), where DDP's own hooks never fire.
-        """
-        if not (
-            torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        ):
-            return
-        world_size = torch.distributed.get_world_size()
-        if world_size == 1:
-            return
-        for p in self._optimized_parameters():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            torch.distributed.all_reduce(p.grad)
-            p.grad.div_(world_size)

@@ -17,15 +17,14 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import fnmatch
 import os
 from collections import OrderedDict
 
 import torch
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta.brains.meta_optimizer import MetaOptimizerBrain
-from speechbrain_meta.inner import canonical_name
+from speechbrain_meta.brains.meta_brain import MetaBrain
+from speechbrain_meta.naming import canonical_name, matches
 
 logger = get_logger(__name__)
 
@@ -58,7 +57,7 @@ def freeze_backbone(modules, task_params=TASK_PARAMS):
         modules = torch.nn.ModuleDict(modules)
     n_task = n_total = 0
     for name, param in modules.named_parameters():
-        is_task = any(fnmatch.fnmatch(name, pat) for pat in task_params)
+        is_task = matches(name, task_params)
         param.requires_grad_(is_task)
         n_total += param.numel()
         n_task += param.numel() if is_task else 0
@@ -71,22 +70,20 @@ def freeze_backbone(modules, task_params=TASK_PARAMS):
     return n_task, n_total
 
 
-class MetaTransferBrain(MetaOptimizerBrain):
+class MetaTransferBrain(MetaBrain):
     """Meta-learns task parameters of a frozen pretrained model.
 
     Arguments
     ---------
-    modules : dict
-        The pretrained model's modules, task parameters already inserted.
     *args : tuple
-        As for ``MetaBrain``.
+        As for ``MetaBrain``; the modules are the pretrained model's, task
+        parameters already inserted.
     task_params : list of str, optional
         fnmatch patterns of the task parameters (else the ``task_params``
         hparam, else ``["*task_*", "*adapter_*"]``). Everything else is
         frozen.
     **kwargs : dict
-        As for ``MetaOptimizerBrain`` (``rule_opt_class`` for learned
-        rates).
+        As for ``MetaBrain`` (``rule_opt_class`` for learned rates).
 
     Example
     -------
@@ -111,28 +108,29 @@ class MetaTransferBrain(MetaOptimizerBrain):
     0.029411764705882353
     """
 
-    requires_learned_rule = False
     # The backbone is frozen: its normalisation statistics and dropout stay
     # in inference mode while the task parameters adapt and meta-train
     # (batch statistics would normalise per-channel scales away).
     adapt_in_train_mode = False
 
-    def __init__(self, modules=None, *args, task_params=None, **kwargs):
-        hparams = kwargs.get("hparams") or {}
-        if task_params is None:
-            task_params = hparams.get("task_params", TASK_PARAMS)
-        self.task_params = list(task_params)
-        self.n_task_params, self.n_params = freeze_backbone(
-            modules, self.task_params
-        )
-        kwargs.setdefault("meta_train_init", True)
-        super().__init__(modules, *args, **kwargs)
+    def __init__(self, *args, task_params=None, **kwargs):
+        self.task_params = task_params  # else the hparam: _prepare_modules
+        super().__init__(*args, **kwargs)
         logger.info(
             "MetaTransferBrain: %d task parameters of %d (%.2f%%); backbone "
             "frozen",
             self.n_task_params,
             self.n_params,
             100.0 * self.trainable_fraction(),
+        )
+
+    def _prepare_modules(self):
+        """Freezes everything but the task parameters."""
+        if self.task_params is None:
+            self.task_params = self._hparam("task_params", TASK_PARAMS)
+        self.task_params = list(self.task_params)
+        self.n_task_params, self.n_params = freeze_backbone(
+            self.modules, self.task_params
         )
 
     def on_fit_batch_start(self, batch, should_step):
@@ -173,7 +171,7 @@ class MetaTransferBrain(MetaOptimizerBrain):
         -------
         OrderedDict
         """
-        names = self.meta_parameters(self.meta_algorithm.inner_loop)
+        names = self.meta_parameters(self.inner_loop)
         source = fast_weights if fast_weights is not None else names
         # Canonical names: the same file with or without DDP wrappers.
         return OrderedDict(
@@ -217,10 +215,9 @@ class MetaTransferBrain(MetaOptimizerBrain):
             The loaded task parameters.
         """
         state = torch.load(path, map_location=self.device)
-        inner_loop = self.meta_algorithm.inner_loop
         params = OrderedDict(
             (canonical_name(n), p)
-            for n, p in self.meta_parameters(inner_loop).items()
+            for n, p in self.meta_parameters(self.inner_loop).items()
         )
         unknown = set(state) - set(params)
         missing = set(params) - set(state)

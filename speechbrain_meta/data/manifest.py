@@ -137,11 +137,11 @@ def load_manifest(
             data[utt_id] = row
     if skipped:
         logger.warning(
-            "%s: %d of %d rows skipped (the first %d are listed above)",
+            "%s: %d of %d rows skipped (%d named above)",
             csv_path,
             len(skipped),
             len(skipped) + len(data),
-            MAX_LOGGED,
+            min(len(skipped), MAX_LOGGED),
         )
     if not data:
         raise ValueError(f"{csv_path}: no usable row ({len(skipped)} skipped)")

@@ -5,29 +5,14 @@ Authors
 """
 
 import random
-from collections import OrderedDict
 
 from speechbrain.utils.logger import get_logger
 from torch.utils.data import Sampler
 
 from speechbrain_meta.data.episode import EpisodeCollate
+from speechbrain_meta.data.tasks import group_tasks
 
 logger = get_logger(__name__)
-
-
-def _group_key_values(dataset, key):
-    """The value of ``key`` for every index of a (filtered) dataset."""
-    data = getattr(dataset, "data", None)
-    data_ids = getattr(dataset, "data_ids", None)
-    if data is not None and data_ids is not None:
-        first = data[data_ids[0]] if data_ids else {}
-        if key in first:
-            return [data[i][key] for i in data_ids]
-    # Dynamic item, or a plain dataset of dicts: compute it.
-    if hasattr(dataset, "output_keys_as"):
-        with dataset.output_keys_as([key]):
-            return [dataset[i][key] for i in range(len(dataset))]
-    return [dataset[i][key] for i in range(len(dataset))]
 
 
 class TaskSampler(Sampler):
@@ -46,9 +31,10 @@ class TaskSampler(Sampler):
     every global step draws ``world_size`` distinct tasks (when there are
     that many) and each rank takes its own.
 
-    Tasks with fewer than K + Q utterances cannot make an episode: they are
-    skipped, and their number is logged once. If no task is left, a
-    ``ValueError`` says which key and sizes were asked for.
+    Tasks are defined by ``speechbrain_meta.data.tasks.group_tasks``: tasks
+    with fewer than K + Q utterances cannot make an episode and are skipped
+    (their number logged once); if none is left, or ``tasks`` names one the
+    data does not have, a ``ValueError`` says what was asked for.
 
     Arguments
     ---------
@@ -65,7 +51,7 @@ class TaskSampler(Sampler):
     seed : int
         Base seed.
     tasks : list of str, optional
-        Restrict sampling to these tasks.
+        Restrict sampling to these tasks (each must exist).
     fixed_query : bool
         If True, each task's query set is the same fixed Q utterances every
         episode (drawn once with ``seed``) and the support set is drawn from
@@ -122,47 +108,14 @@ class TaskSampler(Sampler):
         self.world_size = int(world_size)
         self.epoch = 0
 
-        groups = OrderedDict()
-        for index, value in enumerate(_group_key_values(dataset, group_by)):
-            groups.setdefault(str(value), []).append(index)
-        if tasks is not None:
-            wanted = {str(t) for t in tasks}
-            missing = wanted - set(groups)
-            if missing:
-                logger.warning(
-                    "TaskSampler: requested tasks not in the data: %s",
-                    sorted(missing),
-                )
-            groups = OrderedDict(
-                (k, v) for k, v in groups.items() if k in wanted
-            )
-        need = self.n_support + self.n_query
-        self.skipped_tasks = {
-            k: len(v) for k, v in groups.items() if len(v) < need
-        }
-        self.groups = OrderedDict(
-            (k, v) for k, v in sorted(groups.items()) if len(v) >= need
+        self.groups, self.skipped_tasks = group_tasks(
+            dataset,
+            group_by,
+            tasks=tasks,
+            min_size=self.n_support + self.n_query,
+            who="TaskSampler",
         )
         self.tasks = list(self.groups)
-        if self.skipped_tasks:
-            logger.warning(
-                "TaskSampler: skipped %d of %d tasks (by %r) with fewer than "
-                "%d utterances (K=%d + Q=%d): %s",
-                len(self.skipped_tasks),
-                len(groups),
-                group_by,
-                need,
-                self.n_support,
-                self.n_query,
-                ", ".join(sorted(self.skipped_tasks)[:20]),
-            )
-        if not self.tasks:
-            raise ValueError(
-                f"TaskSampler: no task grouped by {group_by!r} has the "
-                f"{need} utterances an episode needs "
-                f"(K={self.n_support}, Q={self.n_query}); "
-                f"{len(groups)} tasks found."
-            )
         # With a fixed query, each task's query set and the support pool
         # (the rest) are drawn once here.
         self._fixed_queries = {}

@@ -1,8 +1,9 @@
 """SynthDigits: a multilingual connected-digit corpus synthesised offline.
 
 Utterances are random digit strings written ``"4 1 7 0"`` and read by
-espeak-ng (through the ``espeakng-loader`` package, in-process via ctypes)
-in the voice's language: each digit is a word of that language. The label
+espeak-ng (the ``espeakng-loader`` package's library through ctypes, in a
+fresh worker process per speaker, see ``espeak_worker``) in the voice's
+language: each digit is a word of that language. The label
 set (the ten digits and the space) is shared by all languages, and each
 language is its own acoustic task: the setting of MetaASR (Hsu et al.,
 ICASSP 2020) in a form that needs no download.
@@ -30,7 +31,6 @@ Authors
 """
 
 import csv
-import hashlib
 import json
 import os
 import subprocess
@@ -46,6 +46,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.data import espeak_worker
 from speechbrain_meta.data.espeak_worker import Espeak, EspeakError
+from speechbrain_meta.data.tasks import stable_seed
 
 __all__ = ["Espeak", "EspeakError", "prepare_synth_digits", "augment"]
 
@@ -65,10 +66,7 @@ HELDOUT_VARIANTS = ["m7", "f4"]
 
 def _rng(seed, *keys):
     """A generator seeded by the seed and string/int keys (stable hash)."""
-    digest = hashlib.sha256(
-        "/".join(str(k) for k in (seed, *keys)).encode()
-    ).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return np.random.default_rng(stable_seed(seed, *keys))
 
 
 def digit_string(rng, min_digits, max_digits):
@@ -107,8 +105,9 @@ def synthesize_fresh(requests):
     Returns
     -------
     tuple
-        ``(sample_rate, samples)``: int16 arrays, or the error string of a
-        request espeak-ng could not produce.
+        ``(sample_rate, samples)``: ``samples`` has one entry per request,
+        an int16 array, or the error message (str) of a request espeak-ng
+        could not produce.
 
     Example
     -------

@@ -1,5 +1,7 @@
 """MetaOptimizerBrain: each learned rule trains, helps, and survives resume."""
 
+import math
+
 import pytest
 import speechbrain as sb
 import torch
@@ -194,11 +196,18 @@ def test_diverging_validation_adaptation_does_not_stop_the_run(caplog):
         meta_algorithm=FineTune(InnerLoop(3, inner_lr=1e30)),
         run_opts={"device": "cpu"},
     )
+    data = _tasks(4, 20, seed=1)
+    episodes = {**EPISODES, "episodes_per_epoch": 3}
     loss = brain.evaluate(
-        _tasks(4, 20, seed=1),
-        progressbar=False,
-        test_loader_kwargs={"episodes": {**EPISODES, "episodes_per_epoch": 3}},
+        data, progressbar=False, test_loader_kwargs={"episodes": episodes}
     )
     assert brain.diverged_adaptations == 3
-    assert loss == loss  # finite: scored with the unadapted weights
+    # Finite: each query was scored with the unadapted weights.
+    loader = brain.make_dataloader(
+        data, sb.Stage.TEST, ckpt_prefix=None, episodes=episodes
+    )
+    with torch.no_grad():
+        unadapted = [float(brain.task_loss({}, ep.query)) for ep in loader]
+    assert math.isfinite(loss)
+    assert loss == pytest.approx(sum(unadapted) / len(unadapted))
     assert "diverged" in caplog.text

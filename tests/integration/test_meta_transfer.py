@@ -173,7 +173,7 @@ def test_task_state_round_trip(tmp_path):
         fresh.load_task_state(tmp_path / "bad.pt")
 
 
-@pytest.mark.parametrize("kind", ["scale_shift", "lhuc"])
+@pytest.mark.parametrize("kind", ["scale_shift", "lhuc", "lora", "adapter"])
 def test_task_parameter_meta_gradient_matches_finite_differences(kind):
     modules = _pretrained(kind)
     model = modules["model"].double()
@@ -199,9 +199,9 @@ def test_task_parameter_meta_gradient_matches_finite_differences(kind):
             functional_call(model, fast, (batch[0],)), batch[1]
         )
 
-    inner = InnerLoop(2, inner_lr=0.3, adapt_params=["*task_*"])
+    inner = InnerLoop(2, inner_lr=0.3, adapt_params=["*task_*", "*adapter_*"])
     theta = _as_leaves(inner.select(model.named_parameters()))
-    assert all("task_" in n for n in theta)
+    assert theta and all("task_" in n or "adapter_" in n for n in theta)
 
     def objective(params):
         with torch.enable_grad():

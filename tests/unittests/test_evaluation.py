@@ -9,8 +9,8 @@ import torch
 from speechbrain_meta.evaluation import (
     FewShotProtocol,
     confidence_interval,
-    markdown_table,
     merge_results,
+    results_table,
     validate_results,
     write_results,
 )
@@ -82,14 +82,13 @@ class _SpyBrain:
         self.bias = bias
         self.seen = []
         self.modules = torch.nn.ModuleDict({"m": torch.nn.Linear(1, 1)})
-        self.meta_algorithm = type(
-            "A", (), {"inner_loop": type("L", (), {})()}
-        )()
+        self.inner_loop = object()
 
     def meta_parameters(self, inner_loop):
         return dict(self.modules.named_parameters())
 
-    def adapt_to_task(self, support, inner_steps):
+    def adapt_to_task(self, support, inner_steps, inner_loop=None):
+        assert inner_loop is self.inner_loop
         ids = [] if support is None else list(support.id)
         self.seen.append((tuple(ids), inner_steps))
         return {"n": len(ids)}
@@ -127,10 +126,10 @@ def test_every_method_gets_the_same_episodes_and_budget():
 
 
 class _DivergingBrain(_SpyBrain):
-    def adapt_to_task(self, support, inner_steps):
+    def adapt_to_task(self, support, inner_steps, inner_loop=None):
         if support is not None and len(support.id) >= 5:
             raise NonFiniteInnerLoss(2, "gradient")
-        return super().adapt_to_task(support, inner_steps)
+        return super().adapt_to_task(support, inner_steps, inner_loop)
 
 
 def test_diverging_adaptation_is_a_counted_failure_not_a_crash(caplog):
@@ -152,7 +151,7 @@ def test_results_files_and_schema(tmp_path):
     table = (tmp_path / "few_shot_results.md").read_text()
     assert "| maml |" in table and "CER % k=5" in table
     assert (
-        markdown_table(rows) in (tmp_path / "few_shot_results.md").read_text()
+        results_table(rows) in (tmp_path / "few_shot_results.md").read_text()
     )
     broken = json.loads(json.dumps(doc))
     del broken["results"][0]["cer_ci95"]

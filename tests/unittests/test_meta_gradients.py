@@ -8,7 +8,7 @@ from torch.func import functional_call
 
 from speechbrain_meta.algorithms import ANIL, MAML
 from speechbrain_meta.inner import InnerLoop, NonFiniteInnerLoss
-from speechbrain_meta.losses import ctc_loss
+from speechbrain_meta.losses import ctc_loss, differentiable_ctc
 
 torch.set_default_dtype(torch.float32)
 
@@ -112,8 +112,6 @@ def test_fomaml_gradient_is_query_gradient_at_adapted_weights():
 class _FunctionalLearner:
     """The three learner operations, for a plain functional model."""
 
-    optimizer_step = 0
-
     def __init__(self, model, loss_fn):
         self.model, self.loss_fn = model, loss_fn
 
@@ -137,7 +135,7 @@ class _Episode:
 def _algorithm_grad_vs_fd(algorithm, model, support, query, loss_fn):
     learner = _FunctionalLearner(model, loss_fn)
     episode = _Episode(support, query)
-    objective, _ = algorithm.outer_loss(learner, episode)
+    objective, _ = algorithm.outer_loss(learner, episode, 0)
     params = OrderedDict(model.named_parameters())
     analytic = torch.autograd.grad(objective, list(params.values()))
 
@@ -145,7 +143,7 @@ def _algorithm_grad_vs_fd(algorithm, model, support, query, loss_fn):
         with torch.no_grad():
             for name, value in p.items():
                 params[name].copy_(value)
-        return algorithm.outer_loss(learner, episode)[0]
+        return algorithm.outer_loss(learner, episode, 0)[0]
 
     theta = OrderedDict((n, p.detach().clone()) for n, p in params.items())
     numeric = _finite_difference_grad(meta_objective, theta)
@@ -166,13 +164,19 @@ def test_anil_adapts_head_only_and_its_meta_gradient_is_exact():
     model, support, query, loss_fn = _regression_problem(3)
     algo = ANIL(InnerLoop(inner_steps=2, inner_lr=0.5), head_params=["2.*"])
     learner = _FunctionalLearner(model, loss_fn)
-    body_before = model[0].weight.detach().clone()
     theta = learner.meta_parameters(algo.inner_loop)
     assert list(theta) == ["2.weight", "2.bias"]
     fast = learner.adapt(theta, support, algo.inner_loop)
     assert set(fast) == {"2.weight", "2.bias"}
-    assert torch.equal(model[0].weight, body_before)
-    assert not torch.equal(fast["2.weight"], model[2].weight)
+    # Closed form: SGD on the head, the body's weights as they are.
+    head = _as_leaves(theta)
+    for _ in range(2):
+        grads = torch.autograd.grad(loss_fn(head, support), list(head.values()))
+        head = _as_leaves(
+            {n: w - 0.5 * g for (n, w), g in zip(head.items(), grads)}
+        )
+    for name in head:
+        torch.testing.assert_close(fast[name], head[name], rtol=1e-12, atol=0)
     # The body still gets the (second-order) meta-gradient, exactly.
     analytic, numeric = _algorithm_grad_vs_fd(
         algo, model, support, query, loss_fn
@@ -192,9 +196,15 @@ def test_non_finite_support_loss_is_reported():
 
 
 def _directional_check(model, loss_fn, support, query, inner, eps=1e-5):
-    """<grad F, v> against (F(theta + eps v) - F(theta - eps v)) / 2 eps."""
+    """<grad F, v> against (F(theta + eps v) - F(theta - eps v)) / 2 eps.
+
+    The support forwards use the twice-differentiable CTC (a brain asks for
+    it through the same ``forward_context``).
+    """
     params = OrderedDict(model.named_parameters())
-    fast = inner.adapt(loss_fn, params, support)
+    fast = inner.adapt(
+        loss_fn, params, support, forward_context=differentiable_ctc
+    )
     objective = loss_fn(fast, query)
     grads = torch.autograd.grad(objective, list(params.values()))
     gen = torch.Generator().manual_seed(7)
@@ -209,7 +219,12 @@ def _directional_check(model, loss_fn, support, query, inner, eps=1e-5):
             (n, (p + sign * eps * direction[n]).detach().requires_grad_())
             for n, p in params.items()
         )
-        return loss_fn(inner.adapt(loss_fn, shifted, support), query).item()
+        return loss_fn(
+            inner.adapt(
+                loss_fn, shifted, support, forward_context=differentiable_ctc
+            ),
+            query,
+        ).item()
 
     numeric = (at(1) - at(-1)) / (2 * eps)
     return analytic.item(), numeric
@@ -321,3 +336,47 @@ def _conformer_check(TransformerASR, attention, dtype, rel):
         fwd, loss_fn, support, query, inner, eps=eps
     )
     assert analytic == pytest.approx(numeric, rel=rel)
+
+
+def test_inner_gradient_clipping_bounds_the_step_and_is_differentiated():
+    model, support, query, loss_fn = _regression_problem(4)
+    params = _as_leaves(dict(model.named_parameters()))
+    clip = 0.05
+    inner = InnerLoop(inner_steps=1, inner_lr=1.0, inner_grad_clip=clip)
+    fast = inner.adapt(loss_fn, params, support)
+    step = torch.cat([(params[n] - fast[n]).reshape(-1) for n in params])
+    raw = torch.autograd.grad(loss_fn(params, support), list(params.values()))
+    assert float(torch.cat([g.reshape(-1) for g in raw]).norm()) > 2 * clip
+    assert float(step.detach().norm()) == pytest.approx(clip, rel=1e-4)
+    # The second-order meta-gradient goes through the clipping too.
+    inner = InnerLoop(inner_steps=2, inner_lr=0.5, inner_grad_clip=clip)
+
+    def meta_objective(p):
+        with torch.enable_grad():
+            return loss_fn(inner.adapt(loss_fn, _as_leaves(p), support), query)
+
+    analytic = torch.autograd.grad(
+        loss_fn(inner.adapt(loss_fn, params, support), query),
+        list(params.values()),
+    )
+    numeric = _finite_difference_grad(meta_objective, params)
+    torch.testing.assert_close(
+        torch.cat([g.reshape(-1) for g in analytic]), numeric, rtol=1e-5, atol=1e-8
+    )
+
+
+def test_manual_loss_scaling_changes_nothing_but_the_scale():
+    model, support, query, loss_fn = _regression_problem(5)
+    params = _as_leaves(dict(model.named_parameters()))
+    inner = InnerLoop(inner_steps=2, inner_lr=0.3)
+    plain = inner.adapt(loss_fn, params, support)
+    scaled = inner.adapt(loss_fn, params, support, loss_scale=2.0**10)
+    for name in plain:
+        torch.testing.assert_close(plain[name], scaled[name], rtol=1e-12, atol=0)
+    g_plain = torch.autograd.grad(loss_fn(plain, query), list(params.values()))
+    g_scaled = torch.autograd.grad(loss_fn(scaled, query), list(params.values()))
+    for a, b in zip(g_plain, g_scaled):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
+    # A scale that overflows the gradient is reported, not applied.
+    with pytest.raises(NonFiniteInnerLoss):
+        inner.adapt(loss_fn, params, support, loss_scale=float("inf"))

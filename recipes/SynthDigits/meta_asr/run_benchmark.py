@@ -32,8 +32,8 @@ import time
 
 from speechbrain_meta.evaluation import (
     load_results,
-    markdown_table,
     merge_results,
+    results_table,
     validate_results,
     write_results,
 )
@@ -196,7 +196,7 @@ def main(argv=None):
             out, merged[split]["protocol"], merged[split]["results"], title
         )
         print()
-        print(markdown_table(merged[split]["results"], title=title))
+        print(results_table(merged[split]["results"], title=title))
         print(relative_to_joint(merged[split]["results"]))
     with open(
         os.path.join(args.output_folder, "benchmark.json"),

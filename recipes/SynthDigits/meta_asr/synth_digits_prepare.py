@@ -1,6 +1,7 @@
 """Data preparation for the SynthDigits meta-ASR recipe.
 
-The corpus is synthesised in-process with espeak-ng (``espeakng-loader``):
+The corpus is synthesised with espeak-ng (``espeakng-loader``, one fresh
+worker process per speaker so that the same seed gives the same bytes):
 connected digits read in many languages and voices, see
 ``speechbrain_meta.data.synth``. Nothing is downloaded.
 

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Meta-ASR on SynthDigits: adapt to unseen languages from k utterances.
 
-One recipe for every method, selected by the hparams file:
+One recipe for every method, selected by the hparams file
+(``hparams/<method>.yaml`` holds what the method changes,
+``hparams/models/common.yaml`` what all of them share):
 
-* ``maml``, ``fomaml``, ``reptile``, ``anil``: meta-train the
-  initialisation over languages (tasks), warm-started from the joint model;
-* ``joint``: multitask training on the pooled meta-train languages (a plain
-  ``sb.Brain``), the same number of updates;
-* ``scratch``: no training (random initialisation);
-* ``lora``, ``adapter``: the joint model with ``speechbrain.nnet.adapters``.
+* meta-initialisation, warm-started from the joint model: ``maml``,
+  ``fomaml``, ``reptile``, ``anil``;
+* meta-optimisation (learned update rules, with first-order MAML):
+  ``metasgd``, ``layer_step_lr``, ``learned_update``;
+* meta-transfer (task parameters on the frozen joint model):
+  ``scale_shift``, ``lhuc``, ``meta_lora``, ``meta_adapter``;
+* baselines: ``joint`` (multitask training on the pooled meta-train
+  languages, a plain ``sb.Brain``, the same number of updates), ``scratch``
+  (no training), ``lora`` and ``adapter`` (``speechbrain.nnet.adapters`` on
+  the joint model), each fine-tuned on the k shots.
 
 After training, the few-shot protocol (``speechbrain_meta.evaluation``)
 adapts each method to k support utterances of every held-out language (and
@@ -25,89 +31,58 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import json
+import glob
 import os
 import sys
 
 import speechbrain as sb
 import torch
 import yaml
-from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta import SGD, meta_brain_class
+from speechbrain_meta import meta_brain_class
+from speechbrain_meta.asr import CTCASR, add_ctc_pipelines
 from speechbrain_meta.data.manifest import load_manifest
-from speechbrain_meta.evaluation import FewShotProtocol, write_results
+from speechbrain_meta.data.tasks import task_values
+from speechbrain_meta.evaluation import (
+    FewShotProtocol,
+    cached_results,
+    select_adapt_lr,
+    write_results,
+)
 from speechbrain_meta.interpret import learned_rates, write_rate_report
+from speechbrain_meta.layered_yaml import layer_keys, load_layered_hparams
 from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
+COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
 
 
-class ASR(sb.Brain):
-    """An ordinary SpeechBrain CTC Brain (nothing meta-specific)."""
+class ASR(CTCASR):
+    """The plain CTC recogniser; the joint model marks its warm start."""
 
-    def compute_forward(self, batch, stage):
-        """Waveform -> features -> encoder -> CTC log-probabilities."""
-        batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        feats = self.hparams.compute_features(wavs)
-        feats = self.modules.normalize(feats, wav_lens)
-        encoded = self.modules.encoder(feats)
-        logits = self.modules.ctc_lin(encoded)
-        return self.hparams.log_softmax(logits), wav_lens
+    def checkpoint_meta(self, stats, epoch):
+        """Validation checkpoint meta: the meta-learners' starting point.
 
-    def compute_objectives(self, predictions, batch, stage):
-        """CTC loss; greedy decoding and CER/WER outside training."""
-        p_ctc, wav_lens = predictions
-        tokens, tokens_lens = batch.tokens
-        loss = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
-        if stage != sb.Stage.TRAIN:
-            sequences = sb.decoders.ctc_greedy_decode(
-                p_ctc, wav_lens, blank_id=self.hparams.blank_index
-            )
-            hyps = [list(self.tokenizer.decode_ndim(seq)) for seq in sequences]
-            refs = [list(w) for w in batch.wrd]
-            self.cer_metric.append(batch.id, hyps, refs)
-            self.wer_metric.append(
-                batch.id,
-                ["".join(h).split() for h in hyps],
-                [w.split() for w in batch.wrd],
-            )
-        return loss
+        Arguments
+        ---------
+        stats : dict
+            Validation statistics.
+        epoch : int
+            The epoch.
 
-    def on_stage_start(self, stage, epoch=None):
-        """Fresh error-rate trackers for each evaluation stage."""
-        if stage != sb.Stage.TRAIN:
-            self.cer_metric = self.hparams.cer_computer()
-            self.wer_metric = self.hparams.wer_computer()
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs, and checkpoints on the meta-dev CER."""
-        stats = {"loss": stage_loss}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        stats["CER"] = self.cer_metric.summarize("error_rate")
-        stats["WER"] = self.wer_metric.summarize("error_rate")
-        if stage == sb.Stage.VALID:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "updates": self.optimizer_step},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            meta = {"CER": stats["CER"], "updates": self.optimizer_step}
-            warm_start = getattr(self.hparams, "warm_start_epoch", None)
-            if self.hparams.training == "joint" and epoch == warm_start:
-                # The meta-learners' starting point: kept for good.
-                meta["warm_start"] = True
-            self.checkpointer.save_and_keep_only(
-                meta=meta,
-                min_keys=["CER"],
-                ckpt_predicate=lambda c: not c.meta.get("warm_start"),
-            )
+        Returns
+        -------
+        dict
+        """
+        meta = super().checkpoint_meta(stats, epoch)
+        warm_start = getattr(self.hparams, "warm_start_epoch", None)
+        if self.hparams.training == "joint" and epoch == warm_start:
+            # The meta-learners' starting point: kept for good.
+            meta.update(warm_start=True, keep=True)
+        return meta
 
 
 def dataio_prepare(hparams):
@@ -119,30 +94,12 @@ def dataio_prepare(hparams):
             replacements={"data_root": hparams["data_folder"]},
         )
 
-    @sb.utils.data_pipeline.takes("wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav):
-        return sb.dataio.dataio.read_audio(wav)
-
-    tokenizer = sb.dataio.encoder.CTCTextEncoder()
-
-    @sb.utils.data_pipeline.takes("wrd")
-    @sb.utils.data_pipeline.provides("char_list", "tokens")
-    def text_pipeline(wrd):
-        char_list = list(wrd)
-        yield char_list
-        yield torch.LongTensor(tokenizer.encode_sequence(char_list))
-
-    all_sets = list(datasets.values())
-    sb.dataio.dataset.add_dynamic_item(all_sets, audio_pipeline)
-    sb.dataio.dataset.add_dynamic_item(all_sets, text_pipeline)
-    tokenizer.load_or_create(
-        path=os.path.join(hparams["save_folder"], "label_encoder.txt"),
-        from_didatasets=[datasets["train"]],
-        output_key="char_list",
-        special_labels={"blank_label": hparams["blank_index"]},
-        sequence_input=True,
+    tokenizer = add_ctc_pipelines(
+        datasets,
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        hparams["blank_index"],
     )
+    all_sets = list(datasets.values())
     sb.dataio.dataset.set_output_keys(
         all_sets, ["id", "sig", "wrd", "spk_id", "lang", "tokens"]
     )
@@ -208,23 +165,27 @@ def load_joint_model(hparams, run_opts, overrides):
     return ckpt
 
 
-# Settings of the method itself, not handed on to the joint model's run.
-METHOD_KEYS = {
-    "output_folder", "save_folder", "train_log", "method", "training",
-    "number_of_epochs", "init_from_joint", "lr", "opt_class", "inner_lr",
-    "inner_steps", "meta", "meta_algorithm", "meta_brain_class", "adapters",
-    "adapted_modules", "run_few_shot", "rule_opt_class", "meta_train_init",
-    "adapt_lr_grid", "adapt_lr_k", "task_params",
+# Method settings no method file changes (common.yaml's defaults), and the
+# run's own folders: not handed on to the joint model's run either.
+RUN_KEYS = {
+    "output_folder", "save_folder", "train_log", "run_few_shot",
+    "opt_class", "meta_algorithm", "meta_brain_class",
 }  # fmt: skip
 
 
 def _joint_overrides(overrides, joint_folder):
-    """The shared overrides of this run, for the joint model's run."""
+    """The overrides of this run that the joint model's run shares.
+
+    A key some method file sets (``lr``, ``inner_lr``, ``meta``...) is the
+    method's own setting, not handed on.
+    """
     if isinstance(overrides, dict):
         parsed = dict(overrides)
     else:
         parsed = yaml.safe_load(overrides or "") or {}
-    shared = {k: v for k, v in parsed.items() if k not in METHOD_KEYS}
+    method_files = sorted(glob.glob(os.path.join(HERE, "hparams", "*.yaml")))
+    method_keys = RUN_KEYS.union(*(layer_keys(f) for f in method_files))
+    shared = {k: v for k, v in parsed.items() if k not in method_keys}
     shared.update(output_folder=joint_folder, run_few_shot=False)
     return shared
 
@@ -326,17 +287,27 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
         meta_algorithm=hparams["meta_algorithm"],
     )
     brain.tokenizer = tokenizer
+    adaptation = brain.inner_loop
+    adapt_lr = getattr(brain.update_rule, "lr", None)  # None: a learned rule
     if hparams.get("adapt_lr_grid"):
-        select_adapt_lr(brain, hparams, datasets["dev"])
-    if list(brain.meta_algorithm.inner_loop.update_rule.parameters()):
+        # The baselines' fine-tuning rate, chosen on meta-dev (k shots).
+        protocol = _meta_dev_protocol(
+            hparams, datasets["dev"], hparams["adapt_lr_k"], 2, 10
+        )
+        adapt_lr, adaptation = select_adapt_lr(
+            brain,
+            protocol,
+            hparams["adapt_lr_grid"],
+            os.path.join(hparams["output_folder"], "adapt_lr.json"),
+        )
+    if brain.learns_update_rule():
         report_learned_rates(brain, hparams, datasets["dev"])
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
         tasks = None
         if split == "test_voices":
-            tasks = _first_tasks(
-                datasets[split], group_by, hparams["few_shot_voice_tasks"]
-            )
+            voices = {str(v) for v in task_values(datasets[split], group_by)}
+            tasks = sorted(voices)[: hparams["few_shot_voice_tasks"]]
         protocol = FewShotProtocol(
             datasets[split],
             group_by=group_by,
@@ -346,17 +317,15 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
         )
         out_dir = os.path.join(hparams["output_folder"], "few_shot", split)
         description = protocol.description()
-        done = os.path.join(out_dir, "few_shot_results.json")
-        if os.path.exists(done):
-            with open(done, encoding="utf-8") as fin:
-                previous = json.load(fin)
-            if previous["protocol"] == description:
-                logger.info("Few-shot results already in %s", done)
-                results[split] = previous
-                continue
-        rows = protocol.evaluate(brain, hparams["method"])
+        results[split] = cached_results(out_dir, description)
+        if results[split] is not None:
+            logger.info("Few-shot results already in %s", out_dir)
+            continue
+        rows = protocol.evaluate(
+            brain, hparams["method"], inner_loop=adaptation
+        )
         for row in rows:
-            row["adapt_lr"] = _adapt_lr(brain)
+            row["adapt_lr"] = adapt_lr
         results[split] = write_results(
             out_dir,
             description,
@@ -397,50 +366,6 @@ def report_learned_rates(brain, hparams, dev_data):
     return rows
 
 
-def _adapt_lr(brain):
-    return getattr(brain.meta_algorithm.inner_loop.update_rule, "lr", None)
-
-
-def select_adapt_lr(brain, hparams, dev_data):
-    """Picks the fine-tuning learning rate on the meta-dev languages.
-
-    The baselines' rule is plain SGD; its rate is chosen from
-    ``adapt_lr_grid`` by the few-shot CER at ``adapt_lr_k`` shots on
-    meta-dev (never on meta-test). The choice is cached in the output
-    folder.
-    """
-    cache = os.path.join(hparams["output_folder"], "adapt_lr.json")
-    grid = [float(lr) for lr in hparams["adapt_lr_grid"]]
-    inner_loop = brain.meta_algorithm.inner_loop
-    if os.path.exists(cache):
-        with open(cache, encoding="utf-8") as fin:
-            chosen = json.load(fin)
-        if chosen.get("grid") == grid:
-            inner_loop.update_rule = SGD(chosen["lr"])
-            return chosen["lr"]
-    protocol = _meta_dev_protocol(
-        hparams, dev_data, hparams["adapt_lr_k"], episodes=2, query=10
-    )
-    scores = {}
-    for lr in grid:
-        inner_loop.update_rule = SGD(lr)
-        row = protocol.evaluate(brain, f"{hparams['method']}@lr={lr}")[0]
-        scores[lr] = row["cer_mean"]
-    best = min(grid, key=lambda lr: scores[lr])
-    inner_loop.update_rule = SGD(best)
-    logger.info("Fine-tuning lr %s selected on meta-dev: %s", best, scores)
-    with open(cache, "w", encoding="utf-8") as fout:
-        json.dump({"grid": grid, "lr": best, "dev_cer": scores}, fout)
-    return best
-
-
-def _first_tasks(dataset, key, n):
-    from speechbrain_meta.data.sampler import _group_key_values
-
-    values = sorted({str(v) for v in _group_key_values(dataset, key)})
-    return values[:n]
-
-
 def main(argv):
     """Prepare data, train the method, run the few-shot protocol.
 
@@ -464,7 +389,7 @@ def run(hparams_file, run_opts, overrides):
     Arguments
     ---------
     hparams_file : str
-        The method's hparams file.
+        The method's hparams file (over ``hparams/models/common.yaml``).
     run_opts : dict
         SpeechBrain run options.
     overrides : str or dict
@@ -475,13 +400,17 @@ def run(hparams_file, run_opts, overrides):
     dict
         Few-shot results per evaluation set.
     """
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
+    hparams, resolved_yaml = load_layered_hparams(
+        hparams_file, COMMON, overrides
     )
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"]
+    )
+    if if_main_process():
+        # The whole configuration, as one file would have given it.
+        path = os.path.join(hparams["output_folder"], "hyperparams.yaml")
+        with open(path, "w", encoding="utf-8") as fout:
+            fout.write(resolved_yaml)
     sys.path.insert(0, HERE)
     from synth_digits_prepare import prepare_synth_digits
 

@@ -9,7 +9,10 @@ and after adapting to K support utterances of each task.
 To run::
 
     python train.py hparams/maml.yaml
-    python train.py hparams/reptile.yaml --inner_steps=5
+    python train.py hparams/reptile.yaml --eval_inner_steps=5
+
+Each ``hparams/<method>.yaml`` holds what the method changes;
+``hparams/models/common.yaml`` what every method shares.
 
 Authors
  * speechbrain-meta developers 2026
@@ -20,77 +23,16 @@ import os
 import sys
 
 import speechbrain as sb
-import torch
-from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
+from speechbrain_meta.asr import CTCASR, add_ctc_pipelines
+from speechbrain_meta.layered_yaml import load_layered_hparams
 
 logger = get_logger(__name__)
-
-
-class ASR(sb.Brain):
-    """An ordinary SpeechBrain CTC Brain (nothing meta-specific)."""
-
-    def compute_forward(self, batch, stage):
-        """Waveform -> features -> encoder -> CTC log-probabilities."""
-        batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        feats = self.hparams.compute_features(wavs)
-        feats = self.modules.normalize(feats, wav_lens)
-        encoded = self.modules.encoder(feats)
-        logits = self.modules.ctc_lin(encoded)
-        return self.hparams.log_softmax(logits), wav_lens
-
-    def compute_objectives(self, predictions, batch, stage):
-        """CTC loss; greedy decoding and CER/WER outside training."""
-        p_ctc, wav_lens = predictions
-        tokens, tokens_lens = batch.tokens
-        loss = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
-        if stage != sb.Stage.TRAIN:
-            sequences = sb.decoders.ctc_greedy_decode(
-                p_ctc, wav_lens, blank_id=self.hparams.blank_index
-            )
-            hyps = [list(self.tokenizer.decode_ndim(seq)) for seq in sequences]
-            refs = [list(w) for w in batch.wrd]
-            self.cer_metric.append(batch.id, hyps, refs)
-            self.wer_metric.append(
-                batch.id,
-                ["".join(h).split() for h in hyps],
-                [w.split() for w in batch.wrd],
-            )
-        return loss
-
-    def on_stage_start(self, stage, epoch=None):
-        """Fresh error-rate trackers for each evaluation stage."""
-        if stage != sb.Stage.TRAIN:
-            self.cer_metric = self.hparams.cer_computer()
-            self.wer_metric = self.hparams.wer_computer()
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs, and checkpoints on the meta-dev CER."""
-        stats = {"loss": stage_loss}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        stats["CER"] = self.cer_metric.summarize("error_rate")
-        stats["WER"] = self.wer_metric.summarize("error_rate")
-        if stage == sb.Stage.VALID:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "outer_steps": self.optimizer_step},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta={"CER": stats["CER"]}, min_keys=["CER"]
-            )
-        else:
-            self.test_stats = stats
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch loaded": self.hparams.epoch_counter.current},
-                test_stats=stats,
-            )
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
 
 
 def dataio_prepare(hparams):
@@ -102,30 +44,12 @@ def dataio_prepare(hparams):
             replacements={"data_root": hparams["data_folder"]},
         )
 
-    @sb.utils.data_pipeline.takes("wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav):
-        return sb.dataio.dataio.read_audio(wav)
-
-    tokenizer = sb.dataio.encoder.CTCTextEncoder()
-
-    @sb.utils.data_pipeline.takes("wrd")
-    @sb.utils.data_pipeline.provides("char_list", "tokens")
-    def text_pipeline(wrd):
-        char_list = list(wrd)
-        yield char_list
-        yield torch.LongTensor(tokenizer.encode_sequence(char_list))
-
-    all_sets = list(datasets.values())
-    sb.dataio.dataset.add_dynamic_item(all_sets, audio_pipeline)
-    sb.dataio.dataset.add_dynamic_item(all_sets, text_pipeline)
-    tokenizer.load_or_create(
-        path=os.path.join(hparams["save_folder"], "label_encoder.txt"),
-        from_didatasets=[datasets["train"]],
-        output_key="char_list",
-        special_labels={"blank_label": hparams["blank_index"]},
-        sequence_input=True,
+    tokenizer = add_ctc_pipelines(
+        datasets,
+        os.path.join(hparams["save_folder"], "label_encoder.txt"),
+        hparams["blank_index"],
     )
+    all_sets = list(datasets.values())
     sb.dataio.dataset.set_output_keys(
         all_sets, ["id", "sig", "wrd", "spk_id", "tokens"]
     )
@@ -135,14 +59,18 @@ def dataio_prepare(hparams):
 def main(argv):
     """Prepare data, meta-train, and evaluate on held-out tasks."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
+    hparams, resolved_yaml = load_layered_hparams(
+        hparams_file, COMMON, overrides
     )
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"]
+    )
+    if if_main_process():
+        # The whole configuration, as one file would have given it.
+        path = os.path.join(hparams["output_folder"], "hyperparams.yaml")
+        with open(path, "w", encoding="utf-8") as fout:
+            fout.write(resolved_yaml)
+    sys.path.insert(0, HERE)
     from synth_tones_prepare import prepare_synth_tones
 
     run_on_main(
@@ -151,7 +79,7 @@ def main(argv):
     )
     datasets, tokenizer = dataio_prepare(hparams)
 
-    Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
+    Brain = meta_brain_class(CTCASR, hparams["meta_brain_class"])
     asr_brain = Brain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
@@ -180,7 +108,7 @@ def main(argv):
             test_loader_kwargs=dict(hparams["eval_dataloader_opts"]),
         )
         results[name] = {k: float(v) for k, v in asr_brain.test_stats.items()}
-    results["method"] = hparams["meta"]["method"]
+    results["method"] = hparams["method"]
     # The evaluated checkpoint is the best on meta-dev CER.
     results["outer_steps"] = asr_brain.optimizer_step
     results["skipped_episodes"] = asr_brain.skipped_episodes

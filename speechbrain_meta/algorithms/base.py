@@ -1,0 +1,85 @@
+"""The interface every meta-learning algorithm implements.
+
+An algorithm turns one task episode into an outer objective. It is built on
+a *copy* of the inner-loop settings it is given (``InnerLoop.replace``), so
+that FOMAML forcing first order, or ANIL restricting what adapts, never
+changes an inner loop someone else holds. It declares what it needs from
+the brain:
+
+* ``rule_gets_gradient``: whether its outer objective depends on the update
+  rule (False for Reptile and fine-tuning: a learned rule would never
+  learn, so the brain refuses the combination);
+* ``needs_query``: whether a training episode must have a query set.
+
+``outer_loss(learner, episode, outer_step)`` gets a *learner* (a
+``MetaBrain``) that provides three operations:
+
+* ``learner.meta_parameters(inner_loop)``: the selected meta-parameters,
+* ``learner.adapt(params, support, inner_loop, keep_steps=False)``: the one
+  inner loop,
+* ``learner.task_loss(fast_weights, batch)``: the loss of the model
+  evaluated with the fast weights,
+
+and returns ``(objective, reported_loss)``: the objective is
+back-propagated into the meta-parameters by the brain, the reported loss
+is logged. ``outer_step`` counts the outer steps taken so far (for
+schedules such as MAML++'s multi-step loss annealing).
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import torch
+
+
+class MetaAlgorithm(torch.nn.Module):
+    """Base class of the meta-learning algorithms.
+
+    Arguments
+    ---------
+    inner_loop : InnerLoop
+        The inner-loop settings; the algorithm keeps a copy.
+    **inner_changes : dict
+        Settings the algorithm imposes on its copy (e.g.
+        ``first_order=True``).
+
+    Example
+    -------
+    >>> from speechbrain_meta.inner import InnerLoop
+    >>> class Nothing(MetaAlgorithm):
+    ...     def outer_loss(self, learner, episode, outer_step):
+    ...         return None, None
+    >>> given = InnerLoop(inner_steps=2)
+    >>> algo = Nothing(given, first_order=True)
+    >>> algo.inner_loop.first_order, given.first_order
+    (True, False)
+    """
+
+    #: The outer objective depends on the inner loop's update rule.
+    rule_gets_gradient = True
+    #: A training episode needs a query set.
+    needs_query = True
+
+    def __init__(self, inner_loop, **inner_changes):
+        super().__init__()
+        self.inner_loop = inner_loop.replace(**inner_changes)
+
+    def outer_loss(self, learner, episode, outer_step):
+        """The outer objective of one task episode.
+
+        Arguments
+        ---------
+        learner : MetaBrain
+            Provides ``meta_parameters``, ``adapt`` and ``task_loss``.
+        episode : Episode
+            One task's support and query batches.
+        outer_step : int
+            Outer steps taken so far.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The objective to back-propagate and the (detached) loss to
+            report.
+        """
+        raise NotImplementedError

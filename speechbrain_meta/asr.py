@@ -1,0 +1,216 @@
+"""The plain CTC recogniser the recipes of this repository put meta brains on.
+
+Nothing in it is meta-specific: ``CTCASR`` is an ordinary SpeechBrain Brain
+(features, normalisation, encoder, CTC head; greedy decoding and error-rate
+trackers outside training), and ``add_ctc_pipelines`` the usual audio and
+character pipelines with a ``CTCTextEncoder``. A recipe subclasses
+``CTCASR`` for what is its own (what a checkpoint records) and puts a meta
+brain in front with ``meta_brain_class``.
+
+Hparams read: ``compute_features``, ``log_softmax``, ``ctc_cost``,
+``blank_index``, ``cer_computer``, ``wer_computer``, ``train_logger``,
+``epoch_counter``; modules: ``normalize``, ``encoder``, ``ctc_lin``.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import speechbrain as sb
+import torch
+
+
+class CTCASR(sb.Brain):
+    """Waveform -> features -> normalisation -> encoder -> CTC.
+
+    The label encoder is the ``tokenizer`` attribute (a ``CTCTextEncoder``,
+    see ``add_ctc_pipelines``). Validation and test stages decode greedily
+    and fill ``cer_metric`` (characters) and ``wer_metric`` (words);
+    validation checkpoints keep the lowest CER.
+
+    Example
+    -------
+    >>> from speechbrain_meta.brains import meta_brain_class
+    >>> issubclass(meta_brain_class(CTCASR), CTCASR)
+    True
+    """
+
+    def compute_forward(self, batch, stage):
+        """CTC log-probabilities of a batch.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            Has ``sig``.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        tuple
+            ``(log_probs, wav_lens)``.
+        """
+        batch = batch.to(self.device)
+        wavs, wav_lens = batch.sig
+        feats = self.hparams.compute_features(wavs)
+        feats = self.modules.normalize(feats, wav_lens)
+        encoded = self.modules.encoder(feats)
+        logits = self.modules.ctc_lin(encoded)
+        return self.hparams.log_softmax(logits), wav_lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        """CTC loss; greedy decoding and CER/WER outside training.
+
+        Arguments
+        ---------
+        predictions : tuple
+            From ``compute_forward``.
+        batch : PaddedBatch
+            Has ``tokens``, ``wrd`` and ``id``.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        torch.Tensor
+            The CTC loss.
+        """
+        p_ctc, wav_lens = predictions
+        tokens, tokens_lens = batch.tokens
+        loss = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
+        if stage != sb.Stage.TRAIN:
+            sequences = sb.decoders.ctc_greedy_decode(
+                p_ctc, wav_lens, blank_id=self.hparams.blank_index
+            )
+            hyps = [list(self.tokenizer.decode_ndim(seq)) for seq in sequences]
+            refs = [list(w) for w in batch.wrd]
+            self.cer_metric.append(batch.id, hyps, refs)
+            self.wer_metric.append(
+                batch.id,
+                ["".join(h).split() for h in hyps],
+                [w.split() for w in batch.wrd],
+            )
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        """Fresh error-rate trackers for each evaluation stage.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        epoch : int, optional
+            The epoch.
+        """
+        if stage != sb.Stage.TRAIN:
+            self.cer_metric = self.hparams.cer_computer()
+            self.wer_metric = self.hparams.wer_computer()
+
+    def checkpoint_meta(self, stats, epoch):
+        """What a validation checkpoint records (a recipe may add to it).
+
+        Arguments
+        ---------
+        stats : dict
+            The validation statistics (``CER``, ``WER``, ``loss``).
+        epoch : int
+            The epoch.
+
+        Returns
+        -------
+        dict
+        """
+        return {"CER": stats["CER"], "updates": self.optimizer_step}
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs; checkpoints on validation CER; keeps the test statistics.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        stage_loss : float
+            Its mean loss.
+        epoch : int, optional
+            The epoch.
+        """
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        stats["CER"] = self.cer_metric.summarize("error_rate")
+        stats["WER"] = self.wer_metric.summarize("error_rate")
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "updates": self.optimizer_step},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta=self.checkpoint_meta(stats, epoch),
+                min_keys=["CER"],
+                ckpt_predicate=lambda c: not c.meta.get("keep"),
+            )
+        else:
+            self.test_stats = stats
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+
+
+def add_ctc_pipelines(datasets, label_encoder_file, blank_index, train="train"):
+    """Audio and character pipelines, and the label encoder of the training set.
+
+    Arguments
+    ---------
+    datasets : dict of str:DynamicItemDataset
+        The splits; each row has ``wav`` and ``wrd``.
+    label_encoder_file : str
+        Where the label encoder is saved (and loaded from on a rerun).
+    blank_index : int
+        The CTC blank's index.
+    train : str
+        The split whose characters make the label set.
+
+    Returns
+    -------
+    CTCTextEncoder
+        The label encoder; the datasets provide ``sig``, ``char_list`` and
+        ``tokens``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = {"train": DynamicItemDataset({"a": {"wav": "a.wav", "wrd": "1 2"}})}
+    >>> encoder = add_ctc_pipelines(
+    ...     data, os.path.join(tempfile.mkdtemp(), "labels.txt"), 0)
+    >>> sorted(encoder.lab2ind)
+    [' ', '1', '2', '<blank>']
+    """
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav):
+        return sb.dataio.dataio.read_audio(wav)
+
+    label_encoder = sb.dataio.encoder.CTCTextEncoder()
+
+    @sb.utils.data_pipeline.takes("wrd")
+    @sb.utils.data_pipeline.provides("char_list", "tokens")
+    def text_pipeline(wrd):
+        char_list = list(wrd)
+        yield char_list
+        yield torch.LongTensor(label_encoder.encode_sequence(char_list))
+
+    all_sets = list(datasets.values())
+    sb.dataio.dataset.add_dynamic_item(all_sets, audio_pipeline)
+    sb.dataio.dataset.add_dynamic_item(all_sets, text_pipeline)
+    label_encoder.load_or_create(
+        path=label_encoder_file,
+        from_didatasets=[datasets[train]],
+        output_key="char_list",
+        special_labels={"blank_label": blank_index},
+        sequence_input=True,
+    )
+    return label_encoder

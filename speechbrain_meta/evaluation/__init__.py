@@ -1,0 +1,46 @@
+"""The few-shot evaluation, shared by every method and recipe.
+
+* ``protocol.py``: ``FewShotProtocol``, the fixed episodes and the loop that
+  adapts and scores every method on them;
+* ``scoring.py``: how a query is scored (default: the recipe's decoding);
+* ``stats.py``: means and confidence intervals;
+* ``results.py``: the ``few_shot_results.json`` contract, its I/O;
+* ``reports.py``: the markdown table and the plot;
+* ``selection.py``: adaptation settings chosen on meta-dev tasks.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+from speechbrain_meta.evaluation.protocol import FewShotProtocol
+from speechbrain_meta.evaluation.reports import plot_results, results_table
+from speechbrain_meta.evaluation.results import (
+    RESULTS_JSON,
+    RESULTS_MD,
+    RESULTS_PNG,
+    cached_results,
+    load_results,
+    merge_results,
+    validate_results,
+    write_results,
+)
+from speechbrain_meta.evaluation.scoring import recipe_error_rates
+from speechbrain_meta.evaluation.selection import select_adapt_lr
+from speechbrain_meta.evaluation.stats import confidence_interval
+
+__all__ = [
+    "FewShotProtocol",
+    "RESULTS_JSON",
+    "RESULTS_MD",
+    "RESULTS_PNG",
+    "cached_results",
+    "confidence_interval",
+    "load_results",
+    "merge_results",
+    "plot_results",
+    "recipe_error_rates",
+    "results_table",
+    "select_adapt_lr",
+    "validate_results",
+    "write_results",
+]

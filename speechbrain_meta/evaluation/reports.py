@@ -1,0 +1,135 @@
+"""Few-shot reports: the markdown table and the plot of error rate against k.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import os  # noqa: F401 (doctests)
+from collections import OrderedDict
+
+from speechbrain_meta.reports import markdown_table, pyplot, save_figure
+
+
+def _fmt(mean, ci):
+    if ci is None:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * ci:.1f}"
+
+
+def results_table(rows, title=None):
+    """CER (and WER) per method and k as a markdown table.
+
+    Arguments
+    ---------
+    rows : list of dict
+        Result rows.
+    title : str, optional
+        A heading line.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> rows = [{"method": "maml", "k_shot": 5, "cer_mean": 0.2,
+    ...          "cer_ci95": 0.02, "wer_mean": 0.5, "wer_ci95": 0.05,
+    ...          "trainable_params": 10, "adapt_seconds_mean": 0.1}]
+    >>> print(results_table(rows).splitlines()[2])
+    | maml | 20.0 ± 2.0 | 10 | 0.10 |
+    """
+    methods = list(OrderedDict.fromkeys(r["method"] for r in rows))
+    ks = sorted({r["k_shot"] for r in rows})
+    by = {(r["method"], r["k_shot"]): r for r in rows}
+    header = ["method"] + [f"CER % k={k}" for k in ks]
+    header += ["adapted params", "adapt s"]
+    table = []
+    for m in methods:
+        cells = [m]
+        params, secs = 0, 0.0
+        for k in ks:
+            r = by.get((m, k))
+            cells.append(
+                "—" if r is None else _fmt(r["cer_mean"], r["cer_ci95"])
+            )
+            if r is not None and k > 0:
+                params = r["trainable_params"]
+                secs = r["adapt_seconds_mean"]
+        cells += [f"{params:,}", f"{secs:.2f}"]
+        table.append(cells)
+    lines = [f"### {title}", ""] if title else []
+    lines.append(markdown_table(header, table))
+    lines.append(
+        "WER % (digit error rate): "
+        + "; ".join(
+            m
+            + " "
+            + ", ".join(
+                f"k={k}: {100 * by[(m, k)]['wer_mean']:.1f}"
+                for k in ks
+                if (m, k) in by
+            )
+            for m in methods
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(rows, path, title=None):
+    """Plots CER against k, one line per method, with 95% intervals.
+
+    Arguments
+    ---------
+    rows : list of dict
+        Result rows.
+    path : str
+        The PNG to write.
+    title : str, optional
+        The plot title.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"method": "maml", "k_shot": k, "cer_mean": 0.5 - 0.01 * k,
+    ...          "cer_ci95": 0.05} for k in (0, 5, 10)]
+    >>> path = plot_results(rows, os.path.join(tempfile.mkdtemp(), "p.png"))
+    >>> os.path.getsize(path) > 1000
+    True
+    """
+    plt = pyplot()
+    methods = list(OrderedDict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(8.0, 4.6))
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^vP*Xh<>p"
+    for i, m in enumerate(methods):
+        mine = sorted(
+            (r for r in rows if r["method"] == m), key=lambda r: r["k_shot"]
+        )
+        ks = [r["k_shot"] for r in mine]
+        cer = [100 * r["cer_mean"] for r in mine]
+        err = [100 * (r["cer_ci95"] or 0.0) for r in mine]
+        ax.errorbar(
+            ks,
+            cer,
+            yerr=err,
+            marker=markers[i % len(markers)],
+            color=colors[i % len(colors)],
+            linestyle="-" if i < len(colors) else "--",
+            capsize=3,
+            alpha=0.85,
+            label=m,
+        )
+    ax.set_xticks(sorted({r["k_shot"] for r in rows}))
+    ax.set_xlabel("support utterances k")
+    ax.set_ylabel("CER % (query), mean and 95 % CI")
+    ax.set_title(title or "Few-shot adaptation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_figure(fig, path)
+
+

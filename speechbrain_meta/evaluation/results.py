@@ -1,0 +1,282 @@
+"""Few-shot results: the JSON contract, writing, reading, merging, checking.
+
+``few_shot_results.json`` holds a ``protocol`` object (the dataset, tasks,
+episodes, k values, query size, adaptation steps, seed and a digest of every
+episode) and a list of ``results`` rows, one per method and k::
+
+    {"protocol": {"dataset": "...", "tasks": ["..."], "episodes_per_task": 5,
+                  "k_shots": [0, 1, 5, 10], "query_utterances": 20,
+                  "seed": 1234, ...},
+     "results": [{"method": "maml", "k_shot": 5, "adapt_steps": 10,
+                  "cer_mean": 0.213, "cer_ci95": 0.021, "wer_mean": 0.41,
+                  "wer_ci95": 0.03, "n_tasks": 4, "n_episodes": 20,
+                  "trainable_params": 1234567, "adapt_seconds_mean": 0.8}]}
+
+Error rates are fractions. It is written beside a markdown table and a PNG
+plot (``reports.py``).
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import json
+import math
+import os
+
+from speechbrain_meta.evaluation.reports import plot_results, results_table
+from speechbrain_meta.reports import write_json
+
+RESULTS_JSON = "few_shot_results.json"
+RESULTS_MD = "few_shot_results.md"
+RESULTS_PNG = "few_shot_cer.png"
+
+
+def write_results(output_folder, protocol, rows, title=None):
+    """Writes the JSON, the markdown table and the PNG plot.
+
+    Arguments
+    ---------
+    output_folder : str
+        Where to write ``few_shot_results.{json,md}`` and ``few_shot_cer.png``.
+    protocol : dict
+        ``FewShotProtocol.description()``.
+    rows : list of dict
+        Result rows of one or more methods.
+    title : str, optional
+        Heading of the table and plot.
+
+    Returns
+    -------
+    dict
+        The JSON document.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> row = {"method": "joint", "k_shot": 0, "adapt_steps": 0,
+    ...        "cer_mean": 0.5, "cer_ci95": 0.1, "wer_mean": 0.9,
+    ...        "wer_ci95": 0.1, "n_tasks": 2, "n_episodes": 4,
+    ...        "trainable_params": 0, "adapt_seconds_mean": 0.0}
+    >>> doc = write_results(tempfile.mkdtemp(), {"k_shots": [0]}, [row])
+    >>> doc["results"][0]["cer_mean"]
+    0.5
+    """
+    document = {"protocol": protocol, "results": rows}
+    write_json(os.path.join(output_folder, RESULTS_JSON), document)
+    with open(
+        os.path.join(output_folder, RESULTS_MD), "w", encoding="utf-8"
+    ) as fout:
+        fout.write(results_table(rows, title=title))
+    plot_results(rows, os.path.join(output_folder, RESULTS_PNG), title=title)
+    return document
+
+
+def load_results(path):
+    """Reads a ``few_shot_results.json``.
+
+    Arguments
+    ---------
+    path : str
+        The file, or the folder holding it.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, RESULTS_JSON), "w") as f:
+    ...     json.dump({"protocol": {}, "results": []}, f)
+    >>> load_results(folder)
+    {'protocol': {}, 'results': []}
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, RESULTS_JSON)
+    with open(path, encoding="utf-8") as fin:
+        return json.load(fin)
+
+
+def merge_results(documents):
+    """Merges the results of several methods run on the same episodes.
+
+    Arguments
+    ---------
+    documents : list of dict
+        ``few_shot_results.json`` documents.
+
+    Returns
+    -------
+    dict
+        One document with every method's rows.
+
+    Example
+    -------
+    >>> a = {"protocol": {"episodes_digest": "x"}, "results": [{"method": "a"}]}
+    >>> b = {"protocol": {"episodes_digest": "x"}, "results": [{"method": "b"}]}
+    >>> [r["method"] for r in merge_results([a, b])["results"]]
+    ['a', 'b']
+    """
+    if not documents:
+        raise ValueError("merge_results: nothing to merge")
+    digests = {d["protocol"].get("episodes_digest") for d in documents}
+    if len(digests) != 1:
+        raise ValueError(
+            "merge_results: the methods were evaluated on different episodes "
+            f"(digests {sorted(map(str, digests))}); rerun them with the same "
+            "corpus, protocol and seed."
+        )
+    rows = [r for d in documents for r in d["results"]]
+    return {"protocol": documents[0]["protocol"], "results": rows}
+
+
+_ROW_TYPES = {
+    "method": str,
+    "k_shot": int,
+    "adapt_steps": int,
+    "cer_mean": float,
+    "cer_ci95": (float, type(None)),
+    "wer_mean": float,
+    "wer_ci95": (float, type(None)),
+    "n_tasks": int,
+    "n_episodes": int,
+    "trainable_params": int,
+    "adapt_seconds_mean": float,
+}
+_PROTOCOL_TYPES = {
+    "dataset": str,
+    "tasks": list,
+    "episodes_per_task": int,
+    "k_shots": list,
+    "query_utterances": int,
+    "seed": int,
+}
+
+
+def cached_results(output_folder, protocol):
+    """The results already written for this exact protocol, if any.
+
+    Arguments
+    ---------
+    output_folder : str
+        Where ``write_results`` writes.
+    protocol : dict
+        ``FewShotProtocol.description()`` of the run about to start.
+
+    Returns
+    -------
+    dict or None
+        The document, if the folder holds one with the same protocol (the
+        same episodes, k values, steps and seed), else None.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> cached_results(folder, {"seed": 1}) is None
+    True
+    >>> _ = write_json(os.path.join(folder, RESULTS_JSON),
+    ...                {"protocol": {"seed": 1}, "results": []})
+    >>> cached_results(folder, {"seed": 1})["results"]
+    []
+    >>> cached_results(folder, {"seed": 2}) is None
+    True
+    """
+    path = os.path.join(output_folder, RESULTS_JSON)
+    if not os.path.exists(path):
+        return None
+    document = load_results(path)
+    if document.get("protocol") != json.loads(json.dumps(protocol)):
+        return None
+    return document
+
+
+ROW_TYPES = {
+    "method": str,
+    "k_shot": int,
+    "adapt_steps": int,
+    "cer_mean": float,
+    "cer_ci95": (float, type(None)),
+    "wer_mean": float,
+    "wer_ci95": (float, type(None)),
+    "n_tasks": int,
+    "n_episodes": int,
+    "trainable_params": int,
+    "adapt_seconds_mean": float,
+}
+PROTOCOL_TYPES = {
+    "dataset": str,
+    "tasks": list,
+    "episodes_per_task": int,
+    "k_shots": list,
+    "query_utterances": int,
+    "seed": int,
+}
+
+
+def validate_results(document):
+    """Checks a ``few_shot_results.json`` document against the contract.
+
+    The contract (module docstring): a ``protocol`` object and a list of
+    ``results`` rows with the fields and types of ``ROW_TYPES`` and
+    ``PROTOCOL_TYPES``; error rates are fractions in [0, inf) and every
+    method has one row per k.
+
+    Arguments
+    ---------
+    document : dict
+        The parsed JSON.
+
+    Returns
+    -------
+    list of str
+        The methods found.
+
+    Example
+    -------
+    >>> validate_results({"protocol": {}, "results": []})
+    Traceback (most recent call last):
+    ...
+    ValueError: protocol: missing 'dataset'
+    """
+    if not isinstance(document, dict):
+        raise ValueError("the document is not a JSON object")
+    for key in ("protocol", "results"):
+        if key not in document:
+            raise ValueError(f"missing {key!r}")
+    protocol = document["protocol"]
+    for key, kind in PROTOCOL_TYPES.items():
+        if key not in protocol:
+            raise ValueError(f"protocol: missing {key!r}")
+        if not isinstance(protocol[key], kind):
+            raise ValueError(f"protocol: {key!r} is not {kind.__name__}")
+    if not isinstance(document["results"], list) or not document["results"]:
+        raise ValueError("results: not a non-empty list")
+    seen = {}
+    for i, row in enumerate(document["results"]):
+        for key, kind in ROW_TYPES.items():
+            if key not in row:
+                raise ValueError(f"results[{i}]: missing {key!r}")
+            value = row[key]
+            if kind is float and isinstance(value, int):
+                value = float(value)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(
+                    f"results[{i}]: {key!r} has type {type(value)}"
+                )
+        for key in ("cer_mean", "wer_mean"):
+            if not (row[key] >= 0 and math.isfinite(row[key])):
+                raise ValueError(f"results[{i}]: {key} = {row[key]}")
+        if row["k_shot"] not in protocol["k_shots"]:
+            raise ValueError(
+                f"results[{i}]: k_shot {row['k_shot']} not in protocol"
+            )
+        seen.setdefault(row["method"], []).append(row["k_shot"])
+    for method, ks in seen.items():
+        if sorted(ks) != sorted(protocol["k_shots"]):
+            raise ValueError(
+                f"{method}: rows for k={sorted(ks)}, protocol has "
+                f"{protocol['k_shots']}"
+            )
+    return list(seen)

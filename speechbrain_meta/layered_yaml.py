@@ -1,0 +1,178 @@
+"""A method's hparams file over the file its recipe's methods share.
+
+A recipe that compares many methods on one model, corpus, budget and
+protocol keeps what they share in one file (``hparams/models/common.yaml``)
+and, per method, a short file with only what the method changes::
+
+    python train.py hparams/maml.yaml --seed=7
+
+``load_layered_hparams`` loads the common file with the method file's keys
+as hyperpyyaml overrides, then the command line's on top. Everything works
+as in one file: ``!ref`` in the method file may name any key of the common
+file and the other way round, ``!include:`` paths are relative to the
+method file, a key the method sets replaces the common one (its position in
+the common file, and so the order in which objects are created, is kept;
+new keys come last), and an override of a key that neither file has is an
+error, as with ``load_hyperpyyaml``.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import os
+from io import StringIO
+
+import ruamel.yaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
+from hyperpyyaml.core import recursive_update
+
+
+def _yaml():
+    return ruamel.yaml.YAML()
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as fin:
+        return _yaml().load(fin) or ruamel.yaml.comments.CommentedMap()
+
+
+def layer_keys(hparams_file):
+    """The top-level keys a method's hparams file sets.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's file.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.yaml")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("method: maml\\nlr: !ref <base_lr> * 2\\n")
+    >>> layer_keys(path)
+    ['method', 'lr']
+    """
+    return [str(k) for k in _read(hparams_file)]
+
+
+def _absolute_includes(node, folder):
+    """Makes the ``!include:`` paths under a node absolute (from ``folder``)."""
+    children = []
+    if isinstance(node, dict):
+        children = list(node.values())
+    elif isinstance(node, list):
+        children = list(node)
+    for child in children:
+        _absolute_includes(child, folder)
+    tag = getattr(getattr(node, "tag", None), "value", None) or ""
+    if tag.startswith("!include:"):
+        path = tag[len("!include:") :]
+        if not os.path.isabs(path):
+            path = os.path.normpath(os.path.join(folder, path))
+            node.yaml_set_ctag(ruamel.yaml.comments.Tag(suffix=f"!include:{path}"))
+
+
+def _tag(node):
+    return getattr(getattr(node, "tag", None), "value", None)
+
+
+def _layer_over(base, layer):
+    """Puts the layer's keys over the base document, in place.
+
+    A key the base has keeps its position; an untagged mapping is merged
+    key by key, anything else (a value, a list, a tagged ``!new:`` or
+    ``!include:`` node) is replaced whole.
+    """
+    for key, value in layer.items():
+        old = base.get(key)
+        if (
+            isinstance(value, dict)
+            and isinstance(old, dict)
+            and not _tag(value)
+            and not _tag(old)
+        ):
+            _layer_over(old, value)
+        else:
+            base[key] = value
+
+
+def resolve_layered_yaml(hparams_file, common_file, overrides=None):
+    """The merged document, every reference resolved, as yaml text.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's file.
+    common_file : str
+        The file the recipe's methods share.
+    overrides : str or dict, optional
+        Command-line overrides (yaml text or a dict), merged into the
+        method's keys as ``load_hyperpyyaml`` merges overrides.
+
+    Returns
+    -------
+    str
+        The yaml text (what ``load_hyperpyyaml`` of one file would see);
+        it is what a run saves as its ``hyperparams.yaml``.
+    """
+    common = _read(common_file)
+    _absolute_includes(common, os.path.dirname(os.path.abspath(common_file)))
+    layer = _read(hparams_file)
+    _absolute_includes(layer, os.path.dirname(os.path.abspath(hparams_file)))
+    if isinstance(overrides, str):
+        overrides = _yaml().load(overrides)
+    if overrides:
+        unknown = sorted(set(overrides) - set(layer) - set(common))
+        if unknown:
+            raise KeyError(
+                f"Overrides {unknown} are keys of neither {hparams_file} nor "
+                f"{common_file}"
+            )
+        recursive_update(layer, overrides, must_match=False)
+    _layer_over(common, layer)
+    text = StringIO()
+    _yaml().dump(common, text)
+    text.seek(0)
+    return resolve_references(text).getvalue()
+
+
+def load_layered_hparams(hparams_file, common_file, overrides=None):
+    """Loads a method's hparams over the common file of its recipe.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's file (only what the method changes).
+    common_file : str
+        The file the recipe's methods share.
+    overrides : str or dict, optional
+        Command-line overrides (yaml text or a dict), applied last.
+
+    Returns
+    -------
+    tuple
+        ``(hparams, yaml_text)``: the loaded hparams and the resolved yaml
+        (see ``resolve_layered_yaml``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "common.yaml"), "w") as f:
+    ...     _ = f.write("method: !PLACEHOLDER\\nbase_lr: 0.1\\n"
+    ...                 "lr: !ref <base_lr>\\nseed: 1\\n")
+    >>> with open(os.path.join(folder, "maml.yaml"), "w") as f:
+    ...     _ = f.write("method: maml\\nlr: !ref <base_lr> * 2\\n")
+    >>> hparams, _ = load_layered_hparams(
+    ...     os.path.join(folder, "maml.yaml"),
+    ...     os.path.join(folder, "common.yaml"), "seed: 7")
+    >>> hparams["method"], hparams["lr"], hparams["seed"]
+    ('maml', 0.2, 7)
+    """
+    text = resolve_layered_yaml(hparams_file, common_file, overrides)
+    return load_hyperpyyaml(text), text

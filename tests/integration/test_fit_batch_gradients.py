@@ -1,0 +1,302 @@
+"""The meta-gradient MetaBrain.fit_batch forms, checked where a user gets it.
+
+A tiny CTC recogniser with both normalisations a SpeechBrain model has
+(``InputNormalization`` with global statistics, BatchNorm in train mode),
+float64, run through ``MetaBrain.fit_batch``: the functional call of the
+recipe's ``compute_forward``/``compute_objectives``, the statistics guard,
+the switch to the twice-differentiable CTC, and the division by
+``grad_accumulation_factor``. The gradient it leaves in ``.grad`` is
+compared with central finite differences of the outer objective (MAML, a
+learned rule) or with the closed form (FOMAML, Reptile).
+"""
+
+import copy
+from collections import OrderedDict
+
+import pytest
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.nnet.normalization import BatchNorm1d
+from speechbrain.processing.features import InputNormalization
+
+from speechbrain_meta import (
+    FOMAML,
+    MAML,
+    InnerLoop,
+    MetaBrain,
+    MetaSGD,
+    Reptile,
+)
+from speechbrain_meta.data import Episode
+from speechbrain_meta.inner import StatisticsGuard
+from speechbrain_meta.losses import ctc_loss
+
+FEATS, HIDDEN, LABELS = 3, 5, 4
+ACCUMULATE = 2
+
+
+class TinyCTC(MetaBrain):
+    def compute_forward(self, batch, stage):
+        x, lens = batch.x
+        x = self.modules.normalize(x, lens)
+        return self.modules.net(x).log_softmax(-1), lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        log_probs, lens = predictions
+        tokens, token_lens = batch.tokens
+        return ctc_loss(log_probs, tokens, lens, token_lens, blank_index=0)
+
+
+def _model():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(FEATS, HIDDEN),
+        BatchNorm1d(input_size=HIDDEN),
+        torch.nn.Tanh(),
+        torch.nn.Linear(HIDDEN, LABELS),
+    )
+    return {
+        "normalize": InputNormalization(norm_type="global").double(),
+        "net": net.double(),
+    }
+
+
+def _batch(gen, n, offset):
+    examples = []
+    for i in range(n):
+        frames = 9 - (i % 3)
+        examples.append(
+            {
+                "id": f"u{offset + i}",
+                "x": torch.randn(frames, FEATS, generator=gen, dtype=torch.float64)
+                * 2
+                + 1,
+                "tokens": torch.tensor([1 + i % 3, 2, 1 + (i + 1) % 3][: 2 + i % 2]),
+            }
+        )
+    return PaddedBatch(examples)
+
+
+def _episode(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return Episode(_batch(gen, 4, 0), _batch(gen, 3, 10), task="t")
+
+
+def _brain(algorithm, **kwargs):
+    brain = TinyCTC(
+        modules=_model(),
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+        hparams={"grad_accumulation_factor": ACCUMULATE},
+        run_opts={"device": "cpu"},
+        meta_algorithm=algorithm,
+        **kwargs,
+    )
+    # A model that has seen data: the global statistics are not empty.
+    brain.modules.train()
+    with torch.no_grad():
+        for seed in (5, 6):
+            brain.compute_forward(_batch(torch.Generator().manual_seed(seed), 4, 0), None)
+    brain.init_optimizers()
+    return brain
+
+
+def _statistics(brain):
+    state = copy.deepcopy(brain.modules.state_dict())
+    norm = brain.modules.normalize
+    return state, (norm.count, norm.glob_mean.clone(), norm.glob_std.clone())
+
+
+def _restore(brain, saved):
+    state, (count, mean, std) = saved
+    brain.modules.load_state_dict(state)
+    norm = brain.modules.normalize
+    norm.count, norm.glob_mean, norm.glob_std = count, mean.clone(), std.clone()
+
+
+def _fit_batch_gradient(brain, episode):
+    """The gradient fit_batch accumulates (no step: mid meta-batch)."""
+    brain.modules.train()
+    brain.step = 1  # 1 % ACCUMULATE != 0: accumulate, do not step
+    brain.zero_grad(set_to_none=True)
+    brain.fit_batch(episode)
+    return brain
+
+
+def _directional_fd(brain, episode, tensors, direction, eps=1e-5):
+    """Central difference of the outer objective along a direction, each
+    side from the same weights and normalisation statistics."""
+    saved = _statistics(brain)
+    start = [t.detach().clone() for t in tensors]
+    values = []
+    for sign in (1, -1):
+        _restore(brain, saved)
+        with torch.no_grad():
+            for t, t0, d in zip(tensors, start, direction):
+                t.copy_(t0 + sign * eps * d)
+        brain.modules.train()
+        objective, _ = brain.meta_algorithm.outer_loss(brain, episode, 0)
+        values.append(float(objective.detach()))
+    _restore(brain, saved)
+    with torch.no_grad():
+        for t, t0 in zip(tensors, start):
+            t.copy_(t0)
+    return (values[0] - values[1]) / (2 * eps)
+
+
+def _check_against_fd(brain, episode, tensors, n_directions=3):
+    saved = _statistics(brain)
+    _fit_batch_gradient(brain, episode)
+    grads = [t.grad.detach().clone() for t in tensors]
+    assert all(g.abs().sum() > 0 for g in grads)
+    _restore(brain, saved)
+    gen = torch.Generator().manual_seed(11)
+    for _ in range(n_directions):
+        direction = [
+            torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in tensors
+        ]
+        analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction))
+        numeric = _directional_fd(brain, episode, tensors, direction)
+        # fit_batch divides by the meta-batch size (gradient accumulation).
+        assert ACCUMULATE * analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_second_order_maml_gradient_through_fit_batch():
+    brain = _brain(MAML(InnerLoop(inner_steps=2, inner_lr=0.3)))
+    params = [p for p in brain.modules.parameters()]
+    _check_against_fd(brain, _episode(), params)
+
+
+def test_learned_rule_gradients_through_fit_batch():
+    """Meta-SGD, second order: to the rates and to the initialisation."""
+    brain = _brain(
+        MAML(InnerLoop(inner_steps=2, update_rule=MetaSGD(init_lr=0.2))),
+        rule_opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+    )
+    assert "update_rule" in brain.optimizers_dict
+    with torch.no_grad():  # rates that differ per element
+        for raw in brain.update_rule.raw_lr.values():
+            raw.add_(0.3 * torch.randn(raw.shape, dtype=raw.dtype))
+    rates = list(brain.update_rule.parameters())
+    _check_against_fd(brain, _episode(1), rates)
+    _check_against_fd(brain, _episode(1), list(brain.modules.parameters()))
+
+
+def test_first_order_maml_gradient_is_the_query_gradient_after_sgd():
+    lr, steps = 0.3, 2
+    brain = _brain(FOMAML(InnerLoop(inner_steps=steps, inner_lr=lr)))
+    episode = _episode(2)
+    saved = _statistics(brain)
+    _fit_batch_gradient(brain, episode)
+    got = OrderedDict((n, p.grad.clone()) for n, p in brain.modules.named_parameters())
+    # By hand: SGD steps on the support (statistics left as they were),
+    # then the query gradient at the adapted weights.
+    _restore(brain, saved)
+    brain.modules.train()
+    phi = OrderedDict(
+        (n, p.detach().clone().requires_grad_(True))
+        for n, p in brain.modules.named_parameters()
+    )
+    for _ in range(steps):
+        with StatisticsGuard(brain.modules):
+            loss = brain.task_loss(phi, episode.support)
+        grads = torch.autograd.grad(loss, list(phi.values()))
+        phi = OrderedDict(
+            (n, (w - lr * g).detach().requires_grad_(True))
+            for (n, w), g in zip(phi.items(), grads)
+        )
+    expected = torch.autograd.grad(
+        brain.task_loss(phi, episode.query), list(phi.values())
+    )
+    for (name, g), e in zip(got.items(), expected):
+        torch.testing.assert_close(ACCUMULATE * g, e, rtol=1e-10, atol=1e-12, msg=name)
+    # ... which is not the second-order gradient.
+    _restore(brain, saved)
+    second = _brain(MAML(InnerLoop(inner_steps=steps, inner_lr=lr)))
+    _restore(second, saved)
+    _fit_batch_gradient(second, episode)
+    differences = [
+        float((a.grad - b).abs().max())
+        for a, b in zip(second.modules.parameters(), got.values())
+    ]
+    assert max(differences) > 1e-6
+
+
+def test_statistics_are_updated_once_by_the_query():
+    brain = _brain(MAML(InnerLoop(inner_steps=3, inner_lr=0.1)))
+    before = brain.modules.normalize.count  # frames seen
+    bn = brain.modules.net[1].norm
+    tracked = int(bn.num_batches_tracked)
+    episode = _episode()
+    _fit_batch_gradient(brain, episode)
+    # 3 support forwards and 1 query forward: only the query counts.
+    query_frames = int((episode.query.x.lengths * episode.query.x.data.shape[1]).round().sum())
+    assert brain.modules.normalize.count == before + query_frames
+    assert int(bn.num_batches_tracked) == tracked + 1
+
+
+@pytest.mark.parametrize("adapt_on_query", [False, True])
+def test_reptile_over_a_meta_batch_of_tasks(adapt_on_query):
+    """theta <- theta + eps * mean over tasks of (phi_t - theta)."""
+    eps, lr, steps, tasks = 0.5, 0.2, 2, 3
+    torch.manual_seed(0)
+    brain = TinyCTC(
+        modules=_model(),
+        opt_class=lambda p: torch.optim.SGD(p, lr=eps),
+        hparams={"grad_accumulation_factor": tasks},
+        run_opts={"device": "cpu"},
+        meta_algorithm=Reptile(
+            InnerLoop(inner_steps=steps, inner_lr=lr),
+            adapt_on_query=adapt_on_query,
+        ),
+    )
+    brain.init_optimizers()
+    brain.modules.train()
+    theta = OrderedDict(
+        (n, p.detach().clone()) for n, p in brain.modules.named_parameters()
+    )
+    episodes = [_episode(10 + t) for t in range(tasks)]
+    saved = _statistics(brain)
+    # phi_t by hand: SGD on the support (then the query, if asked), from
+    # the statistics the query forwards of the earlier tasks left.
+    moves = []
+    for episode in episodes:
+        phi = OrderedDict((n, w.clone().requires_grad_(True)) for n, w in theta.items())
+        batches = [episode.support] + ([episode.query] if adapt_on_query else [])
+        for batch in batches:
+            for _ in range(steps):
+                with StatisticsGuard(brain.modules):
+                    loss = brain.task_loss(phi, batch)
+                grads = torch.autograd.grad(loss, list(phi.values()))
+                phi = OrderedDict(
+                    (n, (w - lr * g).detach().requires_grad_(True))
+                    for (n, w), g in zip(phi.items(), grads)
+                )
+        moves.append({n: phi[n].detach() - theta[n] for n in theta})
+        with torch.no_grad():  # the reported query loss updates statistics
+            brain.task_loss(phi, episode.query)
+    _restore(brain, saved)
+    for step, episode in enumerate(episodes, start=1):
+        brain.step = step
+        brain.fit_batch(episode)
+    assert brain.optimizer_step == 1
+    for name, p in brain.modules.named_parameters():
+        mean_move = sum(m[name] for m in moves) / tasks
+        torch.testing.assert_close(
+            p.detach(), theta[name] + eps * mean_move, rtol=1e-10, atol=1e-12
+        )
+
+
+def test_a_meta_batch_of_skipped_episodes_takes_no_step():
+    brain = _brain(MAML(InnerLoop(inner_steps=1, inner_lr=0.1)))
+    before = [p.detach().clone() for p in brain.modules.parameters()]
+    bad = _episode()
+    bad.support.x.data[0, 0, 0] = float("nan")
+    brain.nonfinite_count = 0  # as fit() sets it
+    brain.step = 2  # last episode of the meta-batch: the step is attempted
+    brain.fit_batch(bad)
+    assert brain.skipped_episodes == 1 and brain.optimizer_step == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, brain.modules.parameters()))
+    brain.step = 2
+    brain.fit_batch(_episode(3))
+    assert brain.optimizer_step == 1
