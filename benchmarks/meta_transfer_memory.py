@@ -68,7 +68,6 @@ def _import(path):
 def measure(case, device):
     """One measurement of one case, in this process."""
     import torch
-    from hyperpyyaml import load_hyperpyyaml
     from speechbrain.dataio.batch import PaddedBatch
     from speechbrain.nnet.adapters import AdaptedModel
 
@@ -80,6 +79,7 @@ def measure(case, device):
         meta_brain_class,
     )
     from speechbrain_meta.data import Episode
+    from speechbrain_meta.layered_yaml import load_layered_hparams
     from speechbrain_meta.task_params import insert_adapters
 
     torch.set_num_threads(2)
@@ -88,8 +88,11 @@ def measure(case, device):
     )
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    with open(os.path.join(RECIPE, "hparams", "joint.yaml")) as fin:
-        hparams = load_hyperpyyaml(fin, {"output_folder": "/tmp/sbm_mem"})
+    hparams, _ = load_layered_hparams(
+        os.path.join(RECIPE, "hparams", "joint.yaml"),
+        recipe.COMMON,
+        {"output_folder": "/tmp/sbm_mem"},
+    )
     adapter, kwargs, all_conv = CASES[case]
     modules = hparams["modules"]
     if adapter is None:
@@ -141,7 +144,7 @@ def measure(case, device):
     times = []
     for _ in range(2):
         start = time.perf_counter()
-        objective, _ = brain.meta_algorithm.outer_loss(brain, episode)
+        objective, _ = brain.meta_algorithm.outer_loss(brain, episode, 0)
         objective.backward()
         brain.optimizers_step()
         times.append(time.perf_counter() - start)

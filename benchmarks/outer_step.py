@@ -21,14 +21,13 @@ import time
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthTones", "meta_asr")
 sys.path.insert(0, RECIPE)
 
 from synth_tones_prepare import prepare_synth_tones  # noqa: E402
-from train import ASR, dataio_prepare  # noqa: E402
+from train import COMMON, dataio_prepare  # noqa: E402
 
 from speechbrain_meta import (  # noqa: E402
     MAML,
@@ -39,7 +38,9 @@ from speechbrain_meta import (  # noqa: E402
     MetaSGD,
     meta_brain_class,
 )
+from speechbrain_meta.asr import CTCASR as ASR  # noqa: E402
 from speechbrain_meta.data import TaskSampler  # noqa: E402
+from speechbrain_meta.layered_yaml import load_layered_hparams  # noqa: E402
 
 ALGORITHMS = {
     "maml": ("maml.yaml", {"inner_steps": 3}),
@@ -60,12 +61,12 @@ RULES = {
 
 def load(method, out):
     path = os.path.join(RECIPE, "hparams", ALGORITHMS[method][0])
-    overrides = {"output_folder": out, "data_folder": os.path.join(out, "data")}
-    with open(path, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, overrides)
-    inner = ALGORITHMS[method][1]["inner_steps"]
-    hparams["meta_algorithm"].inner_loop.inner_steps = inner
-    return hparams
+    overrides = {
+        "output_folder": out,
+        "data_folder": os.path.join(out, "data"),
+        "meta": dict(ALGORITHMS[method][1]),
+    }
+    return load_layered_hparams(path, COMMON, overrides)[0]
 
 
 def median_time(fn, repeats, warmup=2):

@@ -42,6 +42,7 @@ from speechbrain_meta.inner import InnerLoop, StatisticsGuard
 from speechbrain_meta.losses import ctc_loss, ctc_loss_pure
 from speechbrain_meta.update_rules import (
     SGD,
+    Adam,
     LayerStepLR,
     LearnedUpdate,
     MetaSGD,
@@ -97,6 +98,7 @@ __all__ = [
     "ctc_loss",
     "ctc_loss_pure",
     "SGD",
+    "Adam",
     "MetaSGD",
     "LayerStepLR",
     "LearnedUpdate",

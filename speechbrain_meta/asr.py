@@ -182,7 +182,8 @@ def add_ctc_pipelines(datasets, label_encoder_file, blank_index, train="train"):
     -------
     >>> import os, tempfile
     >>> from speechbrain.dataio.dataset import DynamicItemDataset
-    >>> data = {"train": DynamicItemDataset({"a": {"wav": "a.wav", "wrd": "1 2"}})}
+    >>> rows = {"a": {"wav": "a.wav", "wrd": "1 2"}}
+    >>> data = {"train": DynamicItemDataset(rows)}
     >>> encoder = add_ctc_pipelines(
     ...     data, os.path.join(tempfile.mkdtemp(), "labels.txt"), 0)
     >>> sorted(encoder.lab2ind)

@@ -1,4 +1,4 @@
-"""What did the meta-optimiser learn? Learned rates per layer and step.
+"""What did the meta-optimiser learn? Learned rates per tensor and step.
 
 A learned update rule is opaque unless it is measured. ``learned_rates``
 runs the brain's inner loop on a real support set and, for every adapted

@@ -23,8 +23,10 @@ import os
 from io import StringIO
 
 import ruamel.yaml
+import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from hyperpyyaml.core import recursive_update
+from speechbrain.utils.distributed import if_main_process
 
 
 def _yaml():
@@ -37,7 +39,7 @@ def _read(path):
 
 
 def layer_keys(hparams_file):
-    """The top-level keys a method's hparams file sets.
+    r"""The top-level keys a method's hparams file sets.
 
     Arguments
     ---------
@@ -53,7 +55,7 @@ def layer_keys(hparams_file):
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "m.yaml")
     >>> with open(path, "w") as f:
-    ...     _ = f.write("method: maml\\nlr: !ref <base_lr> * 2\\n")
+    ...     _ = f.write("method: maml\nlr: !ref <base_lr> * 2\n")
     >>> layer_keys(path)
     ['method', 'lr']
     """
@@ -74,7 +76,9 @@ def _absolute_includes(node, folder):
         path = tag[len("!include:") :]
         if not os.path.isabs(path):
             path = os.path.normpath(os.path.join(folder, path))
-            node.yaml_set_ctag(ruamel.yaml.comments.Tag(suffix=f"!include:{path}"))
+            node.yaml_set_ctag(
+                ruamel.yaml.comments.Tag(suffix=f"!include:{path}")
+            )
 
 
 def _tag(node):
@@ -142,7 +146,7 @@ def resolve_layered_yaml(hparams_file, common_file, overrides=None):
 
 
 def load_layered_hparams(hparams_file, common_file, overrides=None):
-    """Loads a method's hparams over the common file of its recipe.
+    r"""Loads a method's hparams over the common file of its recipe.
 
     Arguments
     ---------
@@ -164,10 +168,10 @@ def load_layered_hparams(hparams_file, common_file, overrides=None):
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
     >>> with open(os.path.join(folder, "common.yaml"), "w") as f:
-    ...     _ = f.write("method: !PLACEHOLDER\\nbase_lr: 0.1\\n"
-    ...                 "lr: !ref <base_lr>\\nseed: 1\\n")
+    ...     _ = f.write("method: !PLACEHOLDER\nbase_lr: 0.1\n"
+    ...                 "lr: !ref <base_lr>\nseed: 1\n")
     >>> with open(os.path.join(folder, "maml.yaml"), "w") as f:
-    ...     _ = f.write("method: maml\\nlr: !ref <base_lr> * 2\\n")
+    ...     _ = f.write("method: maml\nlr: !ref <base_lr> * 2\n")
     >>> hparams, _ = load_layered_hparams(
     ...     os.path.join(folder, "maml.yaml"),
     ...     os.path.join(folder, "common.yaml"), "seed: 7")
@@ -176,3 +180,35 @@ def load_layered_hparams(hparams_file, common_file, overrides=None):
     """
     text = resolve_layered_yaml(hparams_file, common_file, overrides)
     return load_hyperpyyaml(text), text
+
+
+def layered_experiment(hparams_file, common_file, overrides=None):
+    """Loads the layered hparams and creates the experiment folder.
+
+    SpeechBrain's ``create_experiment_directory`` (log, environment), with
+    the merged configuration saved as ``hyperparams.yaml``, as one file
+    would have given it.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's file.
+    common_file : str
+        The file the recipe's methods share.
+    overrides : str or dict, optional
+        Command-line overrides.
+
+    Returns
+    -------
+    dict
+        The hparams (``output_folder`` must be among them).
+    """
+    hparams, text = load_layered_hparams(hparams_file, common_file, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"]
+    )
+    if if_main_process():
+        path = os.path.join(hparams["output_folder"], "hyperparams.yaml")
+        with open(path, "w", encoding="utf-8") as fout:
+            fout.write(text)
+    return hparams

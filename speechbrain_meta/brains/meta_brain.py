@@ -375,7 +375,9 @@ class MetaBrain(sb.Brain):
             if self.remove_vector_weight_decay:
                 params = rm_vector_weight_decay(self.modules)
             else:
-                params = [p for p in self.modules.parameters() if p.requires_grad]
+                params = [
+                    p for p in self.modules.parameters() if p.requires_grad
+                ]
             self.optimizer = self.opt_class(params)
             self.optimizers_dict["model"] = self.optimizer
             if self.checkpointer is not None:

@@ -184,7 +184,9 @@ class FewShotProtocol:
         """
         return PaddedBatch([self.dataset[i] for i in indices]).to(device)
 
-    def evaluate(self, brain, method, score=recipe_error_rates, inner_loop=None):
+    def evaluate(
+        self, brain, method, score=recipe_error_rates, inner_loop=None
+    ):
         """Runs the protocol for one method.
 
         Arguments

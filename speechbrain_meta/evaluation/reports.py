@@ -132,4 +132,3 @@ def plot_results(rows, path, title=None):
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, path)
 
-

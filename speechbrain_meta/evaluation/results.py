@@ -131,29 +131,6 @@ def merge_results(documents):
     return {"protocol": documents[0]["protocol"], "results": rows}
 
 
-_ROW_TYPES = {
-    "method": str,
-    "k_shot": int,
-    "adapt_steps": int,
-    "cer_mean": float,
-    "cer_ci95": (float, type(None)),
-    "wer_mean": float,
-    "wer_ci95": (float, type(None)),
-    "n_tasks": int,
-    "n_episodes": int,
-    "trainable_params": int,
-    "adapt_seconds_mean": float,
-}
-_PROTOCOL_TYPES = {
-    "dataset": str,
-    "tasks": list,
-    "episodes_per_task": int,
-    "k_shots": list,
-    "query_utterances": int,
-    "seed": int,
-}
-
-
 def cached_results(output_folder, protocol):
     """The results already written for this exact protocol, if any.
 

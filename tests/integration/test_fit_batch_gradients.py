@@ -14,7 +14,6 @@ import copy
 from collections import OrderedDict
 
 import pytest
-import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.normalization import BatchNorm1d
@@ -69,10 +68,14 @@ def _batch(gen, n, offset):
         examples.append(
             {
                 "id": f"u{offset + i}",
-                "x": torch.randn(frames, FEATS, generator=gen, dtype=torch.float64)
+                "x": torch.randn(
+                    frames, FEATS, generator=gen, dtype=torch.float64
+                )
                 * 2
                 + 1,
-                "tokens": torch.tensor([1 + i % 3, 2, 1 + (i + 1) % 3][: 2 + i % 2]),
+                "tokens": torch.tensor(
+                    [1 + i % 3, 2, 1 + (i + 1) % 3][: 2 + i % 2]
+                ),
             }
         )
     return PaddedBatch(examples)
@@ -96,7 +99,9 @@ def _brain(algorithm, **kwargs):
     brain.modules.train()
     with torch.no_grad():
         for seed in (5, 6):
-            brain.compute_forward(_batch(torch.Generator().manual_seed(seed), 4, 0), None)
+            brain.compute_forward(
+                _batch(torch.Generator().manual_seed(seed), 4, 0), None
+            )
     brain.init_optimizers()
     return brain
 
@@ -158,7 +163,9 @@ def _check_against_fd(brain, episode, tensors, n_directions=3):
         analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction))
         numeric = _directional_fd(brain, episode, tensors, direction)
         # fit_batch divides by the meta-batch size (gradient accumulation).
-        assert ACCUMULATE * analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+        assert ACCUMULATE * analytic == pytest.approx(
+            numeric, rel=1e-6, abs=1e-9
+        )
 
 
 def test_second_order_maml_gradient_through_fit_batch():
@@ -188,7 +195,9 @@ def test_first_order_maml_gradient_is_the_query_gradient_after_sgd():
     episode = _episode(2)
     saved = _statistics(brain)
     _fit_batch_gradient(brain, episode)
-    got = OrderedDict((n, p.grad.clone()) for n, p in brain.modules.named_parameters())
+    got = OrderedDict(
+        (n, p.grad.clone()) for n, p in brain.modules.named_parameters()
+    )
     # By hand: SGD steps on the support (statistics left as they were),
     # then the query gradient at the adapted weights.
     _restore(brain, saved)
@@ -209,7 +218,9 @@ def test_first_order_maml_gradient_is_the_query_gradient_after_sgd():
         brain.task_loss(phi, episode.query), list(phi.values())
     )
     for (name, g), e in zip(got.items(), expected):
-        torch.testing.assert_close(ACCUMULATE * g, e, rtol=1e-10, atol=1e-12, msg=name)
+        torch.testing.assert_close(
+            ACCUMULATE * g, e, rtol=1e-10, atol=1e-12, msg=name
+        )
     # ... which is not the second-order gradient.
     _restore(brain, saved)
     second = _brain(MAML(InnerLoop(inner_steps=steps, inner_lr=lr)))
@@ -230,7 +241,9 @@ def test_statistics_are_updated_once_by_the_query():
     episode = _episode()
     _fit_batch_gradient(brain, episode)
     # 3 support forwards and 1 query forward: only the query counts.
-    query_frames = int((episode.query.x.lengths * episode.query.x.data.shape[1]).round().sum())
+    query_frames = int(
+        (episode.query.x.lengths * episode.query.x.data.shape[1]).round().sum()
+    )
     assert brain.modules.normalize.count == before + query_frames
     assert int(bn.num_batches_tracked) == tracked + 1
 
@@ -261,8 +274,12 @@ def test_reptile_over_a_meta_batch_of_tasks(adapt_on_query):
     # the statistics the query forwards of the earlier tasks left.
     moves = []
     for episode in episodes:
-        phi = OrderedDict((n, w.clone().requires_grad_(True)) for n, w in theta.items())
-        batches = [episode.support] + ([episode.query] if adapt_on_query else [])
+        phi = OrderedDict(
+            (n, w.clone().requires_grad_(True)) for n, w in theta.items()
+        )
+        batches = [episode.support] + (
+            [episode.query] if adapt_on_query else []
+        )
         for batch in batches:
             for _ in range(steps):
                 with StatisticsGuard(brain.modules):
@@ -296,7 +313,9 @@ def test_a_meta_batch_of_skipped_episodes_takes_no_step():
     brain.step = 2  # last episode of the meta-batch: the step is attempted
     brain.fit_batch(bad)
     assert brain.skipped_episodes == 1 and brain.optimizer_step == 0
-    assert all(torch.equal(a, b) for a, b in zip(before, brain.modules.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, brain.modules.parameters())
+    )
     brain.step = 2
     brain.fit_batch(_episode(3))
     assert brain.optimizer_step == 1

@@ -102,9 +102,15 @@ def test_models_meta_train_and_meta_test(tone_data, model, algorithm):
     # scored against their own transcripts.
     scores = brain.cer_metric.scores
     assert len(scores) == 2 * 3
-    words = dict(zip(tone_data["test"].data_ids, (
-        tone_data["test"].data[i]["wrd"] for i in tone_data["test"].data_ids
-    )))
+    words = dict(
+        zip(
+            tone_data["test"].data_ids,
+            (
+                tone_data["test"].data[i]["wrd"]
+                for i in tone_data["test"].data_ids
+            ),
+        )
+    )
     for score in scores:
         assert "".join(score["ref_tokens"]) == words[score["key"]]
     errors = sum(s["num_edits"] for s in scores)

@@ -41,9 +41,7 @@ def test_method_files_say_only_what_the_method_changes(path):
     assert "meta" in method
     # A key the common file also sets must be set to something else.
     same = [
-        k
-        for k in method
-        if k in common and repr(method[k]) == repr(common[k])
+        k for k in method if k in common and repr(method[k]) == repr(common[k])
     ]
     assert not same, f"{path} repeats common.yaml: {same}"
     with open(path, encoding="utf-8") as f:
@@ -95,8 +93,9 @@ def test_quick_main_job(tmp_path):
             assert row["cer_mean"] == pytest.approx(
                 sum(per_task) / len(per_task)
             )
-            assert row["n_episodes"] == row["n_tasks"] * (
-                document["protocol"]["episodes_per_task"]
+            assert (
+                row["n_episodes"]
+                == row["n_tasks"] * (document["protocol"]["episodes_per_task"])
             )
         assert (folder / "few_shot_results.md").read_text().count("|") > 40
         assert (folder / "few_shot_cer.png").stat().st_size > 5000

@@ -150,9 +150,7 @@ def test_results_files_and_schema(tmp_path):
     assert (tmp_path / "few_shot_cer.png").stat().st_size > 1000
     table = (tmp_path / "few_shot_results.md").read_text()
     assert "| maml |" in table and "CER % k=5" in table
-    assert (
-        results_table(rows) in (tmp_path / "few_shot_results.md").read_text()
-    )
+    assert results_table(rows) in (tmp_path / "few_shot_results.md").read_text()
     broken = json.loads(json.dumps(doc))
     del broken["results"][0]["cer_ci95"]
     with pytest.raises(ValueError, match="cer_ci95"):

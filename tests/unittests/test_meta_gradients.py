@@ -361,7 +361,10 @@ def test_inner_gradient_clipping_bounds_the_step_and_is_differentiated():
     )
     numeric = _finite_difference_grad(meta_objective, params)
     torch.testing.assert_close(
-        torch.cat([g.reshape(-1) for g in analytic]), numeric, rtol=1e-5, atol=1e-8
+        torch.cat([g.reshape(-1) for g in analytic]),
+        numeric,
+        rtol=1e-5,
+        atol=1e-8,
     )
 
 
@@ -372,9 +375,13 @@ def test_manual_loss_scaling_changes_nothing_but_the_scale():
     plain = inner.adapt(loss_fn, params, support)
     scaled = inner.adapt(loss_fn, params, support, loss_scale=2.0**10)
     for name in plain:
-        torch.testing.assert_close(plain[name], scaled[name], rtol=1e-12, atol=0)
+        torch.testing.assert_close(
+            plain[name], scaled[name], rtol=1e-12, atol=0
+        )
     g_plain = torch.autograd.grad(loss_fn(plain, query), list(params.values()))
-    g_scaled = torch.autograd.grad(loss_fn(scaled, query), list(params.values()))
+    g_scaled = torch.autograd.grad(
+        loss_fn(scaled, query), list(params.values())
+    )
     for a, b in zip(g_plain, g_scaled):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
     # A scale that overflows the gradient is reported, not applied.

@@ -38,7 +38,7 @@ import sys
 import speechbrain as sb
 import torch
 import yaml
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
@@ -52,7 +52,7 @@ from speechbrain_meta.evaluation import (
     write_results,
 )
 from speechbrain_meta.interpret import learned_rates, write_rate_report
-from speechbrain_meta.layered_yaml import layer_keys, load_layered_hparams
+from speechbrain_meta.layered_yaml import layer_keys, layered_experiment
 from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
@@ -350,7 +350,7 @@ def _meta_dev_protocol(hparams, dev_data, k, episodes, query):
 
 
 def report_learned_rates(brain, hparams, dev_data):
-    """Writes the learned rule's rates per layer and step (meta-dev support)."""
+    """Writes the learned rule's rates per tensor and step (meta-dev)."""
     k = hparams["n_support"]
     protocol = _meta_dev_protocol(hparams, dev_data, k, episodes=1, query=1)
     task = protocol.tasks[0]
@@ -400,17 +400,7 @@ def run(hparams_file, run_opts, overrides):
     dict
         Few-shot results per evaluation set.
     """
-    hparams, resolved_yaml = load_layered_hparams(
-        hparams_file, COMMON, overrides
-    )
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"]
-    )
-    if if_main_process():
-        # The whole configuration, as one file would have given it.
-        path = os.path.join(hparams["output_folder"], "hyperparams.yaml")
-        with open(path, "w", encoding="utf-8") as fout:
-            fout.write(resolved_yaml)
+    hparams = layered_experiment(hparams_file, COMMON, overrides)
     sys.path.insert(0, HERE)
     from synth_digits_prepare import prepare_synth_digits
 

@@ -23,12 +23,12 @@ import os
 import sys
 
 import speechbrain as sb
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import CTCASR, add_ctc_pipelines
-from speechbrain_meta.layered_yaml import load_layered_hparams
+from speechbrain_meta.layered_yaml import layered_experiment
 
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,17 +59,7 @@ def dataio_prepare(hparams):
 def main(argv):
     """Prepare data, meta-train, and evaluate on held-out tasks."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    hparams, resolved_yaml = load_layered_hparams(
-        hparams_file, COMMON, overrides
-    )
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"]
-    )
-    if if_main_process():
-        # The whole configuration, as one file would have given it.
-        path = os.path.join(hparams["output_folder"], "hyperparams.yaml")
-        with open(path, "w", encoding="utf-8") as fout:
-            fout.write(resolved_yaml)
+    hparams = layered_experiment(hparams_file, COMMON, overrides)
     sys.path.insert(0, HERE)
     from synth_tones_prepare import prepare_synth_tones
 
