@@ -25,6 +25,7 @@ import torch
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
 
+from speechbrain_meta.adaptation import Adaptation
 from speechbrain_meta.data.episode import Episode
 from speechbrain_meta.data.sampler import TaskSampler
 from speechbrain_meta.distributed import all_reduce_gradients, world
@@ -192,6 +193,25 @@ class MetaBrain(sb.Brain):
         """The inner loop's update rule (plain SGD or a learned rule)."""
         return self.meta_algorithm.inner_loop.update_rule
 
+    def own_adaptation(self):
+        """How this model adapts when nothing else is said.
+
+        Its inner loop's rule, ``eval_inner_steps`` steps (else the inner
+        loop's) and the ``adapt_in_train_mode`` normalisation mode.
+
+        Returns
+        -------
+        Adaptation
+        """
+        steps = self._hparam("eval_inner_steps", None)
+        return Adaptation(
+            "own",
+            steps=self.inner_loop.inner_steps if steps is None else steps,
+            train_mode=self._hparam(
+                "adapt_in_train_mode", self.adapt_in_train_mode
+            ),
+        )
+
     def learns_update_rule(self):
         """Whether the update rule has parameters that the brain trains.
 
@@ -308,9 +328,15 @@ class MetaBrain(sb.Brain):
     def fit_batch(self, batch):
         """One task episode: inner loop, outer objective, outer step.
 
+        The episode runs in the normalisation mode the model adapts in at
+        test time (``adapt_in_train_mode``): meta-training prepares the
+        initialisation for the adaptation it will get. A plain batch (not
+        an ``Episode``) is trained on as ``sb.Brain`` would (multitask
+        training of a baseline validated on episodes, for instance).
+
         Arguments
         ---------
-        batch : Episode
+        batch : Episode or PaddedBatch
             Support and query batches of one task.
 
         Returns
@@ -318,9 +344,14 @@ class MetaBrain(sb.Brain):
         torch.Tensor
             The detached reported loss (the query loss after adaptation).
         """
+        if not isinstance(batch, Episode):
+            return super().fit_batch(batch)
         episode = self._check_episode(batch)
         should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(episode, should_step)
+        self.modules.train(
+            bool(self._hparam("adapt_in_train_mode", self.adapt_in_train_mode))
+        )
 
         reported = torch.tensor(float("nan"))
         # Gradients are synchronised by hand in optimizers_step: most of
@@ -433,8 +464,19 @@ class MetaBrain(sb.Brain):
             loss = self.task_loss(fast, batch.query, stage)
         return loss.detach().float().cpu()
 
-    def adapt_to_task(self, support, inner_steps=None, inner_loop=None):
+    def adapt_to_task(
+        self,
+        support,
+        inner_steps=None,
+        inner_loop=None,
+        train_mode=None,
+        keep_steps=False,
+    ):
         """Adapts a copy of the meta-parameters to a support set.
+
+        The meta-parameters are never modified. (``Adaptation`` in
+        ``speechbrain_meta.adaptation`` bundles these settings, with safe
+        adaptation.)
 
         Arguments
         ---------
@@ -447,39 +489,55 @@ class MetaBrain(sb.Brain):
             The adaptation's settings (default: the algorithm's inner loop,
             with its learned rule if it has one); e.g. a fine-tuning rule
             chosen on meta-dev.
+        train_mode : bool, optional
+            Normalisation and dropout in training mode while adapting
+            (default: the ``adapt_in_train_mode`` hparam, else the class
+            default).
+        keep_steps : bool
+            Return the weights after every step, the unadapted ones first.
 
         Returns
         -------
-        dict
-            Detached adapted weights, name to tensor.
+        dict or list of dict
+            Detached adapted weights, name to tensor (a list of them with
+            ``keep_steps``).
         """
         if inner_loop is None:
             inner_loop = self.inner_loop
         if inner_steps is None:
             inner_steps = self._hparam("eval_inner_steps", None)
+        if train_mode is None:
+            train_mode = self._hparam(
+                "adapt_in_train_mode", self.adapt_in_train_mode
+            )
         theta = self.meta_parameters(inner_loop)
         start = OrderedDict(
             (n, p.detach().clone().requires_grad_(True))
             for n, p in theta.items()
         )
         if support is None or inner_steps == 0:
-            return OrderedDict((n, w.detach()) for n, w in start.items())
-        modes = {m: m.training for m in self.modules.modules()}
-        if self._hparam("adapt_in_train_mode", self.adapt_in_train_mode):
-            self.modules.train()
-        try:
-            with torch.enable_grad(), self.training_ctx:
-                fast = self.adapt(
-                    start,
-                    support,
-                    inner_loop,
-                    inner_steps=inner_steps,
-                    first_order=True,
-                )
-        finally:
-            for m, mode in modes.items():
-                m.training = mode
-        return OrderedDict((n, w.detach()) for n, w in fast.items())
+            path = [start]
+        else:
+            modes = {m: m.training for m in self.modules.modules()}
+            self.modules.train(bool(train_mode))
+            try:
+                with torch.enable_grad(), self.training_ctx:
+                    path = self.adapt(
+                        start,
+                        support,
+                        inner_loop,
+                        inner_steps=inner_steps,
+                        first_order=True,
+                        keep_steps=True,
+                    )
+            finally:
+                for m, mode in modes.items():
+                    m.training = mode
+        path = [
+            OrderedDict((n, w.detach()) for n, w in fast.items())
+            for fast in path
+        ]
+        return path if keep_steps else path[-1]
 
     def make_dataloader(
         self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
@@ -613,12 +671,6 @@ class MetaBrain(sb.Brain):
         return 1.0
 
     def _check_episode(self, batch):
-        if not isinstance(batch, Episode):
-            raise TypeError(
-                "MetaBrain.fit_batch expects an Episode; make the train "
-                "loader with `episodes={...}` in train_loader_kwargs or a "
-                f"TaskSampler batch_sampler (got {type(batch).__name__})."
-            )
         if batch.query is None and self.meta_algorithm.needs_query:
             raise ValueError(
                 f"{batch}: {type(self.meta_algorithm).__name__} needs a query "

@@ -110,7 +110,8 @@ class MetaTransferBrain(MetaBrain):
 
     # The backbone is frozen: its normalisation statistics and dropout stay
     # in inference mode while the task parameters adapt and meta-train
-    # (batch statistics would normalise per-channel scales away).
+    # (batch statistics would normalise per-channel scales away); MetaBrain
+    # runs episodes in this mode.
     adapt_in_train_mode = False
 
     def __init__(self, *args, task_params=None, **kwargs):
@@ -132,22 +133,6 @@ class MetaTransferBrain(MetaBrain):
         self.n_task_params, self.n_params = freeze_backbone(
             self.modules, self.task_params
         )
-
-    def on_fit_batch_start(self, batch, should_step):
-        """Brain's batch start; the frozen backbone in eval mode.
-
-        (Brain switches the modules to train mode at each training stage.)
-
-        Arguments
-        ---------
-        batch : Episode
-            The episode.
-        should_step : bool
-            Whether the outer step follows this batch.
-        """
-        super().on_fit_batch_start(batch, should_step)
-        if not self._hparam("adapt_in_train_mode", self.adapt_in_train_mode):
-            self.modules.eval()
 
     def trainable_fraction(self):
         """Task parameters as a fraction of all the model's parameters.

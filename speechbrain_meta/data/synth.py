@@ -31,6 +31,7 @@ Authors
 """
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -48,7 +49,13 @@ from speechbrain_meta.data import espeak_worker
 from speechbrain_meta.data.espeak_worker import Espeak, EspeakError
 from speechbrain_meta.data.tasks import stable_seed
 
-__all__ = ["Espeak", "EspeakError", "prepare_synth_digits", "augment"]
+__all__ = [
+    "Espeak",
+    "EspeakError",
+    "prepare_synth_digits",
+    "augment",
+    "telephone_channel",
+]
 
 logger = get_logger(__name__)
 
@@ -140,8 +147,65 @@ def synthesize_fresh(requests):
             return int(data["sample_rate"]), samples
 
 
-def augment(pcm, source_rate, rng, snr_db, speed, sample_rate=SAMPLE_RATE):
-    """Speed change, resampling to 16 kHz and additive white noise.
+def telephone_channel(wav, sample_rate=SAMPLE_RATE):
+    """A narrowband telephone channel: 8 kHz and GSM 6.10, back to the rate.
+
+    Through libsndfile's GSM 6.10 codec, in memory.
+
+    Arguments
+    ---------
+    wav : numpy.ndarray
+        float32 samples at ``sample_rate``.
+    sample_rate : int
+        Their rate.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 samples at ``sample_rate``, the same length, band-limited to
+        4 kHz and coded.
+
+    Example
+    -------
+    >>> t = np.arange(16000) / 16000
+    >>> wav = (0.3 * np.sin(2 * np.pi * 440 * t)
+    ...        + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    >>> out = telephone_channel(wav)
+    >>> spectrum = np.abs(np.fft.rfft(out))
+    >>> len(out), bool(spectrum[6000] < 0.01 * spectrum[440])
+    (16000, True)
+    """
+    narrow = torchaudio.functional.resample(
+        torch.from_numpy(np.ascontiguousarray(wav)), sample_rate, 8000
+    ).numpy()
+    coded = io.BytesIO()
+    sf.write(coded, narrow, 8000, format="RAW", subtype="GSM610")
+    coded.seek(0)
+    narrow, _ = sf.read(
+        coded,
+        format="RAW",
+        subtype="GSM610",
+        samplerate=8000,
+        channels=1,
+        dtype="float32",
+    )
+    out = torchaudio.functional.resample(
+        torch.from_numpy(narrow), 8000, sample_rate
+    ).numpy()
+    out = np.pad(out, (0, max(len(wav) - len(out), 0)))[: len(wav)]
+    return out.astype(np.float32)
+
+
+def augment(
+    pcm,
+    source_rate,
+    rng,
+    snr_db,
+    speed,
+    sample_rate=SAMPLE_RATE,
+    telephone=0.0,
+):
+    """Speed change, resampling to 16 kHz, a telephone channel, white noise.
 
     Arguments
     ---------
@@ -157,6 +221,9 @@ def augment(pcm, source_rate, rng, snr_db, speed, sample_rate=SAMPLE_RATE):
         Speed-change range (None: no change).
     sample_rate : int
         Output rate.
+    telephone : float
+        Probability of passing the utterance through ``telephone_channel``
+        (before the noise).
 
     Returns
     -------
@@ -175,6 +242,8 @@ def augment(pcm, source_rate, rng, snr_db, speed, sample_rate=SAMPLE_RATE):
     # Speed change by resampling: play samples at `factor` times the rate.
     target = int(round(sample_rate / factor / 50.0)) * 50
     wav = torchaudio.functional.resample(wav, source_rate, target).numpy()
+    if telephone > 0 and rng.uniform() < telephone:
+        wav = telephone_channel(wav, sample_rate)
     if snr_db is not None:
         snr = float(rng.uniform(*snr_db))
         power = float(np.mean(wav**2)) + 1e-10
@@ -212,6 +281,7 @@ def prepare_synth_digits(
     max_digits=6,
     snr_db=(15.0, 35.0),
     speed=(0.9, 1.1),
+    telephone=0.0,
     rate=(140, 200),
     pitch=(25, 75),
     pitch_range=(30, 70),
@@ -246,6 +316,9 @@ def prepare_synth_digits(
         Range of the added white noise's SNR (None: clean).
     speed : list of float or None
         Range of the speed change (None: none).
+    telephone : float
+        Share of the utterances passed through a telephone channel (8 kHz,
+        GSM 6.10; ``telephone_channel``).
     rate, pitch, pitch_range, volume : list of int
         Ranges of the espeak speaker parameters.
     seed : int
@@ -295,6 +368,7 @@ def prepare_synth_digits(
         "digits": [min_digits, max_digits],
         "snr_db": None if snr_db is None else list(snr_db),
         "speed": None if speed is None else list(speed),
+        **({"telephone": telephone} if telephone else {}),
         "ranges": {
             "rate": list(rate),
             "pitch": list(pitch),
@@ -365,7 +439,7 @@ def prepare_synth_digits(
                 skipped.append({"split": split, "utt_id": utt_id, "why": pcm})
                 continue
             rng = _rng(seed, split, spk_id, u, "augment")
-            wav = augment(pcm, source_rate, rng, snr_db, speed)
+            wav = augment(pcm, source_rate, rng, snr_db, speed, telephone=telephone)
             path = os.path.join(folder, f"{utt_id}.wav")
             sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
             rows[split].append(

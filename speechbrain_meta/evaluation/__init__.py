@@ -6,7 +6,7 @@
 * ``stats.py``: means and confidence intervals;
 * ``results.py``: the ``few_shot_results.json`` contract, its I/O;
 * ``reports.py``: the markdown table and the plot;
-* ``selection.py``: adaptation settings chosen on meta-dev tasks.
+* ``selection.py``: each method's adaptation settings, chosen on meta-dev.
 
 Authors
  * speechbrain-meta developers 2026
@@ -21,12 +21,16 @@ from speechbrain_meta.evaluation.results import (
     cached_results,
     load_results,
     merge_results,
+    pool_seeds,
     validate_results,
     write_results,
 )
 from speechbrain_meta.evaluation.scoring import recipe_error_rates
-from speechbrain_meta.evaluation.selection import select_adapt_lr
-from speechbrain_meta.evaluation.stats import confidence_interval
+from speechbrain_meta.evaluation.selection import (
+    candidate_adaptations,
+    select_adaptation,
+)
+from speechbrain_meta.evaluation.stats import confidence_interval, summary_row
 
 __all__ = [
     "FewShotProtocol",
@@ -34,13 +38,16 @@ __all__ = [
     "RESULTS_MD",
     "RESULTS_PNG",
     "cached_results",
+    "candidate_adaptations",
     "confidence_interval",
     "load_results",
     "merge_results",
+    "pool_seeds",
     "plot_results",
     "recipe_error_rates",
     "results_table",
-    "select_adapt_lr",
+    "select_adaptation",
+    "summary_row",
     "validate_results",
     "write_results",
 ]

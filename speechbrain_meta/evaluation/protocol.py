@@ -8,12 +8,15 @@ they depend only on the dataset, the grouping key and the seed, and their
 digest is written with the results.
 
 A method is a ``MetaBrain`` (any of this package's brains, or a baseline
-wrapped in one with a fine-tuning rule). For every (task, episode, k) it
-adapts a copy of its weights to the support set with its own rule
-(``adapt_to_task``) for a fixed number of steps, then the query is scored
-by a scoring function (default: the recipe's own decoding and error-rate
-trackers). Results are the mean and a 95% confidence interval over tasks x
-episodes, the trainable (adapted) parameter count and the adaptation time.
+wrapped in one with a fine-tuning rule) with an ``Adaptation`` (its rule,
+rate, steps and normalisation mode: its own, or the best for it on
+meta-dev, see ``selection.py``). For every (task, episode, k > 0) it adapts
+a copy of its weights to the support set, then the query is scored by a
+scoring function (default: the recipe's own decoding and error-rate
+trackers); at k = 0 the initialisation is scored once per task. Results
+are the mean and a 95% confidence interval over the scored episodes (the
+episode scores are kept, so runs of several training seeds pool exactly),
+the trainable (adapted) parameter count and the adaptation time.
 
 Authors
  * speechbrain-meta developers 2026
@@ -29,7 +32,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.data.tasks import group_tasks, stable_seed
 from speechbrain_meta.evaluation.scoring import recipe_error_rates
-from speechbrain_meta.evaluation.stats import confidence_interval
+from speechbrain_meta.evaluation.stats import summary_row
 from speechbrain_meta.inner import NonFiniteInnerLoss
 
 logger = get_logger(__name__)
@@ -51,8 +54,6 @@ class FewShotProtocol:
         Seeded episodes per task.
     query_utterances : int
         Size of each task's fixed query set.
-    adapt_steps : int
-        Adaptation steps for every k > 0 and every method.
     seed : int
         Seeds the query sets and the episodes.
     tasks : list of str, optional
@@ -63,7 +64,7 @@ class FewShotProtocol:
     Example
     -------
     >>> data = [{"id": str(i), "task": "ab"[i % 2]} for i in range(40)]
-    >>> protocol = FewShotProtocol(data, "task", [0, 1, 5], 3, 10, 5)
+    >>> protocol = FewShotProtocol(data, "task", [0, 1, 5], 3, 10)
     >>> protocol.tasks
     ['a', 'b']
     >>> sup, query = protocol.episode("a", 0, 5)
@@ -80,7 +81,6 @@ class FewShotProtocol:
         k_shots,
         episodes_per_task,
         query_utterances,
-        adapt_steps,
         seed=1234,
         tasks=None,
         dataset_name="",
@@ -90,7 +90,6 @@ class FewShotProtocol:
         self.k_shots = sorted(int(k) for k in k_shots)
         self.episodes_per_task = int(episodes_per_task)
         self.query_utterances = int(query_utterances)
-        self.adapt_steps = int(adapt_steps)
         self.seed = int(seed)
         self.dataset_name = dataset_name
         # A task needs its query set and the largest support set.
@@ -163,10 +162,23 @@ class FewShotProtocol:
             "episodes_per_task": self.episodes_per_task,
             "k_shots": list(self.k_shots),
             "query_utterances": self.query_utterances,
-            "adapt_steps": self.adapt_steps,
             "seed": self.seed,
             "episodes_digest": self.digest(),
         }
+
+    def examples(self, indices):
+        """The dataset's examples at these indices.
+
+        Arguments
+        ---------
+        indices : list of int
+            Dataset indices (e.g. from ``episode``).
+
+        Returns
+        -------
+        list of dict
+        """
+        return [self.dataset[i] for i in indices]
 
     def batch(self, indices, device):
         """The examples at these dataset indices as a ``PaddedBatch``.
@@ -182,70 +194,69 @@ class FewShotProtocol:
         -------
         PaddedBatch
         """
-        return PaddedBatch([self.dataset[i] for i in indices]).to(device)
+        return PaddedBatch(self.examples(indices)).to(device)
 
-    def evaluate(
-        self, brain, method, score=recipe_error_rates, inner_loop=None
-    ):
+    def queries(self, device):
+        """Each task's query set, read once: task to ``PaddedBatch``.
+
+        Arguments
+        ---------
+        device : str or torch.device
+            Where to put the batches.
+
+        Returns
+        -------
+        dict
+        """
+        return {t: self.batch(self._query[t], device) for t in self.tasks}
+
+    def evaluate(self, brain, method, adaptation=None, score=None):
         """Runs the protocol for one method.
 
         Arguments
         ---------
         brain : MetaBrain
-            Adapts with ``adapt_to_task``.
+            The method's model (never changed).
         method : str
             The method's name in the results.
-        score : callable
+        adaptation : Adaptation, optional
+            How it adapts (default: ``brain.own_adaptation()``).
+        score : callable, optional
             ``score(brain, fast_weights, query) -> (cer, wer)``; default:
             the recipe's own decoding and ``ErrorRateStats``
             (``recipe_error_rates``).
-        inner_loop : InnerLoop, optional
-            The adaptation settings (default: the brain's own).
 
         Returns
         -------
         list of dict
             One result row per k (the ``few_shot_results.json`` contract,
-            see ``results.py``), plus the per-task means and the number of
-            episodes whose adaptation diverged (non-finite loss or gradient:
-            scored as error rate 1).
+            see ``results.py``): the adaptation's settings, the episode
+            scores, the per-task means and the number of episodes whose
+            adaptation diverged (non-finite loss or gradient: scored as
+            error rate 1).
         """
-        if inner_loop is None:
-            inner_loop = brain.inner_loop
+        if adaptation is None:
+            adaptation = brain.own_adaptation()
+        if score is None:
+            score = recipe_error_rates
+        inner_loop = adaptation.inner_loop(brain)
         trainable = sum(
             p.numel() for p in brain.meta_parameters(inner_loop).values()
         )
         brain.modules.eval()
-        # Each task's query set is the same for every k: read it once.
-        queries = {
-            task: self.batch(self._query[task], brain.device)
-            for task in self.tasks
-        }
+        queries = self.queries(brain.device)
         rows = []
         for k in self.k_shots:
             cers, wers, seconds, per_task = [], [], [], {}
             diverged = 0
             for task in self.tasks:
-                query = queries[task]
                 task_cers = []
-                for e in range(self.episodes_per_task):
-                    if k == 0 and e > 0:
-                        # No support: every episode scores the same weights.
-                        cers.append(cers[-1])
-                        wers.append(wers[-1])
-                        task_cers.append(task_cers[-1])
-                        continue
-                    support_ids = self.episode(task, e, k)[0]
-                    support = (
-                        self.batch(support_ids, brain.device) if k else None
-                    )
+                # No support: one score per task (every episode is alike).
+                for e in range(self.episodes_per_task if k else 1):
+                    support = self.examples(self.episode(task, e, k)[0])
                     start = time.perf_counter()
                     try:
-                        fast = brain.adapt_to_task(
-                            support,
-                            inner_steps=self.adapt_steps if k else 0,
-                            inner_loop=inner_loop,
-                        )
+                        fast = adaptation(brain, support)
                     except NonFiniteInnerLoss as err:
                         # The method's adaptation diverged on this episode:
                         # it failed it (error rates of 1), and it is counted.
@@ -259,44 +270,27 @@ class FewShotProtocol:
                             err,
                         )
                         diverged += 1
-                        cers.append(1.0)
-                        wers.append(1.0)
-                        task_cers.append(1.0)
-                        continue
-                    if k:
-                        seconds.append(time.perf_counter() - start)
-                    cer, wer = score(brain, fast, query)
+                        cer = wer = 1.0
+                    else:
+                        if k:
+                            seconds.append(time.perf_counter() - start)
+                        cer, wer = score(brain, fast, queries[task])
                     cers.append(cer)
                     wers.append(wer)
                     task_cers.append(cer)
                 per_task[task] = sum(task_cers) / len(task_cers)
-            cer_mean, cer_ci = confidence_interval(cers)
-            wer_mean, wer_ci = confidence_interval(wers)
-            row = {
-                "method": method,
-                "k_shot": k,
-                "adapt_steps": self.adapt_steps if k else 0,
-                "cer_mean": cer_mean,
-                "cer_ci95": cer_ci,
-                "wer_mean": wer_mean,
-                "wer_ci95": wer_ci,
-                "n_tasks": len(self.tasks),
-                "n_episodes": len(cers),
-                "trainable_params": trainable if k else 0,
-                "adapt_seconds_mean": (
-                    sum(seconds) / len(seconds) if seconds else 0.0
-                ),
-                "cer_per_task": per_task,
-                "diverged_episodes": diverged,
-            }
-            logger.info(
-                "few-shot %s k=%d: CER %.4f +- %s, WER %.4f (%d episodes)",
-                method,
-                k,
-                cer_mean,
-                "n/a" if cer_ci is None else f"{cer_ci:.4f}",
-                wer_mean,
-                len(cers),
+            rows.append(
+                summary_row(
+                    method,
+                    k,
+                    cers,
+                    wers,
+                    adaptation=adaptation.describe() if k else None,
+                    n_tasks=len(self.tasks),
+                    trainable_params=trainable if k else 0,
+                    adapt_seconds=seconds,
+                    cer_per_task=per_task,
+                    diverged_episodes=diverged,
+                )
             )
-            rows.append(row)
         return rows

@@ -16,8 +16,58 @@ def _fmt(mean, ci):
     return f"{100 * mean:.1f} ± {100 * ci:.1f}"
 
 
+def label(row):
+    """A row's method, with its adaptation budget if it has one.
+
+    Arguments
+    ---------
+    row : dict
+        A result row.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> label({"method": "maml", "budget": "quick"}), label({"method": "x"})
+    ('maml (quick)', 'x')
+    """
+    budget = row.get("budget")
+    return row["method"] if budget is None else f"{row['method']} ({budget})"
+
+
+def describe_adaptation(settings):
+    """An adaptation's settings in a few characters.
+
+    Arguments
+    ---------
+    settings : dict
+        ``Adaptation.describe()``.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> describe_adaptation({"rule": "adam", "lr": 0.001, "steps": 20,
+    ...                      "mode": "eval", "holdout": 0.0})
+    'adam 0.001 x20 eval'
+    """
+    if not settings:
+        return ""
+    rule = settings["rule"]
+    if settings.get("lr") is not None:
+        rule += f" {settings['lr']:g}"
+    text = f"{rule} x{settings['steps']} {settings['mode']}"
+    if settings.get("holdout"):
+        text += f" safe({settings['holdout']:g})"
+    return text
+
+
 def results_table(rows, title=None):
-    """CER (and WER) per method and k as a markdown table.
+    """CER (and WER) per method and k as markdown, one table per budget.
 
     Arguments
     ---------
@@ -36,17 +86,28 @@ def results_table(rows, title=None):
     ...          "cer_ci95": 0.02, "wer_mean": 0.5, "wer_ci95": 0.05,
     ...          "trainable_params": 10, "adapt_seconds_mean": 0.1}]
     >>> print(results_table(rows).splitlines()[2])
-    | maml | 20.0 ± 2.0 | 10 | 0.10 |
+    | maml | 20.0 ± 2.0 |  | 10 | 0.10 |
     """
+    budgets = list(OrderedDict.fromkeys(r.get("budget") for r in rows))
+    lines = [f"### {title}", ""] if title else []
+    for budget in budgets:
+        mine = [r for r in rows if r.get("budget") == budget]
+        if budget is not None:
+            lines += [f"#### {budget} adaptation", ""]
+        lines.append(_table(mine))
+    return "\n".join(lines) + "\n"
+
+
+def _table(rows):
     methods = list(OrderedDict.fromkeys(r["method"] for r in rows))
     ks = sorted({r["k_shot"] for r in rows})
     by = {(r["method"], r["k_shot"]): r for r in rows}
     header = ["method"] + [f"CER % k={k}" for k in ks]
-    header += ["adapted params", "adapt s"]
+    header += ["adaptation", "adapted params", "adapt s"]
     table = []
     for m in methods:
         cells = [m]
-        params, secs = 0, 0.0
+        params, secs, settings = 0, 0.0, ""
         for k in ks:
             r = by.get((m, k))
             cells.append(
@@ -55,24 +116,20 @@ def results_table(rows, title=None):
             if r is not None and k > 0:
                 params = r["trainable_params"]
                 secs = r["adapt_seconds_mean"]
-        cells += [f"{params:,}", f"{secs:.2f}"]
+                settings = describe_adaptation(r.get("adaptation"))
+        cells += [settings, f"{params:,}", f"{secs:.2f}"]
         table.append(cells)
-    lines = [f"### {title}", ""] if title else []
-    lines.append(markdown_table(header, table))
-    lines.append(
-        "WER % (digit error rate): "
-        + "; ".join(
-            m
-            + " "
-            + ", ".join(
-                f"k={k}: {100 * by[(m, k)]['wer_mean']:.1f}"
-                for k in ks
-                if (m, k) in by
-            )
-            for m in methods
+    wer = "WER % (digit error rate): " + "; ".join(
+        m
+        + " "
+        + ", ".join(
+            f"k={k}: {100 * by[(m, k)]['wer_mean']:.1f}"
+            for k in ks
+            if (m, k) in by
         )
+        for m in methods
     )
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, table) + "\n" + wer + "\n"
 
 
 def plot_results(rows, path, title=None):
@@ -102,13 +159,13 @@ def plot_results(rows, path, title=None):
     True
     """
     plt = pyplot()
-    methods = list(OrderedDict.fromkeys(r["method"] for r in rows))
+    methods = list(OrderedDict.fromkeys(label(r) for r in rows))
     fig, ax = plt.subplots(figsize=(8.0, 4.6))
     colors = plt.get_cmap("tab20").colors
     markers = "osD^vP*Xh<>p"
     for i, m in enumerate(methods):
         mine = sorted(
-            (r for r in rows if r["method"] == m), key=lambda r: r["k_shot"]
+            (r for r in rows if label(r) == m), key=lambda r: r["k_shot"]
         )
         ks = [r["k_shot"] for r in mine]
         cer = [100 * r["cer_mean"] for r in mine]
@@ -131,4 +188,3 @@ def plot_results(rows, path, title=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, path)
-

@@ -1,8 +1,8 @@
 """Few-shot results: the JSON contract, writing, reading, merging, checking.
 
 ``few_shot_results.json`` holds a ``protocol`` object (the dataset, tasks,
-episodes, k values, query size, adaptation steps, seed and a digest of every
-episode) and a list of ``results`` rows, one per method and k::
+episodes, k values, query size, seed and a digest of every episode) and a
+list of ``results`` rows, one per method, k and adaptation budget::
 
     {"protocol": {"dataset": "...", "tasks": ["..."], "episodes_per_task": 5,
                   "k_shots": [0, 1, 5, 10], "query_utterances": 20,
@@ -12,8 +12,13 @@ episode) and a list of ``results`` rows, one per method and k::
                   "wer_ci95": 0.03, "n_tasks": 4, "n_episodes": 20,
                   "trainable_params": 1234567, "adapt_seconds_mean": 0.8}]}
 
-Error rates are fractions. It is written beside a markdown table and a PNG
-plot (``reports.py``).
+Error rates are fractions. A row also carries the adaptation's settings
+(``adaptation``: rule, rate, steps, normalisation mode), its ``budget``
+(``tuned``: the settings best for the method on meta-dev; ``quick``: a
+fixed small budget), the training ``seeds`` it pools and every scored
+episode (``episode_cers``, ``episode_wers``), so that runs pool exactly
+(``pool_seeds``). It is written beside a markdown table and a PNG plot
+(``reports.py``).
 
 Authors
  * speechbrain-meta developers 2026
@@ -24,6 +29,7 @@ import math
 import os
 
 from speechbrain_meta.evaluation.reports import plot_results, results_table
+from speechbrain_meta.evaluation.stats import summary_row
 from speechbrain_meta.reports import write_json
 
 RESULTS_JSON = "few_shot_results.json"
@@ -31,7 +37,7 @@ RESULTS_MD = "few_shot_results.md"
 RESULTS_PNG = "few_shot_cer.png"
 
 
-def write_results(output_folder, protocol, rows, title=None):
+def write_results(output_folder, protocol, rows, title=None, **fields):
     """Writes the JSON, the markdown table and the PNG plot.
 
     Arguments
@@ -44,6 +50,8 @@ def write_results(output_folder, protocol, rows, title=None):
         Result rows of one or more methods.
     title : str, optional
         Heading of the table and plot.
+    **fields : dict
+        More entries of the JSON document (e.g. the adaptations used).
 
     Returns
     -------
@@ -61,7 +69,7 @@ def write_results(output_folder, protocol, rows, title=None):
     >>> doc["results"][0]["cer_mean"]
     0.5
     """
-    document = {"protocol": protocol, "results": rows}
+    document = {"protocol": protocol, "results": rows, **fields}
     write_json(os.path.join(output_folder, RESULTS_JSON), document)
     with open(
         os.path.join(output_folder, RESULTS_MD), "w", encoding="utf-8"
@@ -249,11 +257,75 @@ def validate_results(document):
             raise ValueError(
                 f"results[{i}]: k_shot {row['k_shot']} not in protocol"
             )
-        seen.setdefault(row["method"], []).append(row["k_shot"])
+        method = row["method"]
+        if row.get("budget") is not None:
+            method = f"{method} ({row['budget']})"
+        seen.setdefault(method, []).append(row["k_shot"])
     for method, ks in seen.items():
         if sorted(ks) != sorted(protocol["k_shots"]):
             raise ValueError(
                 f"{method}: rows for k={sorted(ks)}, protocol has "
                 f"{protocol['k_shots']}"
             )
-    return list(seen)
+    return list(dict.fromkeys(r["method"] for r in document["results"]))
+
+
+def pool_seeds(documents):
+    """Pools the results of the same methods trained with several seeds.
+
+    Rows with the same method, budget and k are pooled: their episode
+    scores are concatenated, the mean and interval recomputed over seeds x
+    tasks x episodes, per-task means averaged.
+
+    Arguments
+    ---------
+    documents : list of dict
+        ``few_shot_results.json`` documents of one protocol (same
+        episodes), one per training seed, each row with its ``seeds``.
+
+    Returns
+    -------
+    dict
+        One document; each row lists the ``seeds`` it pools and, when the
+        seeds chose different settings, ``adaptation_per_seed``.
+
+    Example
+    -------
+    >>> docs = [{"protocol": {"episodes_digest": "x"}, "results": [
+    ...     dict(summary_row("m", 5, [c], [c]), seeds=[s])]}
+    ...     for s, c in ((1, 0.2), (2, 0.4))]
+    >>> row = pool_seeds(docs)["results"][0]
+    >>> row["seeds"], row["n_episodes"], round(row["cer_mean"], 3)
+    ([1, 2], 2, 0.3)
+    """
+    merged = merge_results(documents)
+    groups = {}
+    for row in merged["results"]:
+        key = (row["method"], row.get("budget"), row["k_shot"])
+        groups.setdefault(key, []).append(row)
+    rows = []
+    for (method, budget, k), parts in groups.items():
+        adaptations = [p.get("adaptation") for p in parts]
+        tasks = parts[0].get("cer_per_task", {})
+        row = summary_row(
+            method,
+            k,
+            [c for p in parts for c in p["episode_cers"]],
+            [w for p in parts for w in p["episode_wers"]],
+            adaptation=adaptations[0],
+            n_tasks=parts[0]["n_tasks"],
+            trainable_params=parts[0]["trainable_params"],
+            adapt_seconds=[p["adapt_seconds_mean"] for p in parts if k],
+            cer_per_task={
+                t: sum(p["cer_per_task"][t] for p in parts) / len(parts)
+                for t in tasks
+            },
+            diverged_episodes=sum(p.get("diverged_episodes", 0) for p in parts),
+            seeds=[s for p in parts for s in p.get("seeds", [])],
+        )
+        if budget is not None:
+            row["budget"] = budget
+        if any(a != adaptations[0] for a in adaptations):
+            row["adaptation_per_seed"] = adaptations
+        rows.append(row)
+    return {"protocol": merged["protocol"], "results": rows}

@@ -1,10 +1,14 @@
-"""Statistics of the few-shot results: means and confidence intervals.
+"""Statistics of the few-shot results: means, intervals, result rows.
 
 Authors
  * speechbrain-meta developers 2026
 """
 
 import math
+
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 
 def confidence_interval(values, confidence=0.95):
@@ -40,3 +44,79 @@ def confidence_interval(values, confidence=0.95):
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
     return mean, t * math.sqrt(var / n)
+
+
+def summary_row(
+    method,
+    k,
+    cers,
+    wers,
+    adaptation=None,
+    n_tasks=0,
+    trainable_params=0,
+    adapt_seconds=(),
+    **extra,
+):
+    """One result row from episode scores (also pools several runs).
+
+    Arguments
+    ---------
+    method : str
+        The method.
+    k : int
+        The support size.
+    cers, wers : list of float
+        One score per scored episode.
+    adaptation : dict, optional
+        ``Adaptation.describe()`` (None at k = 0: no adaptation).
+    n_tasks : int
+        Tasks scored.
+    trainable_params : int
+        Adapted parameters.
+    adapt_seconds : list of float
+        Adaptation time of each episode.
+    **extra : dict
+        More fields of the row.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> row = summary_row("m", 5, [0.2, 0.4], [0.5, 0.7])
+    >>> row["cer_mean"], row["n_episodes"], round(row["cer_ci95"], 3)
+    (0.30000000000000004, 2, 1.271)
+    """
+    cer_mean, cer_ci = confidence_interval(cers)
+    wer_mean, wer_ci = confidence_interval(wers)
+    adaptation = adaptation or {}
+    row = {
+        "method": method,
+        "k_shot": int(k),
+        "adapt_steps": int(adaptation.get("steps", 0)) if k else 0,
+        "adaptation": adaptation,
+        "cer_mean": cer_mean,
+        "cer_ci95": cer_ci,
+        "wer_mean": wer_mean,
+        "wer_ci95": wer_ci,
+        "n_tasks": int(n_tasks),
+        "n_episodes": len(cers),
+        "trainable_params": int(trainable_params),
+        "adapt_seconds_mean": (
+            sum(adapt_seconds) / len(adapt_seconds) if adapt_seconds else 0.0
+        ),
+        "episode_cers": list(cers),
+        "episode_wers": list(wers),
+    }
+    row.update(extra)
+    logger.info(
+        "few-shot %s k=%d: CER %.4f +- %s, WER %.4f (%d episodes)",
+        method,
+        k,
+        cer_mean,
+        "n/a" if cer_ci is None else f"{cer_ci:.4f}",
+        wer_mean,
+        len(cers),
+    )
+    return row

@@ -6,15 +6,17 @@ import math
 import pytest
 import torch
 
+from speechbrain_meta.adaptation import Adaptation
 from speechbrain_meta.evaluation import (
     FewShotProtocol,
     confidence_interval,
+    pool_seeds,
     merge_results,
     results_table,
     validate_results,
     write_results,
 )
-from speechbrain_meta.inner import NonFiniteInnerLoss
+from speechbrain_meta.inner import InnerLoop, NonFiniteInnerLoss
 
 
 def _data(n_tasks=3, per_task=40):
@@ -38,7 +40,7 @@ def test_confidence_interval_known_case():
 
 
 def test_episodes_fixed_disjoint_and_nested():
-    protocol = FewShotProtocol(_data(), "task", [0, 1, 5, 10, 20], 3, 15, 4)
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5, 10, 20], 3, 15)
     for task in protocol.tasks:
         for e in range(3):
             sup20, query = protocol.episode(task, e, 20)
@@ -56,20 +58,20 @@ def test_episodes_fixed_disjoint_and_nested():
 
 
 def test_same_episodes_for_every_method_and_run():
-    a = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=7)
-    b = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=7)
-    c = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=8)
+    a = FewShotProtocol(_data(), "task", [0, 5], 2, 10, seed=7)
+    b = FewShotProtocol(_data(), "task", [0, 5], 2, 10, seed=7)
+    c = FewShotProtocol(_data(), "task", [0, 5], 2, 10, seed=8)
     assert a.digest() == b.digest() != c.digest()
     assert a.episode("t1", 1, 5) == b.episode("t1", 1, 5)
 
 
 def test_small_tasks_skipped_and_counted():
     data = _data(2, 40) + [{"id": f"s{i}", "task": "small"} for i in range(12)]
-    protocol = FewShotProtocol(data, "task", [0, 5], 2, 10, 3)
+    protocol = FewShotProtocol(data, "task", [0, 5], 2, 10)
     assert "small" not in protocol.tasks
     assert protocol.skipped_tasks == {"small": 12}
     with pytest.raises(ValueError, match="no task"):
-        FewShotProtocol(data[-12:], "task", [0, 5], 2, 10, 3)
+        FewShotProtocol(data[-12:], "task", [0, 5], 2, 10)
 
 
 class _SpyBrain:
@@ -82,16 +84,22 @@ class _SpyBrain:
         self.bias = bias
         self.seen = []
         self.modules = torch.nn.ModuleDict({"m": torch.nn.Linear(1, 1)})
-        self.inner_loop = object()
+        self.inner_loop = InnerLoop(4)
+        self.update_rule = self.inner_loop.update_rule
+
+    def own_adaptation(self):
+        return Adaptation("own", steps=4)
 
     def meta_parameters(self, inner_loop):
         return dict(self.modules.named_parameters())
 
-    def adapt_to_task(self, support, inner_steps, inner_loop=None):
-        assert inner_loop is self.inner_loop
+    def adapt_to_task(
+        self, support, inner_steps, inner_loop, train_mode, keep_steps
+    ):
+        assert inner_loop.inner_steps == inner_steps and keep_steps
         ids = [] if support is None else list(support.id)
         self.seen.append((tuple(ids), inner_steps))
-        return {"n": len(ids)}
+        return [{"n": 0}] + [{"n": len(ids)}] * (inner_steps if ids else 0)
 
     def on_stage_start(self, stage, epoch):
         self.cer_metric = _Metric()
@@ -112,28 +120,49 @@ class _Metric:
 
 
 def test_every_method_gets_the_same_episodes_and_budget():
-    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10, 4)
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10)
     spies = [_SpyBrain(0.0), _SpyBrain(0.1)]
     rows = [protocol.evaluate(spy, f"m{i}") for i, spy in enumerate(spies)]
     assert spies[0].seen == spies[1].seen
-    # k = 0 is scored once per task, without adaptation.
+    # k = 0 is scored once per task (3 tasks), without adaptation: no
+    # copied episodes narrow its interval.
     assert sum(1 for ids, _ in spies[0].seen if not ids) == 3
     assert {steps for ids, steps in spies[0].seen if ids} == {4}
     by_k = {r["k_shot"]: r for r in rows[0]}
     assert by_k[5]["cer_mean"] == pytest.approx(1 / 6)
-    assert by_k[0]["n_episodes"] == 6 and by_k[0]["adapt_steps"] == 0
+    assert by_k[0]["n_episodes"] == 3 and by_k[0]["adapt_steps"] == 0
+    assert by_k[5]["n_episodes"] == 6 and by_k[5]["adapt_steps"] == 4
+    assert by_k[5]["adaptation"]["rule"] == "own"
+    assert len(by_k[5]["episode_cers"]) == 6
     assert rows[1][0]["cer_mean"] == pytest.approx(rows[0][0]["cer_mean"] + 0.1)
 
 
+def test_seeds_pool_over_every_episode():
+    protocol = FewShotProtocol(_data(), "task", [0, 5], 2, 10)
+    docs = []
+    for seed, bias in ((1, 0.0), (2, 0.2)):
+        rows = protocol.evaluate(_SpyBrain(bias), "m")
+        for row in rows:
+            row.update(budget="tuned", seeds=[seed])
+        docs.append({"protocol": protocol.description(), "results": rows})
+    pooled = {r["k_shot"]: r for r in pool_seeds(docs)["results"]}
+    assert pooled[5]["seeds"] == [1, 2] and pooled[5]["budget"] == "tuned"
+    assert pooled[5]["n_episodes"] == 12
+    assert pooled[5]["cer_mean"] == pytest.approx(1 / 6 + 0.1)
+    values = docs[0]["results"][1]["episode_cers"] + docs[1]["results"][1]["episode_cers"]
+    assert pooled[5]["cer_ci95"] == pytest.approx(confidence_interval(values)[1])
+    assert pooled[0]["n_episodes"] == 6
+
+
 class _DivergingBrain(_SpyBrain):
-    def adapt_to_task(self, support, inner_steps, inner_loop=None):
+    def adapt_to_task(self, support, **kwargs):
         if support is not None and len(support.id) >= 5:
             raise NonFiniteInnerLoss(2, "gradient")
-        return super().adapt_to_task(support, inner_steps, inner_loop)
+        return super().adapt_to_task(support, **kwargs)
 
 
 def test_diverging_adaptation_is_a_counted_failure_not_a_crash(caplog):
-    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10, 4)
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10)
     rows = {r["k_shot"]: r for r in protocol.evaluate(_DivergingBrain(0), "x")}
     assert rows[5]["cer_mean"] == 1.0 and rows[5]["diverged_episodes"] == 6
     assert rows[1]["diverged_episodes"] == 0 and rows[1]["cer_mean"] < 1
@@ -141,7 +170,7 @@ def test_diverging_adaptation_is_a_counted_failure_not_a_crash(caplog):
 
 
 def test_results_files_and_schema(tmp_path):
-    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10, 4)
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10)
     rows = protocol.evaluate(_SpyBrain(0.0), "joint")
     rows += protocol.evaluate(_SpyBrain(0.05), "maml")
     doc = write_results(tmp_path, protocol.description(), rows, "t")
@@ -162,8 +191,8 @@ def test_results_files_and_schema(tmp_path):
 
 
 def test_merge_refuses_different_episodes():
-    a = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=1)
-    b = FewShotProtocol(_data(), "task", [0, 5], 2, 10, 3, seed=2)
+    a = FewShotProtocol(_data(), "task", [0, 5], 2, 10, seed=1)
+    b = FewShotProtocol(_data(), "task", [0, 5], 2, 10, seed=2)
     docs = [
         {"protocol": p.description(), "results": p.evaluate(_SpyBrain(0), m)}
         for p, m in ((a, "x"), (b, "y"))

@@ -1,42 +1,55 @@
 #!/usr/bin/env python3
-"""The main job: few-shot adaptation to unseen languages, every method.
+"""The main job: few-shot adaptation to unseen languages and voices.
 
-Generates the SynthDigits corpus, trains the joint model, meta-trains the
-meta-learners from it, and runs the few-shot protocol for every method on
-the same episodes; then prints the comparison table and writes
+Generates the SynthDigits corpus and the real-speech set, trains the joint
+model, meta-trains the meta-learners from it, for each training seed, and
+runs the few-shot protocol for every method on the same episodes: each
+method adapts with the settings chosen for it on meta-dev (``tuned``), the
+best at a small fixed budget (``quick``) and the tuned ones made safe
+(``safe``). The seeds are pooled (means and 95 % intervals over seeds x
+tasks x episodes); then it prints the tables and the check of the target
+against ``joint``, and writes
 
-* ``DIR/few_shot_results.json``, ``DIR/few_shot_results.md`` and
-  ``DIR/few_shot_cer.png``: held-out languages (cross-lingual);
-* ``DIR/test_voices/...``: held-out voices of the training languages;
-* ``DIR/benchmark.json``: the run's settings and per-method wall time.
+* ``DIR/few_shot_results.{json,md}``, ``DIR/few_shot_cer.png``: unseen
+  languages; the same under ``DIR/test_voices/`` (unseen voices of the
+  training languages) and ``DIR/real/`` (real recorded voices);
+* ``DIR/benchmark.json``: settings, wall time per seed and method, the
+  target check.
 
-Each method is ``train.py hparams/<method>.yaml`` run in-process with the
-same overrides; its model and results live in ``DIR/<method>/``, and a rerun
-skips what is done (SpeechBrain checkpoints, cached few-shot results).
+Each method and seed is ``train.py hparams/<method>.yaml --seed=S`` run
+in-process; its model and results live in ``DIR/seed<S>/<method>/``, and a
+rerun skips what is done (SpeechBrain checkpoints, cached results).
 
 Usage::
 
     python run_benchmark.py [--output_folder DIR] [--methods maml,joint]
-                            [--quick] [--device cpu]
+                            [--seeds 1,2,3] [--quick] [--device cpu]
 
 Authors
  * speechbrain-meta developers 2026
 """
 
 import argparse
+import concurrent.futures
 import importlib.util
 import json
+import multiprocessing
 import os
 import sys
 import time
 
+import yaml
+
 from speechbrain_meta.evaluation import (
     load_results,
     merge_results,
+    pool_seeds,
     results_table,
     validate_results,
     write_results,
 )
+from speechbrain_meta.layered_yaml import load_layered_hparams
+from speechbrain_meta.reports import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,11 +66,8 @@ def _load_recipe():
 
 # Baselines first: the meta-learners and the adapter baselines start from
 # the joint model.
-METHODS = [
-    "joint",
-    "scratch",
-    "lora",
-    "adapter",
+BASELINES = ["joint", "scratch", "lora", "adapter"]
+METHODS = BASELINES + [
     "maml",
     "fomaml",
     "reptile",
@@ -70,6 +80,12 @@ METHODS = [
     "meta_lora",
     "meta_adapter",
 ]
+SEEDS = [1234, 1235, 1236]
+SETS = {
+    "test": "unseen languages",
+    "test_voices": "unseen voices of the training languages",
+    "real": "real recorded voices",
+}
 
 # The CI-sized run: the same pipeline on a small corpus and budget.
 QUICK = {
@@ -78,18 +94,26 @@ QUICK = {
         "utts_per_speaker": 16,
         "heldout_utts_per_speaker": 24,
     },
+    "real_speech": {"utts_per_speaker": 16},
     "joint_epochs": 3,
     "warm_start_epoch": 2,
     "episodes_per_epoch": 8,
     "valid_dataloader_opts": {"episodes": {"episodes_per_epoch": 2}},
     "few_shot": {
-        "k_shots": [0, 1, 5, 10],
+        "k_shots": [0, 1, 5],
         "episodes_per_task": 1,
         "query_utterances": 10,
-        "adapt_steps": 2,
     },
     "few_shot_voice_tasks": 2,
-    "adapt_lr_grid": [0.01, 0.1],
+    "adaptation_search": {
+        "rules": ["own", "adam"],
+        "adam_lrs": [0.001],
+        "modes": ["eval"],
+        "steps": [2, 4],
+        "quick_steps": 2,
+        "k_shots": [5],
+        "query_utterances": 4,
+    },
 }
 
 
@@ -108,38 +132,64 @@ def parse_args(argv):
         help=f"comma-separated subset of {','.join(METHODS)}",
     )
     parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated training seeds (default: "
+        f"{','.join(map(str, SEEDS))}; one with --quick)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="the CI-sized run (~2 minutes)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=YAML",
+        help="an hparams override for every run (repeatable), e.g. "
+        "--set adapt_in_train_mode=True",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="runs in parallel processes, the CPU threads shared among "
+        "them (1: everything in this process)",
+    )
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
     args.methods = methods
+    if args.seeds is None:
+        args.seeds = SEEDS[:1] if args.quick else SEEDS
+    else:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected KEY=YAML")
+        args.overrides[key.strip()] = yaml.safe_load(value)
     if args.output_folder is None:
         name = "benchmark_quick" if args.quick else "benchmark"
         args.output_folder = os.path.join("results", "SynthDigits", name)
     return args
 
 
-def method_overrides(args, method):
-    """The overrides every method's run gets (plus its output folder)."""
+def method_overrides(args, method, seed):
+    """The overrides of one method's run (its folders, the seed)."""
+    folder = os.path.join(args.output_folder, f"seed{seed}")
     overrides = {
-        "seed": args.seed,
-        "output_folder": os.path.join(args.output_folder, method),
-        "joint_folder": os.path.join(args.output_folder, "joint"),
+        "seed": seed,
+        "output_folder": os.path.join(folder, method),
+        "joint_folder": os.path.join(folder, "joint"),
         "data_folder": os.path.join(args.output_folder, "data"),
     }
     if args.quick:
         overrides.update(json.loads(json.dumps(QUICK)))
-        if method == "adapter":
-            overrides["adapt_lr_grid"] = [0.1, 1.0]
-        if method not in ("joint", "scratch", "lora", "adapter"):
-            overrides.pop("adapt_lr_grid")
-        if method == "lora":
-            overrides["adapt_lr_grid"] = [1.0, 3.0]
+    overrides.update(json.loads(json.dumps(args.overrides)))
     return overrides
 
 
@@ -154,98 +204,306 @@ def main(argv=None):
     Returns
     -------
     dict
-        Merged few-shot results per evaluation set.
+        Pooled few-shot results per evaluation set.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.output_folder, exist_ok=True)
-    run_opts = {"device": args.device, "noprogressbar": True}
     order = [m for m in METHODS if m in args.methods]
-    seconds = {}
-    recipe = _load_recipe()
-    for method in order:
-        start = time.perf_counter()
-        recipe.run(
-            os.path.join(HERE, "hparams", f"{method}.yaml"),
-            dict(run_opts),
-            method_overrides(args, method),
-        )
-        seconds[method] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    seconds = run_all(args, order)
+    seconds["total"] = round(time.perf_counter() - start, 1)
 
-    merged = {}
-    for split in ("test", "test_voices"):
+    pooled = {}
+    for split, name in SETS.items():
         documents = []
         for method in order:
-            path = os.path.join(args.output_folder, method, "few_shot", split)
-            if os.path.exists(os.path.join(path, "few_shot_results.json")):
-                documents.append(load_results(path))
+            runs = [
+                os.path.join(
+                    args.output_folder, f"seed{seed}", method, "few_shot", split
+                )
+                for seed in args.seeds
+            ]
+            runs = [load_results(r) for r in runs if os.path.isdir(r)]
+            if runs:
+                documents.append(pool_seeds(runs))
         if not documents:
+            print(f"\n{name}: not available (see the log)")
             continue
-        merged[split] = merge_results(documents)
-        validate_results(merged[split])
+        pooled[split] = merge_results(documents)
+        validate_results(pooled[split])
         out = (
             args.output_folder
             if split == "test"
             else os.path.join(args.output_folder, split)
         )
-        title = (
-            "SynthDigits: unseen languages"
-            if split == "test"
-            else "SynthDigits: unseen voices of the training languages"
-        )
+        title = f"SynthDigits: {name} (seeds {', '.join(map(str, args.seeds))})"
         write_results(
-            out, merged[split]["protocol"], merged[split]["results"], title
+            out, pooled[split]["protocol"], pooled[split]["results"], title
         )
         print()
-        print(results_table(merged[split]["results"], title=title))
-        print(relative_to_joint(merged[split]["results"]))
-    with open(
+        print(results_table(pooled[split]["results"], title=title))
+    checks = target_check(pooled)
+    print(format_target_check(checks))
+    dev = meta_dev_report(args, order)
+    write_json(
         os.path.join(args.output_folder, "benchmark.json"),
-        "w",
-        encoding="utf-8",
-    ) as fout:
-        json.dump(
-            {
-                "methods": order,
-                "quick": args.quick,
-                "device": args.device,
-                "seed": args.seed,
-                "wall_seconds": seconds,
-            },
-            fout,
-            indent=2,
-        )
-    print("wall time per method (s, includes training when not cached):")
+        {
+            "methods": order,
+            "seeds": args.seeds,
+            "quick": args.quick,
+            "device": args.device,
+            "wall_seconds": seconds,
+            "target": checks,
+            "meta_dev": dev,
+        },
+    )
+    print("wall time per seed/method (s, includes training when not cached):")
     print(json.dumps(seconds))
-    return merged
+    return pooled
 
 
-def relative_to_joint(rows):
-    """A line per method: relative CER change against joint at each k.
+def _run_one(args, method, seed, threads):
+    """Runs one method with one seed (in a worker process or here)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    _load_recipe().run(
+        os.path.join(HERE, "hparams", f"{method}.yaml"),
+        {"device": args.device, "noprogressbar": True},
+        method_overrides(args, method, seed),
+    )
+    return round(time.perf_counter() - start, 1)
+
+
+def run_all(args, order):
+    """Runs every (seed, method), each seed's joint model before the others.
+
+    With ``--jobs`` > 1 the runs go to that many worker processes, the CPU
+    threads shared among them; the corpora are prepared first, here.
+
+    Returns
+    -------
+    dict
+        Wall seconds per ``seed/method``.
+    """
+    seconds = {}
+    first = [m for m in order if m == "joint"] or order[:1]
+    if args.jobs <= 1:
+        for seed in args.seeds:
+            for method in first + [m for m in order if m not in first]:
+                seconds[f"{seed}/{method}"] = _run_one(args, method, seed, 0)
+        return seconds
+    threads = max(1, (os.cpu_count() or 2) // args.jobs)
+    # The data once, before the workers read it.
+    _load_recipe().prepare_data(method_overrides(args, order[0], args.seeds[0]))
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, context) as pool:
+        pending = {
+            pool.submit(_run_one, args, first[0], seed, threads): (
+                seed,
+                first[0],
+            )
+            for seed in args.seeds
+        }
+        while pending:
+            done, _ = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in done:
+                seed, method = pending.pop(future)
+                seconds[f"{seed}/{method}"] = future.result()
+                if method == first[0]:
+                    for other in order:
+                        if other != method:
+                            job = pool.submit(
+                                _run_one, args, other, seed, threads
+                            )
+                            pending[job] = (seed, other)
+    return seconds
+
+
+def _learning_curve(path, offset):
+    """(updates of the initialisation, adapted meta-dev CER) per epoch."""
+    curve = []
+    if not os.path.exists(path):
+        return curve
+    with open(path, encoding="utf-8") as fin:
+        for line in fin:
+            fields = dict(
+                part.split(": ", 1)
+                for part in line.replace(" - ", ", ").strip().split(", ")
+                if ": " in part
+            )
+            if "updates" in fields and "valid CER" in fields:
+                curve.append(
+                    (
+                        offset + int(fields["updates"]),
+                        float(fields["valid CER"]),
+                    )
+                )
+    return curve
+
+
+def meta_dev_report(args, order):
+    """Meta-dev results of the run: learning curves and the search.
+
+    Writes ``DIR/meta_dev.{md,png}``: for each method, the adapted
+    meta-dev CER (own rule, ``eval_inner_steps`` steps) against the number
+    of updates of its initialisation (a meta-learner's curve starts at the
+    joint model's warm start), mean over seeds; and the best meta-dev CER
+    of its adaptation search with the settings chosen.
+
+    Returns
+    -------
+    dict
+        Method to ``curve`` and ``search`` entries.
+    """
+    from speechbrain_meta.evaluation.reports import describe_adaptation
+    from speechbrain_meta.reports import markdown_table, pyplot, save_figure
+
+    hparams, _ = load_layered_hparams(
+        os.path.join(HERE, "hparams", "joint.yaml"),
+        os.path.join(HERE, "hparams", "models", "common.yaml"),
+        method_overrides(args, "joint", args.seeds[0]),
+    )
+    per_epoch = (
+        hparams["episodes_per_epoch"] // hparams["grad_accumulation_factor"]
+    )
+    warm = hparams["warm_start_epoch"] * per_epoch
+    report, rows = {}, []
+    fig, ax = pyplot().subplots(figsize=(7.5, 4.2))
+    for method in order:
+        curves, best = [], []
+        for seed in args.seeds:
+            folder = os.path.join(args.output_folder, f"seed{seed}", method)
+            offset = 0 if method == "joint" else warm
+            curve = _learning_curve(
+                os.path.join(folder, "train_log.txt"), offset
+            )
+            if curve:
+                curves.append(curve)
+            search = os.path.join(folder, "adaptation_search.json")
+            if os.path.exists(search):
+                scores = load_results(search)["scores"]
+                best.append(min(scores, key=lambda r: (r["cer"], r["steps"])))
+        entry = {}
+        if curves:
+            length = min(len(c) for c in curves)
+            mean = [
+                (curves[0][i][0], sum(c[i][1] for c in curves) / len(curves))
+                for i in range(length)
+            ]
+            entry["curve"] = mean
+            ax.plot(*zip(*mean), marker=".", label=method)
+        if best:
+            entry["search"] = best
+            cer = sum(b["cer"] for b in best) / len(best)
+            chosen = ", ".join(
+                describe_adaptation({**b["candidate"], "steps": b["steps"]})
+                for b in best
+            )
+            rows.append([method, f"{100 * cer:.1f}", chosen])
+        report[method] = entry
+    ax.set_xlabel("updates of the initialisation")
+    ax.set_ylabel("adapted meta-dev CER % (own rule)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    save_figure(fig, os.path.join(args.output_folder, "meta_dev_curves.png"))
+    table = markdown_table(
+        [
+            "method",
+            "best meta-dev CER % (k=5, mean over seeds)",
+            "chosen per seed",
+        ],
+        rows,
+    )
+    with open(
+        os.path.join(args.output_folder, "meta_dev.md"), "w", encoding="utf-8"
+    ) as fout:
+        fout.write(table)
+    print("\nMeta-dev (adaptation search):\n" + table)
+    return report
+
+
+def target_check(pooled, ks=(5, 10), budget="tuned"):
+    """The issue's target, per evaluation set, from pooled results.
+
+    The best meta-learned method's CER against ``joint`` (relative change,
+    negative is better) at each k, and every method whose adapted CER is
+    above its own k = 0 CER (on average over k > 0).
 
     Arguments
     ---------
-    rows : list of dict
-        Merged result rows.
+    pooled : dict
+        Set name to pooled results.
+    ks : tuple of int
+        The k values of the target.
+    budget : str
+        The adaptation budget compared.
+
+    Returns
+    -------
+    dict
+    """
+    out = {}
+    for split, document in pooled.items():
+        rows = [r for r in document["results"] if r.get("budget") == budget]
+        cer = {(r["method"], r["k_shot"]): r["cer_mean"] for r in rows}
+        zero = {r["method"]: r["cer_mean"] for r in rows if r["k_shot"] == 0}
+        entry = {}
+        for k in ks:
+            if ("joint", k) not in cer:
+                continue
+            meta = {
+                m: c
+                for (m, kk), c in cer.items()
+                if kk == k and m not in BASELINES
+            }
+            if not meta:
+                continue
+            best = min(meta, key=meta.get)
+            entry[f"k{k}"] = {
+                "best_meta": best,
+                "best_meta_cer": meta[best],
+                "joint_cer": cer[("joint", k)],
+                "relative": meta[best] / cer[("joint", k)] - 1,
+            }
+        adapted = {}
+        for method in zero:
+            values = [c for (m, k), c in cer.items() if m == method and k > 0]
+            adapted[method] = sum(values) / len(values) - zero[method]
+        entry["worse_than_own_k0"] = sorted(
+            m for m, d in adapted.items() if d > 0
+        )
+        entry["adapted_minus_k0"] = adapted
+        out[split] = entry
+    return out
+
+
+def format_target_check(checks):
+    """The target check as text.
+
+    Arguments
+    ---------
+    checks : dict
+        From ``target_check``.
 
     Returns
     -------
     str
     """
-    joint = {r["k_shot"]: r["cer_mean"] for r in rows if r["method"] == "joint"}
-    if not joint:
-        return ""
-    lines = ["Relative CER vs joint (negative = lower CER than joint):"]
-    methods = []
-    for r in rows:
-        if r["method"] not in methods and r["method"] != "joint":
-            methods.append(r["method"])
-    for m in methods:
+    lines = ["Target: best meta-learner >= 20 % lower CER than joint (tuned):"]
+    for split, entry in checks.items():
         cells = []
-        for r in rows:
-            if r["method"] == m and joint.get(r["k_shot"]):
-                change = r["cer_mean"] / joint[r["k_shot"]] - 1
-                cells.append(f"k={r['k_shot']}: {100 * change:+.0f}%")
-        lines.append(f"  {m}: " + ", ".join(cells))
+        for key, value in entry.items():
+            if key.startswith("k"):
+                change = 100 * value["relative"]
+                cells.append(f"{key}: {value['best_meta']} {change:+.0f} %")
+        worse = entry["worse_than_own_k0"]
+        cells.append(f"adapting worse than own k=0: {worse or 'none'}")
+        lines.append(f"  {SETS.get(split, split)}: " + "; ".join(cells))
     return "\n".join(lines) + "\n"
 
 

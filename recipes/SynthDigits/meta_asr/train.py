@@ -43,16 +43,22 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import CTCASR, add_ctc_pipelines
+from speechbrain_meta.data.asterisk import prepare_asterisk_digits
 from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.data.tasks import task_values
 from speechbrain_meta.evaluation import (
     FewShotProtocol,
     cached_results,
-    select_adapt_lr,
+    candidate_adaptations,
+    select_adaptation,
     write_results,
 )
 from speechbrain_meta.interpret import learned_rates, write_rate_report
-from speechbrain_meta.layered_yaml import layer_keys, layered_experiment
+from speechbrain_meta.layered_yaml import (
+    layer_keys,
+    layered_experiment,
+    load_layered_hparams,
+)
 from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
@@ -85,13 +91,20 @@ class ASR(CTCASR):
         return meta
 
 
-def dataio_prepare(hparams):
-    """Datasets (bad rows skipped and named), pipelines, label encoder."""
+def dataio_prepare(hparams, real_csv=None):
+    """Datasets (bad rows skipped and named), pipelines, label encoder.
+
+    ``real`` (the recorded voices) is None when it could not be prepared.
+    """
     datasets, skipped = {}, {}
     for split in ("train", "dev", "test", "test_voices"):
         datasets[split], skipped[split] = load_manifest(
             hparams[f"{split}_csv"],
             replacements={"data_root": hparams["data_folder"]},
+        )
+    if real_csv is not None:
+        datasets["real"], skipped["real"] = load_manifest(
+            real_csv, replacements={"data_root": hparams["real_folder"]}
         )
 
     tokenizer = add_ctc_pipelines(
@@ -103,6 +116,7 @@ def dataio_prepare(hparams):
     sb.dataio.dataset.set_output_keys(
         all_sets, ["id", "sig", "wrd", "spk_id", "lang", "tokens"]
     )
+    datasets.setdefault("real", None)
     return datasets, tokenizer, skipped
 
 
@@ -213,23 +227,36 @@ def fit_input_normalization(hparams, run_opts, dataset, batches=20):
     normalize.eval()
 
 
+def _brain(hparams, run_opts, tokenizer, **overrides):
+    """The method's brain: the recipe's ASR behind its meta brain."""
+    Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
+    brain = Brain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams={**hparams, **overrides},
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.tokenizer = tokenizer
+    return brain
+
+
 def train(hparams, run_opts, datasets, tokenizer):
-    """Trains the model as the method says (meta, joint or not at all)."""
+    """Trains the model as the method says (meta, joint or not at all).
+
+    Every trained model is selected on the same criterion: CER on meta-dev
+    episodes after adapting with its own rule (``eval_inner_steps`` steps).
+    """
     training = hparams["training"]
     if training == "none":
         if not hparams["init_from_joint"]:
             fit_input_normalization(hparams, run_opts, datasets["train"])
         return None
     if training == "joint":
-        # A plain sb.Brain on pooled batches: the same number of updates
-        # and utterances per update as meta-training.
-        brain = ASR(
-            modules=hparams["modules"],
-            opt_class=hparams["opt_class"],
-            hparams={**hparams, "grad_accumulation_factor": 1},
-            run_opts=run_opts,
-            checkpointer=hparams["checkpointer"],
-        )
+        # Multitask training on pooled batches (plain batches train as in
+        # sb.Brain): the same number of updates and utterances per update
+        # as meta-training.
+        brain = _brain(hparams, run_opts, tokenizer, grad_accumulation_factor=1)
         updates_per_epoch = (
             hparams["episodes_per_epoch"] // hparams["grad_accumulation_factor"]
         )
@@ -245,65 +272,68 @@ def train(hparams, run_opts, datasets, tokenizer):
             "sampler": sampler,
             "drop_last": True,
         }
-        # Model selection on the meta-dev languages (unadapted CER).
-        brain.tokenizer = tokenizer
-        brain.fit(
-            hparams["epoch_counter"],
-            datasets["train"],
-            datasets["dev"],
-            train_loader_kwargs=train_kwargs,
-            valid_loader_kwargs={"batch_size": 16},
-        )
-        return brain
-    if training != "meta":
+    elif training == "meta":
+        brain = _brain(hparams, run_opts, tokenizer)
+        train_kwargs = hparams["train_dataloader_opts"]
+    else:
         raise ValueError(f"Unknown training {training!r}: meta|joint|none")
-    Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
-    brain = Brain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.tokenizer = tokenizer
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],
         datasets["dev"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
+        train_loader_kwargs=train_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
     return brain
 
 
 def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
-    """Runs the few-shot protocol on every evaluation set, unless done."""
+    """Runs the few-shot protocol on every evaluation set, unless done.
+
+    The method adapts with the settings chosen for it on meta-dev: the
+    ``tuned`` ones, the ``quick`` ones (a fixed small budget), and the
+    tuned ones made safe.
+    """
     # The method's own brain adapts: its rule, its trainable parameters.
-    Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
-    brain = Brain(
-        modules=hparams["modules"],
-        hparams=hparams,
-        run_opts=run_opts,
-        meta_algorithm=hparams["meta_algorithm"],
+    brain = _brain(hparams, run_opts, tokenizer)
+    search = hparams["adaptation_search"]
+    dev = FewShotProtocol(
+        datasets["dev"],
+        group_by=hparams["group_by"],
+        k_shots=search["k_shots"],
+        episodes_per_task=search["episodes_per_task"],
+        query_utterances=search["query_utterances"],
+        seed=hparams["few_shot"]["seed"],
+        dataset_name="SynthDigits/dev",
     )
-    brain.tokenizer = tokenizer
-    adaptation = brain.inner_loop
-    adapt_lr = getattr(brain.update_rule, "lr", None)  # None: a learned rule
-    if hparams.get("adapt_lr_grid"):
-        # The baselines' fine-tuning rate, chosen on meta-dev (k shots).
-        protocol = _meta_dev_protocol(
-            hparams, datasets["dev"], hparams["adapt_lr_k"], 2, 10
-        )
-        adapt_lr, adaptation = select_adapt_lr(
-            brain,
-            protocol,
-            hparams["adapt_lr_grid"],
-            os.path.join(hparams["output_folder"], "adapt_lr.json"),
-        )
+    chosen = select_adaptation(
+        brain,
+        dev,
+        candidate_adaptations(
+            search["rules"],
+            search["sgd_lrs"],
+            search["adam_lrs"],
+            search["modes"],
+        ),
+        steps=search["steps"],
+        quick_steps=search["quick_steps"],
+        cache_path=os.path.join(
+            hparams["output_folder"], "adaptation_search.json"
+        ),
+    )
+    adaptations = {
+        "tuned": chosen["tuned"],
+        "quick": chosen["quick"],
+        "safe": chosen["tuned"].replace(holdout=hparams["safe_holdout"]),
+    }
     if brain.learns_update_rule():
-        report_learned_rates(brain, hparams, datasets["dev"])
+        report_learned_rates(brain, hparams, dev)
+    wanted = {name: a.describe() for name, a in adaptations.items()}
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
+        if datasets.get(split) is None:
+            logger.warning("Few-shot set %s not available: skipped", split)
+            continue
         tasks = None
         if split == "test_voices":
             voices = {str(v) for v in task_values(datasets[split], group_by)}
@@ -317,45 +347,32 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
         )
         out_dir = os.path.join(hparams["output_folder"], "few_shot", split)
         description = protocol.description()
-        results[split] = cached_results(out_dir, description)
-        if results[split] is not None:
+        done = cached_results(out_dir, description)
+        if done is not None and done.get("adaptations") == wanted:
             logger.info("Few-shot results already in %s", out_dir)
+            results[split] = done
             continue
-        rows = protocol.evaluate(
-            brain, hparams["method"], inner_loop=adaptation
-        )
-        for row in rows:
-            row["adapt_lr"] = adapt_lr
+        rows = []
+        for budget, adaptation in adaptations.items():
+            for row in protocol.evaluate(brain, hparams["method"], adaptation):
+                row.update(budget=budget, seeds=[hparams["seed"]])
+                rows.append(row)
         results[split] = write_results(
             out_dir,
             description,
             rows,
             title=f"SynthDigits {split}: {hparams['method']}",
+            adaptations=wanted,
         )
     return results
 
 
-def _meta_dev_protocol(hparams, dev_data, k, episodes, query):
-    """Few-shot episodes of the meta-dev languages (selection, reports)."""
-    return FewShotProtocol(
-        dev_data,
-        group_by=hparams["group_by"],
-        k_shots=[k],
-        episodes_per_task=episodes,
-        query_utterances=query,
-        adapt_steps=hparams["few_shot"]["adapt_steps"],
-        seed=hparams["few_shot"]["seed"],
-        dataset_name="SynthDigits/dev",
-    )
-
-
-def report_learned_rates(brain, hparams, dev_data):
+def report_learned_rates(brain, hparams, protocol):
     """Writes the learned rule's rates per tensor and step (meta-dev)."""
     k = hparams["n_support"]
-    protocol = _meta_dev_protocol(hparams, dev_data, k, episodes=1, query=1)
     task = protocol.tasks[0]
     support = protocol.batch(protocol.episode(task, 0, k)[0], brain.device)
-    rows = learned_rates(brain, support, protocol.adapt_steps)
+    rows = learned_rates(brain, support, hparams["eval_inner_steps"])
     paths = write_rate_report(
         rows,
         hparams["output_folder"],
@@ -383,6 +400,52 @@ def main(argv):
     return run(hparams_file, run_opts, overrides)
 
 
+def prepare_corpora(hparams):
+    """Synthesises SynthDigits and builds the real-speech set, unless done.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hparams (``data_folder``, ``corpus``, ``real_folder``,
+        ``real_speech``, ``few_shot_sets``).
+
+    Returns
+    -------
+    str or None
+        The real-speech manifest, or None where it cannot be built.
+    """
+    sys.path.insert(0, HERE)
+    from synth_digits_prepare import prepare_synth_digits
+
+    run_on_main(
+        prepare_synth_digits,
+        kwargs={"save_folder": hparams["data_folder"], **hparams["corpus"]},
+    )
+    if "real" not in (hparams["few_shot_sets"] or {}):
+        return None
+    kwargs = {"save_folder": hparams["real_folder"], **hparams["real_speech"]}
+    run_on_main(prepare_asterisk_digits, kwargs=kwargs)
+    return prepare_asterisk_digits(**kwargs)
+
+
+def prepare_data(overrides=None):
+    """The corpora of a run with these overrides (``prepare_corpora``).
+
+    Arguments
+    ---------
+    overrides : dict or str, optional
+        Hyperparameter overrides (the data folders, the corpus).
+
+    Returns
+    -------
+    str or None
+        The real-speech manifest.
+    """
+    joint = os.path.join(HERE, "hparams", "joint.yaml")
+    hparams, _ = load_layered_hparams(joint, COMMON, overrides)
+    return prepare_corpora(hparams)
+
+
 def run(hparams_file, run_opts, overrides):
     """Runs one method (see ``main``).
 
@@ -401,14 +464,8 @@ def run(hparams_file, run_opts, overrides):
         Few-shot results per evaluation set.
     """
     hparams = layered_experiment(hparams_file, COMMON, overrides)
-    sys.path.insert(0, HERE)
-    from synth_digits_prepare import prepare_synth_digits
-
-    run_on_main(
-        prepare_synth_digits,
-        kwargs={"save_folder": hparams["data_folder"], **hparams["corpus"]},
-    )
-    datasets, tokenizer, skipped = dataio_prepare(hparams)
+    real_csv = prepare_corpora(hparams)
+    datasets, tokenizer, skipped = dataio_prepare(hparams, real_csv)
 
     if hparams["init_from_joint"]:
         load_joint_model(hparams, run_opts, overrides)
