@@ -439,7 +439,9 @@ def prepare_synth_digits(
                 skipped.append({"split": split, "utt_id": utt_id, "why": pcm})
                 continue
             rng = _rng(seed, split, spk_id, u, "augment")
-            wav = augment(pcm, source_rate, rng, snr_db, speed, telephone=telephone)
+            wav = augment(
+                pcm, source_rate, rng, snr_db, speed, telephone=telephone
+            )
             path = os.path.join(folder, f"{utt_id}.wav")
             sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
             rows[split].append(

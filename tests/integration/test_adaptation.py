@@ -59,7 +59,9 @@ def test_adaptation_runs_its_rule_and_leaves_the_model_alone():
     ):
         fast = adaptation(brain, support)
         assert _query_loss(brain, fast, query) < 0.5 * unadapted, adaptation
-    assert all(torch.equal(a, b) for a, b in zip(before, brain.modules.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, brain.modules.parameters())
+    )
     path = Adaptation("sgd", lr=0.2, steps=4).trajectory(brain, support)
     assert len(path) == 5
     assert torch.equal(path[0]["model.weight"], before[0])

@@ -88,7 +88,9 @@ def test_the_set_is_built_from_fetched_packages(tmp_path, monkeypatch):
     assert info.duration == pytest.approx(float(row["duration"]), abs=1e-3)
 
 
-def test_without_apt_the_set_is_skipped_with_a_message(tmp_path, monkeypatch, caplog):
+def test_without_apt_the_set_is_skipped_with_a_message(
+    tmp_path, monkeypatch, caplog
+):
     monkeypatch.setattr(asterisk.shutil, "which", lambda _: None)
     assert asterisk.prepare_asterisk_digits(str(tmp_path)) is None
     assert "apt-get is not available" in caplog.text

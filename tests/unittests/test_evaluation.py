@@ -10,8 +10,8 @@ from speechbrain_meta.adaptation import Adaptation
 from speechbrain_meta.evaluation import (
     FewShotProtocol,
     confidence_interval,
-    pool_seeds,
     merge_results,
+    pool_seeds,
     results_table,
     validate_results,
     write_results,
@@ -149,8 +149,13 @@ def test_seeds_pool_over_every_episode():
     assert pooled[5]["seeds"] == [1, 2] and pooled[5]["budget"] == "tuned"
     assert pooled[5]["n_episodes"] == 12
     assert pooled[5]["cer_mean"] == pytest.approx(1 / 6 + 0.1)
-    values = docs[0]["results"][1]["episode_cers"] + docs[1]["results"][1]["episode_cers"]
-    assert pooled[5]["cer_ci95"] == pytest.approx(confidence_interval(values)[1])
+    values = (
+        docs[0]["results"][1]["episode_cers"]
+        + docs[1]["results"][1]["episode_cers"]
+    )
+    assert pooled[5]["cer_ci95"] == pytest.approx(
+        confidence_interval(values)[1]
+    )
     assert pooled[0]["n_episodes"] == 6
 
 
