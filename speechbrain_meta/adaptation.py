@@ -182,7 +182,7 @@ class Adaptation:
             update_rule=rule, inner_steps=self.steps, first_order=True
         )
 
-    def trajectory(self, brain, support):
+    def trajectory(self, brain, support, progress=None):
         """The fast weights after every step, unadapted ones first.
 
         Arguments
@@ -192,16 +192,23 @@ class Adaptation:
         support : list of dict or None
             The support utterances (dataset examples: what the recipe's
             ``compute_forward``/``compute_objectives`` read).
+        progress : callable, optional
+            Called with the number of steps done after each step.
 
         Returns
         -------
         list of dict
             ``steps + 1`` dicts of detached weights (one if no support).
         """
+        inner_loop = self.inner_loop(brain)
+        if progress is not None:
+            inner_loop = inner_loop.replace(
+                update_rule=_Reporting(inner_loop.update_rule, progress)
+            )
         return brain.adapt_to_task(
             _batch(support, brain.device),
             inner_steps=self.steps,
-            inner_loop=self.inner_loop(brain),
+            inner_loop=inner_loop,
             train_mode=self.train_mode,
             keep_steps=True,
         )
@@ -293,3 +300,18 @@ def _batch(examples, device):
     if not examples:
         return None
     return PaddedBatch(list(examples)).to(device)
+
+
+class _Reporting(torch.nn.Module):
+    """An update rule that reports every step it takes."""
+
+    def __init__(self, rule, progress):
+        super().__init__()
+        self.rule = rule
+        self.progress = progress
+
+    def forward(self, fast_weights, grads, step):
+        """The wrapped rule's step, then a report."""
+        out = self.rule(fast_weights, grads, step)
+        self.progress(step + 1)
+        return out

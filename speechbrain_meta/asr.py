@@ -51,11 +51,28 @@ class CTCASR(sb.Brain):
         """
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
+        return self.log_probs(wavs, wav_lens), wav_lens
+
+    def log_probs(self, wavs, wav_lens):
+        """CTC log-probabilities of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]``.
+        wav_lens : torch.Tensor
+            Relative lengths.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, frames, labels]``.
+        """
         feats = self.hparams.compute_features(wavs)
         feats = self.modules.normalize(feats, wav_lens)
         encoded = self.modules.encoder(feats)
         logits = self.modules.ctc_lin(encoded)
-        return self.hparams.log_softmax(logits), wav_lens
+        return self.hparams.log_softmax(logits)
 
     def compute_objectives(self, predictions, batch, stage):
         """CTC loss; greedy decoding and CER/WER outside training.

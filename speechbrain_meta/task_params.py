@@ -52,6 +52,41 @@ def identity_init(module):
     return count
 
 
+def adapt_module(module, adapted_model):
+    """Wraps one module with adapters, started at the identity.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The (pretrained) module.
+    adapted_model : callable
+        ``model -> AdaptedModel`` (``speechbrain.nnet.adapters``).
+
+    Returns
+    -------
+    torch.nn.Module
+        The wrapped module, backbone frozen.
+
+    Example
+    -------
+    >>> from functools import partial
+    >>> from speechbrain.nnet.adapters import AdaptedModel
+    >>> layer = torch.nn.Sequential(torch.nn.Linear(3, 3))
+    >>> wrapped = adapt_module(layer, partial(
+    ...     AdaptedModel, adapter_class=LHUC, all_linear=True))
+    >>> [n for n, p in wrapped.named_parameters() if p.requires_grad]
+    ['adapted_model.0.task_lhuc']
+    """
+    wrapped = adapted_model(model_to_adapt=module)
+    identity_init(wrapped)
+    if not getattr(wrapped, "replace_layers", ()):
+        raise ValueError(
+            "adapt_module: no layer was adapted; check "
+            "all_linear/all_conv/target_layers"
+        )
+    return wrapped
+
+
 def insert_adapters(modules, names, adapted_model):
     """Wraps the named modules with adapters, backbone frozen.
 
@@ -91,15 +126,8 @@ def insert_adapters(modules, names, adapted_model):
     for name in names:
         if name not in modules:
             raise KeyError(f"insert_adapters: no module {name!r}")
-        wrapped = adapted_model(model_to_adapt=modules[name])
-        identity_init(wrapped)
-        n_adapters = len(getattr(wrapped, "replace_layers", ()))
-        if n_adapters == 0:
-            raise ValueError(
-                f"insert_adapters: no layer of module {name!r} was adapted; "
-                "check all_linear/all_conv/target_layers"
-            )
-        modules[name] = wrapped
+        modules[name] = adapt_module(modules[name], adapted_model)
+        n_adapters = len(modules[name].replace_layers)
         logger.info("Inserted %d adapters into %s", n_adapters, name)
     return modules
 

@@ -210,6 +210,19 @@ class _Rate(torch.nn.Module):
                     )
                 )
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Creates the rates a saved state has before loading it.
+
+        (A rule loaded before ``setup``, by a ``Pretrainer`` for instance,
+        gets its rates from the file.)
+        """
+        head = prefix + "raw_lr."
+        for key, value in state_dict.items():
+            name = key[len(head) :]
+            if key.startswith(head) and name not in self.raw_lr:
+                self.raw_lr[name] = torch.nn.Parameter(torch.empty_like(value))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _raw(self, name):
         if _key(name) not in self.raw_lr:
             raise KeyError(

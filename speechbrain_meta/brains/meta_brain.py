@@ -36,22 +36,21 @@ logger = get_logger(__name__)
 
 
 class _FunctionalModel(torch.nn.Module):
-    """Runs a brain's compute_forward + compute_objectives as one module.
+    """A brain's modules as one module whose forward runs a given function.
 
     Its children are the brain's modules under their own keys, so parameter
-    names are those of ``brain.modules.named_parameters()``.
+    names are those of ``brain.modules.named_parameters()``; under
+    ``functional_call`` the function sees the fast weights in their place.
     """
 
     def __init__(self, brain):
         super().__init__()
         for key, module in brain.modules.items():
             self.add_module(key, module)
-        object.__setattr__(self, "_brain", brain)
 
-    def forward(self, batch, stage):
-        """compute_forward then compute_objectives of the brain."""
-        predictions = self._brain.compute_forward(batch, stage)
-        return self._brain.compute_objectives(predictions, batch, stage)
+    def forward(self, function, *args):
+        """Runs ``function(*args)``."""
+        return function(*args)
 
 
 class MetaBrain(sb.Brain):
@@ -271,12 +270,35 @@ class MetaBrain(sb.Brain):
         torch.Tensor
             The value of ``compute_objectives``.
         """
+        return self.call_with(fast_weights, self._objective, batch, stage)
+
+    def call_with(self, fast_weights, function, *args):
+        """Runs a function of the brain's modules with fast weights in place.
+
+        Arguments
+        ---------
+        fast_weights : dict
+            Parameter name to tensor; parameters not in it keep their value.
+        function : callable
+            Uses ``self.modules`` (e.g. ``compute_forward``).
+        *args : tuple
+            Its arguments.
+
+        Returns
+        -------
+        object
+            What the function returns.
+        """
         return torch.func.functional_call(
             self._functional_model(),
             dict(fast_weights),
-            (batch, stage),
+            (function, *args),
             strict=False,
         )
+
+    def _objective(self, batch, stage):
+        predictions = self.compute_forward(batch, stage)
+        return self.compute_objectives(predictions, batch, stage)
 
     def adapt(
         self,
@@ -414,6 +436,12 @@ class MetaBrain(sb.Brain):
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("optimizer", self.optimizer)
         if self.learns_update_rule():
+            if self.rule_opt_class is None:
+                raise ValueError(
+                    f"The update rule {type(self.update_rule).__name__} has "
+                    "parameters: give the brain a rule_opt_class (or "
+                    "opt_class) to train it."
+                )
             self.rule_optimizer = self.rule_opt_class(
                 self.update_rule.parameters()
             )
@@ -626,19 +654,18 @@ class MetaBrain(sb.Brain):
         """
 
     def _check_update_rule(self):
-        """Refuses a learned rule the outer gradient cannot train."""
-        if not self.learns_update_rule():
+        """Refuses a learned rule the outer gradient cannot train.
+
+        (A brain with no optimiser for the rule only adapts with it, at
+        evaluation or inference: nothing to refuse.)
+        """
+        if not self.learns_update_rule() or self.rule_opt_class is None:
             return
         if not self.meta_algorithm.rule_gets_gradient:
             raise ValueError(
                 f"{type(self.meta_algorithm).__name__}'s outer gradient does "
                 f"not reach the update rule {type(self.update_rule).__name__}"
                 ": it would never learn. Use MAML or FOMAML to meta-learn it."
-            )
-        if self.rule_opt_class is None:
-            raise ValueError(
-                f"The update rule {type(self.update_rule).__name__} has "
-                "parameters: give the brain a rule_opt_class (or opt_class)."
             )
 
     def _functional_model(self):

@@ -170,3 +170,24 @@ def test_adam_rule_follows_torch_adam_and_restarts_per_adaptation():
     again = inner.adapt(loss_fn, params, support, first_order=True)
     for name in got:
         assert torch.equal(again[name], got[name])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MetaSGD(init_lr=0.1),
+    lambda: LayerStepLR(init_lr=0.1, inner_steps=2),
+])
+def test_learned_rates_load_before_setup(make):
+    trained = make()
+    trained.setup({"enc.w": torch.zeros(2, 3), "enc.b": torch.zeros(2)})
+    with torch.no_grad():
+        for raw in trained.raw_lr.values():
+            raw.add_(torch.randn(raw.shape))
+    fresh = make()
+    fresh.load_state_dict(trained.state_dict())
+    for name in ("enc.w", "enc.b"):
+        assert torch.equal(
+            fresh.learning_rates(name, 1), trained.learning_rates(name, 1)
+        )
+    # setup afterwards keeps the loaded rates.
+    fresh.setup({"enc.w": torch.zeros(2, 3), "enc.b": torch.zeros(2)})
+    assert torch.equal(fresh.learning_rates("enc.w"), trained.learning_rates("enc.w"))

@@ -38,7 +38,7 @@ import sys
 import speechbrain as sb
 import torch
 import yaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
@@ -53,6 +53,7 @@ from speechbrain_meta.evaluation import (
     select_adaptation,
     write_results,
 )
+from speechbrain_meta.inference import export_model
 from speechbrain_meta.interpret import learned_rates, write_rate_report
 from speechbrain_meta.layered_yaml import (
     layer_keys,
@@ -287,18 +288,16 @@ def train(hparams, run_opts, datasets, tokenizer):
     return brain
 
 
-def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
-    """Runs the few-shot protocol on every evaluation set, unless done.
+def choose_adaptations(hparams, brain, dev_data):
+    """The method's adaptations, chosen on the meta-dev languages.
 
-    The method adapts with the settings chosen for it on meta-dev: the
-    ``tuned`` ones, the ``quick`` ones (a fixed small budget), and the
-    tuned ones made safe.
+    ``tuned`` (the best settings), ``quick`` (the best at a small fixed
+    budget) and ``safe`` (the tuned ones, with safe adaptation). The search
+    is cached in the output folder.
     """
-    # The method's own brain adapts: its rule, its trainable parameters.
-    brain = _brain(hparams, run_opts, tokenizer)
     search = hparams["adaptation_search"]
     dev = FewShotProtocol(
-        datasets["dev"],
+        dev_data,
         group_by=hparams["group_by"],
         k_shots=search["k_shots"],
         episodes_per_task=search["episodes_per_task"],
@@ -321,13 +320,21 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
             hparams["output_folder"], "adaptation_search.json"
         ),
     )
-    adaptations = {
+    if brain.learns_update_rule():
+        report_learned_rates(brain, hparams, dev)
+    return {
         "tuned": chosen["tuned"],
         "quick": chosen["quick"],
         "safe": chosen["tuned"].replace(holdout=hparams["safe_holdout"]),
     }
-    if brain.learns_update_rule():
-        report_learned_rates(brain, hparams, dev)
+
+
+def few_shot_evaluation(hparams, brain, datasets, adaptations):
+    """Runs the few-shot protocol on every evaluation set, unless done.
+
+    The method adapts with each of its ``adaptations`` (see
+    ``choose_adaptations``).
+    """
     wanted = {name: a.describe() for name, a in adaptations.items()}
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
@@ -365,6 +372,28 @@ def few_shot_evaluation(hparams, run_opts, datasets, tokenizer):
             adaptations=wanted,
         )
     return results
+
+
+def export(hparams, brain, tokenizer, adaptation):
+    """Writes the trained model for ``AdaptiveASR`` to ``<output>/inference``.
+
+    It adapts the way it was evaluated (``adaptation``).
+    """
+    with open(
+        os.path.join(hparams["output_folder"], "hyperparams.yaml"),
+        encoding="utf-8",
+    ) as fin:
+        training_yaml = fin.read()
+    return export_model(
+        os.path.join(hparams["output_folder"], "inference"),
+        training_yaml,
+        hparams["modules"],
+        tokenizer,
+        adaptation,
+        brain.inner_loop.adapt_params,
+        update_rule=brain.update_rule,
+        info={"method": hparams["method"], "recipe": "SynthDigits/meta_asr"},
+    )
 
 
 def report_learned_rates(brain, hparams, protocol):
@@ -479,9 +508,19 @@ def run(hparams_file, run_opts, overrides):
     if hparams["training"] != "none":
         # Evaluate the checkpoint selected on meta-dev.
         hparams["checkpointer"].recover_if_possible(min_key="CER")
+    # The method's own brain adapts: its rule, its trainable parameters.
+    brain = _brain(hparams, run_opts, tokenizer)
     results = {}
     if hparams["run_few_shot"]:
-        results = few_shot_evaluation(hparams, run_opts, datasets, tokenizer)
+        adaptations = choose_adaptations(hparams, brain, datasets["dev"])
+        results = few_shot_evaluation(hparams, brain, datasets, adaptations)
+        exported = adaptations["safe"]
+    else:
+        exported = brain.own_adaptation().replace(
+            holdout=hparams["safe_holdout"]
+        )
+    if if_main_process():
+        export(hparams, brain, tokenizer, exported)
     if any(skipped.values()):
         logger.warning(
             "Manifest rows skipped: %s",

@@ -1,0 +1,651 @@
+"""AdaptiveASR: load a meta-trained model, adapt it from a few utterances.
+
+A training recipe calls ``export_model`` at the end of training; it writes
+a self-contained folder::
+
+    inference/
+        hyperparams.yaml      the modules, the label encoder, the decoding,
+                              the adaptation (rule, rate, steps, mode, safe
+                              hold-out, which parameters adapt), a Pretrainer
+        normalize.ckpt encoder.ckpt ctc_lin.ckpt label_encoder.ckpt
+        update_rule.ckpt      a learned update rule's state, if any
+
+Copying the folder is enough to use the model elsewhere::
+
+    asr = AdaptiveASR.from_hparams(source="inference", savedir="tmp")
+    state = asr.adapt(["a.wav", "b.wav"], ["1 2 3", "4 5"])  # a TaskState
+    asr.transcribe_file("c.wav", task_state=state)
+    state.save("speaker_7.pt")
+
+Adaptation runs the model's own meta-learned adaptation (through the same
+``MetaBrain`` machinery as in training and in the few-shot protocol) on a
+copy of the weights: the base model never changes, and several task
+states can be used alternately. Safe adaptation (``Adaptation.holdout``) is
+on by default.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import datetime
+import hashlib
+import os
+
+import ruamel.yaml
+import speechbrain as sb
+import torch
+from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.checkpoints import DEFAULT_SAVE_HOOKS, get_default_hook
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.adaptation import Adaptation
+from speechbrain_meta.algorithms import FineTune
+from speechbrain_meta.asr import CTCASR
+from speechbrain_meta.brains import MetaBrain, meta_brain_class
+from speechbrain_meta.data.checks import (
+    BadInput,
+    check_ctc_length,
+    check_transcript,
+    read_audio,
+)
+from speechbrain_meta.inner import InnerLoop
+from speechbrain_meta.losses import ctc_loss
+from speechbrain_meta.naming import canonical_name, matches
+
+logger = get_logger(__name__)
+
+EXPORT_MARK = "speechbrain_meta_export"
+HPARAMS_FILE = "hyperparams.yaml"
+
+
+def fingerprint(modules):
+    """A hash of a model's weights and buffers (which model a state fits).
+
+    Arguments
+    ---------
+    modules : torch.nn.Module
+        The model.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    >>> fingerprint(a) == fingerprint(a), fingerprint(a) == fingerprint(b)
+    (True, False)
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(modules.state_dict().items()):
+        digest.update(canonical_name(name).encode())
+        if torch.is_tensor(tensor):
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+class TaskState:
+    """What adaptation changed, for one task, and the model it belongs to.
+
+    Arguments
+    ---------
+    weights : dict
+        Canonical parameter name to adapted tensor (only the changed ones).
+    model : str
+        The fingerprint of the base model.
+    info : dict, optional
+        How it was made (adaptation settings, utterances, steps kept).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> state = TaskState({"ctc_lin.w.bias": torch.zeros(3)}, "abc")
+    >>> path = os.path.join(tempfile.mkdtemp(), "spk.pt")
+    >>> state.save(path) > 0
+    True
+    >>> TaskState.load(path).model
+    'abc'
+    """
+
+    def __init__(self, weights, model, info=None):
+        self.weights = dict(weights)
+        self.model = model
+        self.info = dict(info or {})
+
+    def save(self, path):
+        """Writes the state (atomically: a temporary file, then a rename).
+
+        Arguments
+        ---------
+        path : str
+            The file.
+
+        Returns
+        -------
+        int
+            Its size in bytes.
+        """
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.tmp"
+        torch.save(
+            {
+                "weights": {n: w.cpu() for n, w in self.weights.items()},
+                "model": self.model,
+                "info": self.info,
+                "format": "speechbrain-meta task state 1",
+            },
+            tmp,
+        )
+        os.replace(tmp, path)
+        return os.path.getsize(path)
+
+    @classmethod
+    def load(cls, path):
+        """Reads a state written by ``save``.
+
+        Arguments
+        ---------
+        path : str
+            The file.
+
+        Returns
+        -------
+        TaskState
+        """
+        try:
+            data = torch.load(path, map_location="cpu")
+        except Exception as err:
+            raise BadInput(f"not a task state ({err})", path) from None
+        if not isinstance(data, dict) or "weights" not in data:
+            raise BadInput("not a task state", path)
+        return cls(data["weights"], data["model"], data.get("info"))
+
+    def __repr__(self):
+        n = sum(w.numel() for w in self.weights.values())
+        return (
+            f"TaskState({len(self.weights)} tensors, {n} values, "
+            f"model={self.model})"
+        )
+
+
+class AdaptiveASR(Pretrained):
+    """A CTC recogniser that adapts to a speaker, accent or language.
+
+    Load it with ``AdaptiveASR.from_hparams(source=DIR, savedir=...,
+    run_opts={"device": ...})`` from a folder written by ``export_model``.
+
+    Arguments
+    ---------
+    *args : tuple
+        As for ``Pretrained``.
+    **kwargs : dict
+        As for ``Pretrained``.
+    """
+
+    HPARAMS_NEEDED = [
+        "compute_features",
+        "log_softmax",
+        "label_encoder",
+        "blank_index",
+        "sample_rate",
+        "adaptation",
+        "adapt_params",
+    ]
+    MODULES_NEEDED = ["normalize", "encoder", "ctc_lin"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mods.eval()
+        for name, param in self.mods.named_parameters():
+            param.requires_grad_(matches(name, self.hparams.adapt_params))
+        self.adaptation = Adaptation.from_dict(self.hparams.adaptation)
+        rule = getattr(self.hparams, "update_rule", None)
+        Brain = meta_brain_class(CTCASR, MetaBrain)
+        self.brain = Brain(
+            modules=dict(self.mods.items()),
+            hparams={
+                "compute_features": self.hparams.compute_features,
+                "log_softmax": self.hparams.log_softmax,
+                "blank_index": self.hparams.blank_index,
+                "ctc_cost": _CTCCost(self.hparams.blank_index),
+                "adapt_in_train_mode": self.adaptation.train_mode,
+            },
+            run_opts={"device": self.device},
+            meta_algorithm=FineTune(
+                InnerLoop(
+                    self.adaptation.steps,
+                    update_rule=rule,
+                    adapt_params=self.hparams.adapt_params,
+                )
+            ),
+        )
+        self.brain.tokenizer = self.hparams.label_encoder
+        self.labels = {
+            label
+            for label in self.hparams.label_encoder.lab2ind
+            if label
+            != self.hparams.label_encoder.ind2lab.get(self.hparams.blank_index)
+        }
+        self.model_fingerprint = fingerprint(self.mods)
+        self.samples_per_frame = self._samples_per_frame()
+
+    def _samples_per_frame(self):
+        """The model's time reduction, measured on one second of silence."""
+        rate = self.hparams.sample_rate
+        with torch.no_grad():
+            out = self.encode_batch(
+                torch.zeros(1, rate, device=self.device),
+                torch.ones(1, device=self.device),
+            )
+        return rate / out.shape[1]
+
+    # ------------------------------------------------------------------
+    # Transcription.
+    # ------------------------------------------------------------------
+    def encode_batch(self, wavs, wav_lens, task_state=None):
+        """CTC log-probabilities of a batch (with a task's weights if given).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]`` waveforms at the model's rate.
+        wav_lens : torch.Tensor
+            Relative lengths.
+        task_state : TaskState, optional
+            An adaptation's weights.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, frames, labels]`` log-probabilities.
+        """
+        fast = self._fast_weights(task_state)
+        wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
+        with torch.no_grad():
+            return self.brain.call_with(
+                fast, self.brain.log_probs, wavs, wav_lens
+            )
+
+    def transcribe_batch(self, wavs, wav_lens, task_state=None):
+        """Transcribes a batch (``EncoderASR`` conventions).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]`` waveforms at the model's rate.
+        wav_lens : torch.Tensor
+            Relative lengths.
+        task_state : TaskState, optional
+            An adaptation's weights (None: the base model).
+
+        Returns
+        -------
+        tuple
+            ``(predicted_words, predicted_tokens)``: one string and one
+            list of label indices per utterance.
+        """
+        log_probs = self.encode_batch(wavs, wav_lens, task_state)
+        tokens = sb.decoders.ctc_greedy_decode(
+            log_probs,
+            wav_lens.to(self.device),
+            blank_id=self.hparams.blank_index,
+        )
+        words = [
+            "".join(self.hparams.label_encoder.decode_ndim(seq))
+            for seq in tokens
+        ]
+        return words, tokens
+
+    def transcribe_file(self, path, task_state=None, notes=None):
+        """Transcribes one audio file.
+
+        Arguments
+        ---------
+        path : str
+            The file (another rate is resampled, stereo mixed down: said in
+            ``notes``).
+        task_state : TaskState, optional
+            An adaptation's weights.
+        notes : list, optional
+            Receives a line per automatic fix of the input.
+
+        Returns
+        -------
+        str
+        """
+        wav = read_audio(path, self.hparams.sample_rate, notes=notes)
+        words, _ = self.transcribe_batch(
+            wav.unsqueeze(0), torch.ones(1), task_state
+        )
+        return words[0]
+
+    # ------------------------------------------------------------------
+    # Adaptation.
+    # ------------------------------------------------------------------
+    def utterance(
+        self, wav, transcript, name="utterance", drop_unknown=False, notes=None
+    ):
+        """One checked support utterance, as adaptation reads it.
+
+        Arguments
+        ---------
+        wav : str or torch.Tensor
+            An audio file, or samples at the model's rate.
+        transcript : str
+            What is said.
+        name : str
+            Names the utterance in messages.
+        drop_unknown : bool
+            Drop characters outside the model's labels instead of refusing.
+        notes : list, optional
+            Receives a line per automatic fix.
+
+        Returns
+        -------
+        dict
+            ``id``, ``sig``, ``wrd``, ``tokens``.
+
+        Raises
+        ------
+        BadInput
+            What is wrong with it, naming it.
+        """
+        if isinstance(wav, (str, os.PathLike)):
+            name = str(wav)
+            wav = read_audio(name, self.hparams.sample_rate, notes=notes)
+        else:
+            wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)
+            if wav.numel() == 0:
+                raise BadInput("empty audio (no samples)", name)
+            if not torch.isfinite(wav).all():
+                raise BadInput("NaN or inf samples", name)
+        try:
+            text = check_transcript(
+                transcript, self.labels, drop_unknown, notes
+            )
+            check_ctc_length(len(wav), text, self.samples_per_frame)
+        except BadInput as err:
+            raise BadInput(err.reason, name) from None
+        tokens = self.hparams.label_encoder.encode_sequence(list(text))
+        return {
+            "id": name,
+            "sig": wav,
+            "wrd": text,
+            "tokens": torch.LongTensor(tokens),
+        }
+
+    def adapt(
+        self,
+        wavs,
+        transcripts,
+        steps=None,
+        safe=True,
+        drop_unknown=False,
+        notes=None,
+        progress=None,
+    ):
+        """Adapts to a task from a few utterances, the model's own way.
+
+        Arguments
+        ---------
+        wavs : list of str or torch.Tensor
+            Audio files, or waveforms at the model's rate.
+        transcripts : list of str
+            What each says.
+        steps : int, optional
+            Adaptation steps (default: the exported adaptation's).
+        safe : bool
+            Hold out part of the support to choose the number of steps or
+            reject the adaptation (the exported ``holdout``); False adapts
+            for all the steps on every utterance.
+        drop_unknown : bool
+            Drop characters outside the model's labels instead of refusing.
+        notes : list, optional
+            Receives a line per automatic fix of the input.
+        progress : callable, optional
+            Called with the step number after every adaptation step.
+
+        Returns
+        -------
+        TaskState
+            Only what adaptation changed, and this model's fingerprint.
+        """
+        if len(wavs) != len(transcripts):
+            raise ValueError(
+                f"{len(wavs)} audio inputs for {len(transcripts)} transcripts"
+            )
+        if not wavs:
+            raise BadInput("empty support set: nothing to adapt to")
+        support = [
+            self.utterance(w, t, f"utterance {i}", drop_unknown, notes)
+            for i, (w, t) in enumerate(zip(wavs, transcripts))
+        ]
+        adaptation = self.adaptation
+        if steps is not None:
+            adaptation = adaptation.replace(steps=int(steps))
+        if not safe:
+            adaptation = adaptation.replace(holdout=0.0)
+        kept = adaptation.steps
+        if adaptation.holdout > 0:
+            kept = adaptation.chosen_steps(self.brain, support)
+        path = adaptation.replace(holdout=0.0, steps=kept).trajectory(
+            self.brain, support, progress
+        )
+        base = dict(self.mods.named_parameters())
+        weights = {
+            canonical_name(n): w.detach().cpu()
+            for n, w in path[-1].items()
+            if not torch.equal(w, base[n].detach())
+        }
+        return TaskState(
+            weights,
+            self.model_fingerprint,
+            {
+                "adaptation": adaptation.describe(),
+                "steps_kept": kept,
+                "utterances": len(support),
+            },
+        )
+
+    def check_task_state(self, task_state, path=None):
+        """Refuses a task state made on another model.
+
+        Arguments
+        ---------
+        task_state : TaskState
+            The state.
+        path : str, optional
+            Its file, for the message.
+        """
+        if task_state.model != self.model_fingerprint:
+            raise BadInput(
+                f"task state of another model (fingerprint "
+                f"{task_state.model}, this model {self.model_fingerprint})",
+                path,
+            )
+
+    def _fast_weights(self, task_state):
+        if task_state is None:
+            return {}
+        self.check_task_state(task_state)
+        names = {canonical_name(n): n for n, _ in self.mods.named_parameters()}
+        return {
+            names[n]: w.to(self.device) for n, w in task_state.weights.items()
+        }
+
+
+class _CTCCost:
+    """The twice-differentiable-when-needed CTC loss at a blank index."""
+
+    def __init__(self, blank_index):
+        self.blank_index = blank_index
+
+    def __call__(self, log_probs, targets, input_lens, target_lens):
+        return ctc_loss(
+            log_probs, targets, input_lens, target_lens, self.blank_index
+        )
+
+
+MODEL_KEYS = (
+    "sample_rate",
+    "blank_index",
+    "compute_features",
+    "log_softmax",
+    "normalize",
+    "encoder",
+    "ctc_lin",
+)
+
+
+def export_model(
+    folder,
+    training_yaml,
+    modules,
+    label_encoder,
+    adaptation,
+    adapt_params,
+    update_rule=None,
+    info=None,
+):
+    """Writes a self-contained inference folder for ``AdaptiveASR``.
+
+    The model's definitions are taken from the training run's resolved
+    ``hyperparams.yaml`` (so they are never written twice); task
+    parameters inserted with ``speechbrain.nnet.adapters.AdaptedModel``
+    (the ``adapters`` and ``adapted_modules`` keys) are inserted again at
+    load time, before the weights are loaded.
+
+    Arguments
+    ---------
+    folder : str
+        Where to write (``<output_folder>/inference``).
+    training_yaml : str
+        The training run's resolved ``hyperparams.yaml``.
+    modules : dict
+        The trained modules (``normalize``, ``encoder``, ``ctc_lin``).
+    label_encoder : CTCTextEncoder
+        The labels.
+    adaptation : Adaptation
+        The adaptation the model was evaluated with (safe by default:
+        give it a ``holdout``).
+    adapt_params : list of str
+        fnmatch patterns of the parameters that adapt.
+    update_rule : torch.nn.Module, optional
+        The model's inner-loop rule: a learned rule (its state is saved
+        too), or plain SGD (its rate is written for the ``own`` rule).
+    info : dict, optional
+        Written in the yaml's header comment (method, recipe, results).
+
+    Returns
+    -------
+    str
+        The folder.
+    """
+    os.makedirs(folder, exist_ok=True)
+    yaml = ruamel.yaml.YAML()
+    source = yaml.load(training_yaml)
+    missing = [k for k in MODEL_KEYS if k not in source]
+    if missing:
+        raise KeyError(f"export_model: the training yaml has no {missing}")
+    out = ruamel.yaml.comments.CommentedMap()
+    out[EXPORT_MARK] = 1
+    for key in MODEL_KEYS:
+        out[key] = source[key]
+    adapted = list(source.get("adapted_modules") or [])
+    if adapted:
+        # The wrapped modules are built again the way training built them.
+        out["adapters"] = source["adapters"]
+        for key in adapted:
+            out[f"{key}_base"] = out.pop(key)
+    learned = update_rule is not None and any(
+        True for _ in update_rule.parameters()
+    )
+    if adaptation.rule == "own" and not learned:
+        # The model's own rule is plain SGD: say at which rate.
+        adaptation = adaptation.replace(rule="sgd", lr=update_rule.lr)
+    rule_node = None
+    if learned:
+        rule_node = source.get("meta", {}).get("update_rule")
+        if rule_node is None:
+            raise KeyError(
+                "export_model: a learned update rule, but no meta[update_rule] "
+                "in the training yaml"
+            )
+        out["update_rule"] = rule_node
+    out["adapt_params"] = list(adapt_params)
+    out["adaptation"] = adaptation.describe()
+    text = io_text(yaml, out)
+    text += "".join(
+        f"{key}: !apply:speechbrain_meta.task_params.adapt_module "
+        f"[!ref <{key}_base>, !ref <adapters>]\n"
+        for key in adapted
+    )
+    loadables = ["normalize", "encoder", "ctc_lin", "label_encoder"]
+    if rule_node is not None:
+        loadables.append("update_rule")
+    text += (
+        "modules:\n"
+        + "".join(f"    {k}: !ref <{k}>\n" for k in MODEL_KEYS[4:])
+        + "label_encoder: !new:speechbrain.dataio.encoder.CTCTextEncoder\n"
+        + "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer\n"
+        + "    loadables:\n"
+        + "".join(f"        {k}: !ref <{k}>\n" for k in loadables)
+    )
+    header = [
+        "# An adaptive ASR model exported by speechbrain-meta "
+        f"({datetime.date.today()}). Load it with",
+        "#   speechbrain_meta.inference.AdaptiveASR.from_hparams(",
+        "#       source=<this folder>, savedir=<a folder>)",
+        "# or speechbrain-meta-adapt / speechbrain-meta-transcribe.",
+    ]
+    header += [f"# {k}: {v}" for k, v in (info or {}).items()]
+    with open(
+        os.path.join(folder, HPARAMS_FILE), "w", encoding="utf-8"
+    ) as fout:
+        fout.write("\n".join(header) + "\n" + text)
+    objects = {k: modules[k] for k in MODEL_KEYS[4:]}
+    objects["label_encoder"] = label_encoder
+    if rule_node is not None:
+        objects["update_rule"] = update_rule
+    for name, obj in objects.items():
+        hook = get_default_hook(obj, DEFAULT_SAVE_HOOKS)
+        path = os.path.join(folder, f"{name}.ckpt")
+        if hook is not None:
+            hook(obj, path)
+        else:
+            torch.save(obj.state_dict(), path)
+    return folder
+
+
+def io_text(yaml, node):
+    """A ruamel node dumped as yaml text."""
+    from io import StringIO
+
+    stream = StringIO()
+    yaml.dump(node, stream)
+    return stream.getvalue()
+
+
+def is_exported_model(folder):
+    """Whether a folder holds a model written by ``export_model``.
+
+    Arguments
+    ---------
+    folder : str
+        The folder.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> is_exported_model("/nonexistent")
+    False
+    """
+    path = os.path.join(folder, HPARAMS_FILE)
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as fin:
+        return any(line.startswith(f"{EXPORT_MARK}:") for line in fin)
