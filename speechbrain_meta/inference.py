@@ -35,10 +35,11 @@ import ruamel.yaml
 import speechbrain as sb
 import torch
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.nnet.adapters import AdaptedModel
 from speechbrain.utils.checkpoints import DEFAULT_SAVE_HOOKS, get_default_hook
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta.adaptation import Adaptation
+from speechbrain_meta.adaptation import Adaptation, held_out_loss
 from speechbrain_meta.algorithms import FineTune
 from speechbrain_meta.asr import CTCASR
 from speechbrain_meta.brains import MetaBrain, meta_brain_class
@@ -448,6 +449,23 @@ class AdaptiveASR(Pretrained):
             },
         )
 
+    def loss(self, utterances, task_state=None):
+        """The mean CTC loss of checked utterances (``utterance``).
+
+        Arguments
+        ---------
+        utterances : list of dict
+            From ``utterance``.
+        task_state : TaskState, optional
+            An adaptation's weights.
+
+        Returns
+        -------
+        float
+        """
+        batch = sb.dataio.batch.PaddedBatch(utterances).to(self.device)
+        return held_out_loss(self.brain, self._fast_weights(task_state), batch)
+
     def check_task_state(self, task_state, path=None):
         """Refuses a task state made on another model.
 
@@ -611,7 +629,12 @@ def export_model(
     for name, obj in objects.items():
         hook = get_default_hook(obj, DEFAULT_SAVE_HOOKS)
         path = os.path.join(folder, f"{name}.ckpt")
-        if hook is not None:
+        if isinstance(obj, AdaptedModel):
+            # SpeechBrain's saver keeps only the adapters (the backbone
+            # comes from elsewhere in training); an export is the whole
+            # model, which its loader reads all the same.
+            torch.save(obj.state_dict(), path)
+        elif hook is not None:
             hook(obj, path)
         else:
             torch.save(obj.state_dict(), path)
@@ -649,3 +672,40 @@ def is_exported_model(folder):
         return False
     with open(path, encoding="utf-8") as fin:
         return any(line.startswith(f"{EXPORT_MARK}:") for line in fin)
+
+
+def export_run(output_folder, brain, label_encoder, adaptation, info=None):
+    """``export_model`` for a recipe run: ``<output_folder>/inference``.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run's folder, with the ``hyperparams.yaml`` it was run with.
+    brain : MetaBrain
+        The trained method (its modules, what adapts, its update rule).
+    label_encoder : CTCTextEncoder
+        The labels.
+    adaptation : Adaptation
+        How the exported model adapts.
+    info : dict, optional
+        For the yaml's header.
+
+    Returns
+    -------
+    str
+        The inference folder.
+    """
+    with open(
+        os.path.join(output_folder, HPARAMS_FILE), encoding="utf-8"
+    ) as fin:
+        training_yaml = fin.read()
+    return export_model(
+        os.path.join(output_folder, "inference"),
+        training_yaml,
+        dict(brain.modules.items()),
+        label_encoder,
+        adaptation,
+        brain.inner_loop.adapt_params,
+        update_rule=brain.update_rule,
+        info=info,
+    )

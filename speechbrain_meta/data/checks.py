@@ -54,6 +54,29 @@ class BadInput(ValueError):
         super().__init__(f"{where}: {reason}" if where else reason)
 
 
+def _wav_missing_bytes(path):
+    """Bytes a RIFF/WAVE file's ``data`` chunk declares beyond its end.
+
+    libsndfile reads a cut WAV file up to where it ends without a word, so
+    the declared size is checked here. 0 for other formats.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return 0
+            length = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                if length in (0, 0xFFFFFFFF):  # streamed: size unknown
+                    return 0
+                return max(0, f.tell() + length - size)
+            f.seek(length + length % 2, os.SEEK_CUR)
+
+
 def read_audio(path, sample_rate, resample=True, downmix=True, notes=None):
     """Reads an audio file, checked, at ``sample_rate``, one channel.
 
@@ -103,6 +126,13 @@ def read_audio(path, sample_rate, resample=True, downmix=True, notes=None):
         raise BadInput(f"unreadable audio ({err})", path) from None
     if data.shape[0] == 0:
         raise BadInput("empty audio (no samples)", path)
+    missing = _wav_missing_bytes(path)
+    if missing:
+        raise BadInput(
+            f"truncated audio (the WAV header declares {missing} bytes more"
+            " than the file holds)",
+            path,
+        )
     if info.frames > 0 and data.shape[0] < info.frames:
         raise BadInput(
             f"truncated audio ({data.shape[0]} of {info.frames} samples)", path

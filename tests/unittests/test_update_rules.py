@@ -172,10 +172,13 @@ def test_adam_rule_follows_torch_adam_and_restarts_per_adaptation():
         assert torch.equal(again[name], got[name])
 
 
-@pytest.mark.parametrize("make", [
-    lambda: MetaSGD(init_lr=0.1),
-    lambda: LayerStepLR(init_lr=0.1, inner_steps=2),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MetaSGD(init_lr=0.1),
+        lambda: LayerStepLR(init_lr=0.1, inner_steps=2),
+    ],
+)
 def test_learned_rates_load_before_setup(make):
     trained = make()
     trained.setup({"enc.w": torch.zeros(2, 3), "enc.b": torch.zeros(2)})
@@ -190,4 +193,6 @@ def test_learned_rates_load_before_setup(make):
         )
     # setup afterwards keeps the loaded rates.
     fresh.setup({"enc.w": torch.zeros(2, 3), "enc.b": torch.zeros(2)})
-    assert torch.equal(fresh.learning_rates("enc.w"), trained.learning_rates("enc.w"))
+    assert torch.equal(
+        fresh.learning_rates("enc.w"), trained.learning_rates("enc.w")
+    )

@@ -33,8 +33,8 @@ import argparse
 import concurrent.futures
 import importlib.util
 import json
-import multiprocessing
 import os
+import subprocess
 import sys
 import time
 
@@ -156,6 +156,11 @@ def parse_args(argv):
         help="runs in parallel processes, the CPU threads shared among "
         "them (1: everything in this process)",
     )
+    # A worker's run of one method and seed (run_all).
+    parser.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads", type=int, default=0, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
@@ -208,6 +213,10 @@ def main(argv=None):
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.output_folder, exist_ok=True)
+    if args.run_one:
+        method, seed = args.run_one.split(":")
+        _run_one(args, method, int(seed), args.threads)
+        return {}
     order = [m for m in METHODS if m in args.methods]
     start = time.perf_counter()
     seconds = run_all(args, order)
@@ -262,8 +271,8 @@ def main(argv=None):
     return pooled
 
 
-def _run_one(args, method, seed, threads):
-    """Runs one method with one seed (in a worker process or here)."""
+def _run_one(args, method, seed, threads=0):
+    """Runs one method with one seed, here."""
     import torch
 
     if threads:
@@ -277,11 +286,39 @@ def _run_one(args, method, seed, threads):
     return round(time.perf_counter() - start, 1)
 
 
+def _run_worker(args, method, seed, threads):
+    """Runs one method with one seed in a fresh process (``--run-one``)."""
+    command = [
+        sys.executable,
+        os.path.join(HERE, "run_benchmark.py"),
+        "--run-one",
+        f"{method}:{seed}",
+        "--threads",
+        str(threads),
+        "--output_folder",
+        args.output_folder,
+        "--device",
+        args.device,
+    ]
+    command += ["--quick"] if args.quick else []
+    for item in args.set:
+        command += ["--set", item]
+    log = os.path.join(args.output_folder, f"seed{seed}", f"{method}.log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as fout:
+        proc = subprocess.run(command, stdout=fout, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} seed {seed} failed: see {log}")
+    return round(time.perf_counter() - start, 1)
+
+
 def run_all(args, order):
     """Runs every (seed, method), each seed's joint model before the others.
 
-    With ``--jobs`` > 1 the runs go to that many worker processes, the CPU
-    threads shared among them; the corpora are prepared first, here.
+    With ``--jobs`` > 1 the runs go to that many worker processes (their
+    logs in ``DIR/seed<S>/<method>.log``), the CPU threads shared among
+    them; the corpora are prepared first, here.
 
     Returns
     -------
@@ -293,15 +330,14 @@ def run_all(args, order):
     if args.jobs <= 1:
         for seed in args.seeds:
             for method in first + [m for m in order if m not in first]:
-                seconds[f"{seed}/{method}"] = _run_one(args, method, seed, 0)
+                seconds[f"{seed}/{method}"] = _run_one(args, method, seed)
         return seconds
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
     # The data once, before the workers read it.
     _load_recipe().prepare_data(method_overrides(args, order[0], args.seeds[0]))
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, context) as pool:
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         pending = {
-            pool.submit(_run_one, args, first[0], seed, threads): (
+            pool.submit(_run_worker, args, first[0], seed, threads): (
                 seed,
                 first[0],
             )
@@ -314,13 +350,14 @@ def run_all(args, order):
             for future in done:
                 seed, method = pending.pop(future)
                 seconds[f"{seed}/{method}"] = future.result()
-                if method == first[0]:
-                    for other in order:
-                        if other != method:
-                            job = pool.submit(
-                                _run_one, args, other, seed, threads
-                            )
-                            pending[job] = (seed, other)
+                if method != first[0]:
+                    continue
+                for other in order:
+                    if other != method:
+                        job = pool.submit(
+                            _run_worker, args, other, seed, threads
+                        )
+                        pending[job] = (seed, other)
     return seconds
 
 

@@ -53,7 +53,7 @@ from speechbrain_meta.evaluation import (
     select_adaptation,
     write_results,
 )
-from speechbrain_meta.inference import export_model
+from speechbrain_meta.inference import export_run
 from speechbrain_meta.interpret import learned_rates, write_rate_report
 from speechbrain_meta.layered_yaml import (
     layer_keys,
@@ -374,28 +374,6 @@ def few_shot_evaluation(hparams, brain, datasets, adaptations):
     return results
 
 
-def export(hparams, brain, tokenizer, adaptation):
-    """Writes the trained model for ``AdaptiveASR`` to ``<output>/inference``.
-
-    It adapts the way it was evaluated (``adaptation``).
-    """
-    with open(
-        os.path.join(hparams["output_folder"], "hyperparams.yaml"),
-        encoding="utf-8",
-    ) as fin:
-        training_yaml = fin.read()
-    return export_model(
-        os.path.join(hparams["output_folder"], "inference"),
-        training_yaml,
-        hparams["modules"],
-        tokenizer,
-        adaptation,
-        brain.inner_loop.adapt_params,
-        update_rule=brain.update_rule,
-        info={"method": hparams["method"], "recipe": "SynthDigits/meta_asr"},
-    )
-
-
 def report_learned_rates(brain, hparams, protocol):
     """Writes the learned rule's rates per tensor and step (meta-dev)."""
     k = hparams["n_support"]
@@ -520,7 +498,17 @@ def run(hparams_file, run_opts, overrides):
             holdout=hparams["safe_holdout"]
         )
     if if_main_process():
-        export(hparams, brain, tokenizer, exported)
+        # The model for AdaptiveASR, adapting the way it was evaluated.
+        export_run(
+            hparams["output_folder"],
+            brain,
+            tokenizer,
+            exported,
+            info={
+                "method": hparams["method"],
+                "recipe": "SynthDigits/meta_asr",
+            },
+        )
     if any(skipped.values()):
         logger.warning(
             "Manifest rows skipped: %s",

@@ -23,11 +23,12 @@ import os
 import sys
 
 import speechbrain as sb
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import CTCASR, add_ctc_pipelines
+from speechbrain_meta.inference import export_run
 from speechbrain_meta.layered_yaml import layered_experiment
 
 logger = get_logger(__name__)
@@ -109,6 +110,15 @@ def main(argv):
     ) as fout:
         json.dump(results, fout, indent=2)
     logger.info("Meta-test results: %s", results)
+    if if_main_process():
+        # The model for AdaptiveASR: its own adaptation, made safe.
+        export_run(
+            hparams["output_folder"],
+            asr_brain,
+            tokenizer,
+            asr_brain.own_adaptation().replace(holdout=hparams["safe_holdout"]),
+            info={"method": hparams["method"], "recipe": "SynthTones/meta_asr"},
+        )
     return results
 
 

@@ -1,0 +1,333 @@
+"""Command-line adaptation and transcription with an exported model.
+
+::
+
+    speechbrain-meta-adapt --model DIR --support DIR_OR_CSV --out STATE
+                           [--steps N] [--eval-split 0.2] [--device cpu]
+    speechbrain-meta-transcribe --model DIR [--task-state STATE] FILE_OR_CSV...
+
+A support folder holds ``name.wav`` files with ``name.txt`` transcripts
+beside them; a CSV is SpeechBrain's (``ID, duration, wav, ..., wrd``;
+``$data_root`` is the CSV's folder). ``speechbrain-meta-transcribe`` prints
+one line per audio file on stdout, the path as given, a tab, the
+transcript; everything else (progress, notes, errors) goes to stderr. Bad
+input stops the command with a one-line message naming the file (and the
+CSV line) and exit status 1.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import argparse
+import csv
+import math
+import os
+import shutil
+import sys
+import tempfile
+
+from tqdm import tqdm
+
+from speechbrain_meta.data.checks import BadInput
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def _model(folder, device):
+    """Loads an exported model, or says why it cannot."""
+    from speechbrain_meta.inference import AdaptiveASR, is_exported_model
+
+    if not is_exported_model(folder):
+        raise BadInput(
+            "not a model exported by speechbrain-meta (no hyperparams.yaml "
+            "with speechbrain_meta_export)",
+            folder,
+        )
+    savedir = tempfile.mkdtemp(prefix="speechbrain-meta-")
+    try:
+        return AdaptiveASR.from_hparams(
+            source=os.path.abspath(folder),
+            savedir=savedir,
+            run_opts={"device": device},
+        )
+    finally:
+        shutil.rmtree(savedir, ignore_errors=True)
+
+
+def read_support(source):
+    """The support utterances of a folder or a CSV, with where each comes from.
+
+    Arguments
+    ---------
+    source : str
+        A folder of ``name.wav`` + ``name.txt``, or a SpeechBrain CSV.
+
+    Returns
+    -------
+    list of tuple
+        ``(audio path, transcript, where)``; ``where`` names the file and
+        line for messages (None: the audio file).
+    """
+    if os.path.isdir(source):
+        items = []
+        for name in sorted(os.listdir(source)):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in AUDIO_EXTENSIONS:
+                continue
+            audio = os.path.join(source, name)
+            text_file = os.path.join(source, stem + ".txt")
+            if not os.path.isfile(text_file):
+                raise BadInput(f"no transcript {stem}.txt beside it", audio)
+            with open(text_file, encoding="utf-8") as fin:
+                # Errors name the audio file (its transcript beside it).
+                items.append((audio, fin.read().strip(), None))
+        return items
+    return _read_csv(source, need_text=True)
+
+
+def _read_csv(path, need_text):
+    if not os.path.isfile(path):
+        raise BadInput("no such file or folder", path)
+    root = os.path.dirname(os.path.abspath(path))
+    items = []
+    with open(path, newline="", encoding="utf-8") as fin:
+        reader = csv.DictReader(fin, skipinitialspace=True)
+        columns = reader.fieldnames or []
+        missing = [c for c in ("wav", "wrd") if c not in columns]
+        if not need_text:
+            missing = [c for c in missing if c == "wav"]
+        if missing:
+            raise BadInput(f"missing columns {missing} (has {columns})", path)
+        for row in reader:
+            audio = row["wav"].replace("$data_root", root)
+            if not os.path.isabs(audio):
+                audio = os.path.join(root, audio)
+            items.append(
+                (audio, row.get("wrd", ""), f"{path}:{reader.line_num}")
+            )
+    return items
+
+
+def _where(err, default):
+    """An error's message, naming ``default`` if it names nothing."""
+    if err.path is None:
+        return f"{default}: {err.reason}"
+    return str(err)
+
+
+def adapt_main(argv=None):
+    """``speechbrain-meta-adapt``: adapt to a support set, save the state.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(
+        prog="speechbrain-meta-adapt",
+        description="Adapts an exported speechbrain-meta model to a new "
+        "speaker, accent or language from a few transcribed utterances, and "
+        "saves what adaptation changed (a task state).",
+    )
+    parser.add_argument("--model", required=True, help="exported model folder")
+    parser.add_argument(
+        "--support",
+        required=True,
+        help="folder of name.wav + name.txt, or a SpeechBrain CSV (wav, wrd)",
+    )
+    parser.add_argument("--out", required=True, help="task state file to write")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="adaptation steps (default: the model's)",
+    )
+    parser.add_argument(
+        "--eval-split",
+        type=float,
+        default=0.0,
+        help="share of the support held out to print CER/WER before and "
+        "after adaptation (default 0: none)",
+    )
+    parser.add_argument(
+        "--no-safe",
+        action="store_true",
+        help="adapt for every step on every utterance (default: safe "
+        "adaptation, which never keeps an adaptation worse on held-out "
+        "support utterances)",
+    )
+    parser.add_argument(
+        "--drop-unknown",
+        action="store_true",
+        help="drop transcript characters outside the model's labels "
+        "(default: refuse them)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
+    args = parser.parse_args(argv)
+    try:
+        return _adapt(args)
+    except BadInput as err:
+        print(f"speechbrain-meta-adapt: {err}", file=sys.stderr)
+        return 1
+
+
+def _adapt(args):
+    items = read_support(args.support)
+    if not items:
+        raise BadInput("empty support set: no utterance found", args.support)
+    n_eval = (
+        int(math.ceil(args.eval_split * len(items)))
+        if args.eval_split > 0
+        else 0
+    )
+    if args.eval_split and (n_eval < 1 or len(items) - n_eval < 1):
+        raise BadInput(
+            f"{len(items)} utterances: too few for --eval-split "
+            f"{args.eval_split} (one to evaluate and one to adapt at least)",
+            args.support,
+        )
+    asr = _model(args.model, args.device)
+    notes = []
+    support = []
+    for audio, text, where in tqdm(items, desc="reading", file=sys.stderr):
+        try:
+            support.append(
+                asr.utterance(audio, text, audio, args.drop_unknown, notes)
+            )
+        except BadInput as err:
+            if where is None:
+                raise
+            raise BadInput(err.reason, where) from None
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    held = support[len(support) - n_eval :] if n_eval else []
+    train = support[: len(support) - n_eval]
+    steps = asr.adaptation.steps if args.steps is None else args.steps
+    with tqdm(total=steps, desc="adapting", file=sys.stderr) as bar:
+        state = asr.adapt(
+            [u["sig"] for u in train],
+            [u["wrd"] for u in train],
+            steps=args.steps,
+            safe=not args.no_safe,
+            progress=lambda done: bar.update(done - bar.n),
+        )
+    if held:
+        for name, task_state in (("before", None), ("after", state)):
+            cer, wer = _error_rates(asr, held, task_state)
+            print(
+                f"held-out ({len(held)} utterances) {name} adaptation: "
+                f"CER {100 * cer:.1f} %, WER {100 * wer:.1f} %"
+            )
+    size = state.save(args.out)
+    print(
+        f"{args.out}: {len(state.weights)} adapted tensors, {size} bytes, "
+        f"{state.info['steps_kept']} steps kept of {steps}"
+    )
+    return 0
+
+
+def _error_rates(asr, utterances, task_state):
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    batch = PaddedBatch([{"sig": u["sig"]} for u in utterances])
+    words, _ = asr.transcribe_batch(*batch.sig, task_state=task_state)
+    cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
+    ids = [u["id"] for u in utterances]
+    refs = [u["wrd"] for u in utterances]
+    cer.append(ids, [list(w) for w in words], [list(r) for r in refs])
+    wer.append(ids, [w.split() for w in words], [r.split() for r in refs])
+    return cer.summarize("error_rate") / 100, wer.summarize("error_rate") / 100
+
+
+def transcribe_main(argv=None):
+    """``speechbrain-meta-transcribe``: transcribe files, adapted or not.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(
+        prog="speechbrain-meta-transcribe",
+        description="Transcribes audio files with an exported "
+        "speechbrain-meta model, with a task state from "
+        "speechbrain-meta-adapt or without. Prints one line per file: the "
+        "path as given, a tab, the transcript.",
+    )
+    parser.add_argument("--model", required=True, help="exported model folder")
+    parser.add_argument(
+        "--task-state", default=None, help="a speechbrain-meta-adapt state"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="audio files, or SpeechBrain CSVs (wav column)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        return _transcribe(args)
+    except BadInput as err:
+        print(f"speechbrain-meta-transcribe: {err}", file=sys.stderr)
+        return 1
+
+
+def _transcribe(args):
+    from speechbrain_meta.inference import TaskState
+
+    files = []
+    for item in args.inputs:
+        if item.lower().endswith(".csv"):
+            files += [
+                (audio, where) for audio, _, where in _read_csv(item, False)
+            ]
+        else:
+            files.append((item, item))
+    state = None
+    asr = _model(args.model, args.device)
+    if args.task_state is not None:
+        state = TaskState.load(args.task_state)
+        asr.check_task_state(state, args.task_state)
+    for audio, where in tqdm(files, desc="transcribing", file=sys.stderr):
+        notes = []
+        try:
+            text = asr.transcribe_file(audio, task_state=state, notes=notes)
+        except BadInput as err:
+            raise BadInput(err.reason, where) from None
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"{audio}\t{text}", flush=True)
+    return 0
+
+
+def _console(main):
+    """Runs a main and exits with its status (console-script entry)."""
+    sys.exit(main())
+
+
+def adapt():
+    """Console entry point of ``speechbrain-meta-adapt``."""
+    _console(adapt_main)
+
+
+def transcribe():
+    """Console entry point of ``speechbrain-meta-transcribe``."""
+    _console(transcribe_main)
+
+
+if __name__ == "__main__":
+    command = sys.argv.pop(1) if len(sys.argv) > 1 else ""
+    if command not in ("adapt", "transcribe"):
+        sys.exit("usage: python -m speechbrain_meta.cli {adapt,transcribe} ...")
+    (adapt if command == "adapt" else transcribe)()
