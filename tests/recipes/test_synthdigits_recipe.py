@@ -143,7 +143,12 @@ def test_quick_main_job(quick_benchmark):
         rates = json.loads(
             (out / "seed1234" / rule / "learned_rates.json").read_text()
         )
-        assert {r["step"] for r in rates} == {0, 1}
+        # One row per step of the meta-dev adaptation, which runs with
+        # the rule's own rates for `eval_inner_steps` steps.
+        text = (out / "seed1234" / rule / "hyperparams.yaml").read_text()
+        line = [x for x in text.splitlines() if x.startswith("eval_inner_")]
+        steps = int(line[0].split(":")[1])
+        assert {r["step"] for r in rates} == set(range(steps))
         assert all(math.isfinite(r["effective_lr"]) for r in rates)
         if rule != "learned_update":  # explicit positive rates
             assert all(r["lr_min"] > 0 for r in rates)

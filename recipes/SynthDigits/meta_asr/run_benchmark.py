@@ -22,7 +22,7 @@ rerun skips what is done (SpeechBrain checkpoints, cached results).
 
 Usage::
 
-    python run_benchmark.py [--output_folder DIR] [--methods maml,joint]
+    python run_benchmark.py [--output_folder DIR] [--methods all|maml,joint]
                             [--seeds 1,2,3] [--quick] [--device cpu]
 
 Authors
@@ -80,6 +80,10 @@ METHODS = BASELINES + [
     "meta_lora",
     "meta_adapter",
 ]
+# The default full run: the baselines users would pick and one method of
+# each family (meta-initialisation first and second order aside, a learned
+# optimiser, meta-transfer); ``--methods all`` runs all 15.
+MAIN = ["joint", "lora", "fomaml", "reptile", "metasgd", "lhuc"]
 SEEDS = [1234, 1235, 1236]
 SETS = {
     "test": "unseen languages",
@@ -128,8 +132,9 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--methods",
-        default=",".join(METHODS),
-        help=f"comma-separated subset of {','.join(METHODS)}",
+        default=None,
+        help=f"comma-separated subset of {','.join(METHODS)}, or all "
+        f"(default: {','.join(MAIN)}; all with --quick)",
     )
     parser.add_argument(
         "--seeds",
@@ -162,6 +167,10 @@ def parse_args(argv):
         "--threads", type=int, default=0, help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    if args.methods is None:
+        args.methods = "all" if args.quick else ",".join(MAIN)
+    if args.methods == "all":
+        args.methods = ",".join(METHODS)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
