@@ -46,6 +46,7 @@ from speechbrain_meta.asr import CTCASR, add_ctc_pipelines
 from speechbrain_meta.data.asterisk import prepare_asterisk_digits
 from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.data.tasks import task_values
+from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.evaluation import (
     FewShotProtocol,
     cached_results,
@@ -470,6 +471,7 @@ def run(hparams_file, run_opts, overrides):
     dict
         Few-shot results per evaluation set.
     """
+    init_process_group(run_opts)  # torchrun: join the process group
     hparams = layered_experiment(hparams_file, COMMON, overrides)
     real_csv = prepare_corpora(hparams)
     datasets, tokenizer, skipped = dataio_prepare(hparams, real_csv)

@@ -28,6 +28,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import CTCASR, add_ctc_pipelines
+from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.inference import export_run
 from speechbrain_meta.layered_yaml import layered_experiment
 
@@ -60,6 +61,7 @@ def dataio_prepare(hparams):
 def main(argv):
     """Prepare data, meta-train, and evaluate on held-out tasks."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    init_process_group(run_opts)  # torchrun: join the process group
     hparams = layered_experiment(hparams_file, COMMON, overrides)
     sys.path.insert(0, HERE)
     from synth_tones_prepare import prepare_synth_tones
