@@ -15,12 +15,11 @@ Authors
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import speechbrain as sb
 import torch
+from timing import measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthTones", "meta_asr")
@@ -70,14 +69,7 @@ def load(method, out):
 
 
 def median_time(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return measure(fn, repeats, warmup)["median"]
 
 
 def main():

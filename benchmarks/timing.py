@@ -1,0 +1,154 @@
+"""Timing and reporting shared by the benchmarks.
+
+Every figure is the median of ``repeats`` runs after ``warmup`` runs, with
+min and max beside it. A benchmark's result is a list of rows
+``{"case", "ours", "peer", "unit", "ratio", "goal", "meets", ...}`` (the
+peer measured in the same process on the same model and data), printed as
+a markdown table and written to ``DIR/<benchmark>.json``.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import json
+import os
+import statistics
+import time
+
+
+def measure(fn, repeats=5, warmup=1, sync=None):
+    """Wall-clock seconds of ``fn()``: median, min and max.
+
+    Arguments
+    ---------
+    fn : callable
+        What to time (no arguments).
+    repeats : int
+        Timed runs (at least 5 for a reported figure).
+    warmup : int
+        Untimed runs first.
+    sync : callable, optional
+        Called before each clock read (``torch.cuda.synchronize`` on GPU).
+
+    Returns
+    -------
+    dict
+        ``median``, ``min``, ``max`` in seconds.
+
+    Example
+    -------
+    >>> t = measure(lambda: sum(range(1000)), repeats=5)
+    >>> t["min"] <= t["median"] <= t["max"]
+    True
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if sync is not None:
+            sync()
+        start = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        times.append(time.perf_counter() - start)
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+    }
+
+
+def row(case, ours, peer, unit="s", goal=None, **extra):
+    """One result row: ours against the peer, as a ratio.
+
+    Arguments
+    ---------
+    case : str
+        What is measured.
+    ours, peer : dict
+        ``measure`` results (the peer's in the same run).
+    unit : str
+        The unit of ``ours`` and ``peer``.
+    goal : float, optional
+        The largest ratio that meets the goal.
+    **extra
+        More columns (settings, the peer's name).
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> r = row("x", {"median": 2.0, "min": 1.9, "max": 2.1},
+    ...         {"median": 1.0, "min": 1.0, "max": 1.0}, goal=2.5)
+    >>> r["ratio"], r["meets"]
+    (2.0, True)
+    """
+    ratio = ours["median"] / peer["median"]
+    return {
+        "case": case,
+        "ours": ours["median"],
+        "ours_min": ours["min"],
+        "ours_max": ours["max"],
+        "peer": peer["median"],
+        "peer_min": peer["min"],
+        "peer_max": peer["max"],
+        "unit": unit,
+        "ratio": round(ratio, 3),
+        "goal": goal,
+        "meets": None if goal is None else bool(ratio <= goal),
+        **extra,
+    }
+
+
+def report(name, rows, out_dir, settings=None):
+    """Prints the rows as a markdown table and writes ``<name>.json``.
+
+    Arguments
+    ---------
+    name : str
+        The benchmark.
+    rows : list of dict
+        From ``row``.
+    out_dir : str
+        Where the JSON goes.
+    settings : dict, optional
+        What was measured on (model, data, threads, device).
+
+    Returns
+    -------
+    str
+        The markdown table.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> r = row("x", {"median": 2.0, "min": 2.0, "max": 2.0},
+    ...         {"median": 1.0, "min": 1.0, "max": 1.0})
+    >>> print(report("demo", [r], tempfile.mkdtemp()))
+    | case | ours | peer | unit | ratio | goal | meets |
+    |---|---|---|---|---|---|---|
+    | x | 2 (2-2) | 1 (1-1) | s | 2 | - | - |
+    """
+
+    def fig(r, key):
+        return f"{r[key]:.4g} ({r[key + '_min']:.4g}-{r[key + '_max']:.4g})"
+
+    lines = [
+        "| case | ours | peer | unit | ratio | goal | meets |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        goal = "-" if r["goal"] is None else f"<= {r['goal']}"
+        meets = "-" if r["meets"] is None else ("yes" if r["meets"] else "no")
+        lines.append(
+            f"| {r['case']} | {fig(r, 'ours')} | {fig(r, 'peer')} | "
+            f"{r['unit']} | {r['ratio']:.3g} | {goal} | {meets} |"
+        )
+    table = "\n".join(lines)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump({"settings": settings or {}, "rows": rows}, f, indent=2)
+    return table
