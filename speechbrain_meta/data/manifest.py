@@ -2,10 +2,12 @@
 
 A run must not die after hours because one file is missing or corrupt, or
 one transcript is empty. ``load_manifest`` reads a SpeechBrain CSV manifest,
-checks every row before training starts (the audio file exists and its
-header is readable, the duration is positive, the transcript is not
-empty), logs each bad row with its file and line, and returns a
-``DynamicItemDataset`` of the good rows with the count of skips.
+checks every row before training starts (``check_row``: the audio file
+exists and is readable, and where asked decodes cleanly at the right rate
+with finite samples and is long enough for its transcript under CTC; the
+transcript is not empty and uses known characters; the duration parses and
+is positive; the ID is new), names each bad row with its file and line, and
+either skips and counts it or stops (``bad_input: skip | error``).
 
 Authors
  * speechbrain-meta developers 2026
@@ -18,12 +20,26 @@ import soundfile as sf
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta.data.checks import (
+    BadInput,
+    check_ctc_length,
+    check_transcript,
+    read_audio,
+)
+
 logger = get_logger(__name__)
 
 MAX_LOGGED = 20  # bad rows named one by one in the log, then counted
 
 
-def check_row(row, audio_key="wav", text_key="wrd"):
+def check_row(
+    row,
+    audio_key="wav",
+    text_key="wrd",
+    audio_checks=None,
+    labels=None,
+    samples_per_frame=None,
+):
     """Why a manifest row cannot be used, or None if it can.
 
     Arguments
@@ -34,6 +50,16 @@ def check_row(row, audio_key="wav", text_key="wrd"):
         Column holding the audio path.
     text_key : str or None
         Column holding the transcript (None: not checked).
+    audio_checks : dict, optional
+        Decode the audio and check it (``read_audio`` arguments:
+        ``sample_rate``, ``resample``, ``downmix``): truncated file, NaN or
+        inf samples, another rate, several channels. None: the header
+        only (exists, readable, not empty).
+    labels : set of str, optional
+        The characters the model knows (None: not checked).
+    samples_per_frame : float, optional
+        The model's time reduction: audio too short for its transcript
+        under CTC is refused (needs ``audio_checks`` or the header).
 
     Returns
     -------
@@ -50,21 +76,50 @@ def check_row(row, audio_key="wav", text_key="wrd"):
         return f"no {audio_key!r} value"
     if not os.path.isfile(path):
         return f"missing audio file {path}"
+    if audio_checks is not None:
+        try:
+            n_samples = len(read_audio(path, **audio_checks))
+        except BadInput as err:
+            return f"{err.reason}: {path}"
+    else:
+        try:
+            info = sf.info(path)
+        except Exception as err:  # soundfile raises several types
+            return f"unreadable audio file {path} ({err})"
+        if info.frames <= 0:
+            return f"empty audio file {path}"
+        n_samples = info.frames
+    if text_key is None:
+        return None
+    text = str(row.get(text_key) or "").strip()
     try:
-        info = sf.info(path)
-    except Exception as err:  # soundfile raises several types
-        return f"unreadable audio file {path} ({err})"
-    if info.frames <= 0:
-        return f"empty audio file {path}"
-    if text_key is not None and not str(row.get(text_key, "")).strip():
-        return "empty transcript"
+        text = check_transcript(text, labels)
+        if samples_per_frame is not None:
+            check_ctc_length(n_samples, text, samples_per_frame)
+    except BadInput as err:
+        return err.reason
     return None
 
 
 def load_manifest(
-    csv_path, replacements=None, audio_key="wav", text_key="wrd", check=True
+    csv_path,
+    replacements=None,
+    audio_key="wav",
+    text_key="wrd",
+    check=True,
+    bad_input="skip",
+    audio_checks=None,
+    labels=None,
+    samples_per_frame=None,
 ):
-    r"""Reads a CSV manifest into a DynamicItemDataset, skipping bad rows.
+    r"""Reads a CSV manifest into a DynamicItemDataset, checking every row.
+
+    Every row is checked before training starts (``check_row``: the audio,
+    the transcript, the duration, a duplicate ID), and each bad one is
+    named with its file and line. ``bad_input`` says what then happens:
+    ``skip`` (counted, the run goes on) or ``error`` (a clean stop at the
+    first bad row). A manifest without an ``ID``, audio or text column is
+    refused either way.
 
     Arguments
     ---------
@@ -78,11 +133,24 @@ def load_manifest(
         Column holding the transcript.
     check : bool
         Check the rows (else load them as they are).
+    bad_input : str
+        ``skip`` or ``error``.
+    audio_checks : dict, optional
+        Decode and check every audio file (``check_row``).
+    labels : set of str, optional
+        Refuse transcripts with other characters.
+    samples_per_frame : float, optional
+        Refuse audio too short for its transcript under CTC.
 
     Returns
     -------
     tuple
         ``(dataset, skipped)``; ``skipped`` lists ``(line, id, reason)``.
+
+    Raises
+    ------
+    BadInput
+        A bad manifest, or a bad row with ``bad_input: error``.
 
     Example
     -------
@@ -98,14 +166,28 @@ def load_manifest(
     ...                               {"root": tmp})
     >>> len(data), [(line, i) for line, i, _ in skipped]
     (1, [(3, 'b'), (4, 'c')])
+    >>> load_manifest(os.path.join(tmp, "m.csv"), {"root": tmp},
+    ...               bad_input="error")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    speechbrain_meta.data.checks.BadInput: ...m.csv:3: b: missing audio ...
     """
+    if bad_input not in ("skip", "error"):
+        raise ValueError(f"bad_input: {bad_input!r} (skip or error)")
     replacements = replacements or {}
     data = {}
     skipped = []
     with open(csv_path, newline="", encoding="utf-8") as fin:
         reader = csv.DictReader(fin, skipinitialspace=True)
-        if reader.fieldnames is None or "ID" not in reader.fieldnames:
-            raise ValueError(f"{csv_path}: not a manifest (no ID column)")
+        columns = reader.fieldnames or []
+        needed = ["ID", audio_key] + ([text_key] if text_key else [])
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise BadInput(
+                f"not a usable manifest: no {missing} column(s) "
+                f"(has {columns})",
+                csv_path,
+            )
         for row in reader:
             line = reader.line_num
             utt_id = row.pop("ID")
@@ -115,19 +197,30 @@ def load_manifest(
                 for name, repl in replacements.items():
                     value = value.replace(f"${name}", str(repl))
                 row[key] = value
+            reason = None
             if "duration" in row:
                 try:
                     row["duration"] = float(row["duration"])
                 except (TypeError, ValueError):
-                    row["duration"] = -1.0
-            reason = None
-            if utt_id in data:
+                    reason = f"unparsable duration {row['duration']!r}"
+            if reason is not None:
+                pass
+            elif utt_id in data:
                 reason = "duplicate ID"
             elif check:
-                reason = check_row(row, audio_key, text_key)
+                reason = check_row(
+                    row,
+                    audio_key,
+                    text_key,
+                    audio_checks,
+                    labels,
+                    samples_per_frame,
+                )
                 if reason is None and row.get("duration", 1.0) <= 0:
-                    reason = "non-positive duration"
+                    reason = f"non-positive duration {row['duration']}"
             if reason is not None:
+                if bad_input == "error":
+                    raise BadInput(f"{utt_id}: {reason}", csv_path, line)
                 skipped.append((line, utt_id, reason))
                 if len(skipped) <= MAX_LOGGED:
                     logger.warning(
@@ -144,5 +237,5 @@ def load_manifest(
             min(len(skipped), MAX_LOGGED),
         )
     if not data:
-        raise ValueError(f"{csv_path}: no usable row ({len(skipped)} skipped)")
+        raise BadInput(f"no usable row ({len(skipped)} skipped)", csv_path)
     return DynamicItemDataset(data), skipped

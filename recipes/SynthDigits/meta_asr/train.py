@@ -94,19 +94,50 @@ class ASR(CTCASR):
 
 
 def dataio_prepare(hparams, real_csv=None):
-    """Datasets (bad rows skipped and named), pipelines, label encoder.
+    """Datasets (every row checked up front), pipelines, label encoder.
 
-    ``real`` (the recorded voices) is None when it could not be prepared.
+    Bad rows are named with file and line and skipped and counted, or stop
+    the run (``bad_input``); the evaluation sets' transcripts are checked
+    against the training set's characters (the label set), and every
+    utterance against its transcript's CTC length. ``real`` (the recorded
+    voices) is None when it could not be prepared.
     """
+    checks = {
+        "bad_input": hparams["bad_input"],
+        "audio_checks": hparams["audio_checks"],
+        # A CTC path needs a frame per label: hop x time pooling.
+        "samples_per_frame": hparams["sample_rate"]
+        * hparams["hop_length"]
+        / 1000
+        * hparams["time_pooling_size"],
+    }
     datasets, skipped = {}, {}
-    for split in ("train", "dev", "test", "test_voices"):
+    datasets["train"], skipped["train"] = load_manifest(
+        hparams["train_csv"],
+        replacements={"data_root": hparams["data_folder"]},
+        **checks,
+    )
+    labels = {c for row in datasets["train"].data.values() for c in row["wrd"]}
+    for split in ("dev", "test", "test_voices"):
         datasets[split], skipped[split] = load_manifest(
             hparams[f"{split}_csv"],
             replacements={"data_root": hparams["data_folder"]},
+            labels=labels,
+            **checks,
         )
     if real_csv is not None:
         datasets["real"], skipped["real"] = load_manifest(
-            real_csv, replacements={"data_root": hparams["real_folder"]}
+            real_csv,
+            replacements={"data_root": hparams["real_folder"]},
+            labels=labels,
+            **checks,
+        )
+    for split, bad in skipped.items():
+        logger.info(
+            "%s: %d utterances, %d skipped",
+            split,
+            len(datasets[split]),
+            len(bad),
         )
 
     tokenizer = add_ctc_pipelines(
