@@ -319,3 +319,35 @@ def test_a_meta_batch_of_skipped_episodes_takes_no_step():
     brain.step = 2
     brain.fit_batch(_episode(3))
     assert brain.optimizer_step == 1
+
+
+def test_a_non_finite_query_objective_skips_the_episode():
+    brain = _brain(MAML(InnerLoop(inner_steps=1, inner_lr=0.1)))
+    before = [p.detach().clone() for p in brain.modules.parameters()]
+    bad = _episode()
+    bad.query.x.data[1, 0, 0] = float("inf")  # the support is fine
+    brain.nonfinite_count = 0
+    brain.step = 2
+    brain.fit_batch(bad)
+    assert brain.skipped_episodes == 1 and brain.optimizer_step == 0
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, brain.modules.parameters())
+    )
+    assert all(
+        p.grad is None or not p.grad.any() for p in brain.modules.parameters()
+    )
+
+
+def test_too_many_non_finite_episodes_stop_the_run():
+    brain = _brain(FOMAML(InnerLoop(inner_steps=1, inner_lr=0.1)))
+    brain.nonfinite_count = 0
+    brain.nonfinite_patience = 2
+    bad = _episode()
+    bad.query.x.data[0, 0, 0] = float("nan")
+    for step in (1, 2):  # within the patience: skipped, counted
+        brain.step = step
+        brain.fit_batch(bad)
+    assert brain.skipped_episodes == 2
+    brain.step = 3
+    with pytest.raises(ValueError, match="patience"):
+        brain.fit_batch(bad)
