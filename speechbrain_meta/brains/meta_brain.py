@@ -26,6 +26,7 @@ from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
 
 from speechbrain_meta.adaptation import Adaptation
+from speechbrain_meta.checkpoints import Counters, RandomState
 from speechbrain_meta.data.episode import Episode
 from speechbrain_meta.data.sampler import TaskSampler
 from speechbrain_meta.distributed import all_reduce_gradients, world
@@ -179,6 +180,19 @@ class MetaBrain(sb.Brain):
             )
         self.skipped_episodes = 0
         self.diverged_adaptations = 0
+        if self.checkpointer is not None:
+            # An exact resume: the random generators (dropout) and the
+            # counters continue where the checkpoint was taken (optional:
+            # checkpoints written before they were saved still load).
+            self.random_state = RandomState(defer=True)
+            self.checkpointer.add_recoverable(
+                "random_state", self.random_state, optional_load=True
+            )
+            self.checkpointer.add_recoverable(
+                "meta_counters",
+                Counters(self, ["skipped_episodes", "diverged_adaptations"]),
+                optional_load=True,
+            )
         self._functional = None
         self._functional_key = None
 
@@ -366,6 +380,8 @@ class MetaBrain(sb.Brain):
         torch.Tensor
             The detached reported loss (the query loss after adaptation).
         """
+        if self.checkpointer is not None:
+            self.random_state.apply_pending()  # after an intra-epoch resume
         if not isinstance(batch, Episode):
             return super().fit_batch(batch)
         episode = self._check_episode(batch)
@@ -704,6 +720,18 @@ class MetaBrain(sb.Brain):
                 "set in every training episode (n_query > 0)"
             )
         return batch.to(self.device)
+
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
+        """Brain's decision, at meta-batch boundaries only.
+
+        Mid meta-batch, gradients of the batch's first tasks are held in
+        ``.grad`` and in no checkpoint: a checkpoint there would not resume
+        exactly. ``ckpt_interval_steps`` still counts episodes.
+        """
+        decision = super()._should_save_intra_epoch_ckpt(
+            last_ckpt_time, steps_since_ckpt
+        )
+        return decision and self.step % self.grad_accumulation_factor == 0
 
     def _skip_episode(self, episode, why):
         """Counts a skipped episode under Brain's non-finite patience."""
