@@ -48,10 +48,24 @@ class _FunctionalModel(torch.nn.Module):
         super().__init__()
         for key, module in brain.modules.items():
             self.add_module(key, module)
+        self.rnns = [
+            m for m in self.modules() if isinstance(m, torch.nn.RNNBase)
+        ]
 
     def forward(self, function, *args):
         """Runs ``function(*args)``."""
         return function(*args)
+
+    def release_fast_weights(self):
+        """Points the RNNs' weight lists back at their parameters.
+
+        ``functional_call`` puts the original parameters back, but
+        ``nn.RNNBase._flat_weights`` keeps the last fast weights, and with
+        them the autograd graph of the task's inner loop, until the next
+        call: memory held between outer steps for nothing.
+        """
+        for rnn in self.rnns:
+            rnn._init_flat_weights()
 
 
 class MetaBrain(sb.Brain):
@@ -303,12 +317,14 @@ class MetaBrain(sb.Brain):
         object
             What the function returns.
         """
-        return torch.func.functional_call(
-            self._functional_model(),
-            dict(fast_weights),
-            (function, *args),
-            strict=False,
-        )
+        model = self._functional_model()
+        try:
+            return torch.func.functional_call(
+                model, dict(fast_weights), (function, *args), strict=False
+            )
+        finally:
+            if fast_weights:
+                model.release_fast_weights()
 
     def _objective(self, batch, stage):
         predictions = self.compute_forward(batch, stage)

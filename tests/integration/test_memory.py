@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import torch
-from test_fit_batch_gradients import TinyCTC, _model
+from test_fit_batch_gradients import FEATS, TinyCTC, _model
 from test_precision import ALGORITHMS, _batch
 
 from speechbrain_meta.data import Episode
@@ -26,10 +26,31 @@ def _live_tensors():
     return len(tensors), sum(t.grad_fn is not None for t in tensors)
 
 
-@pytest.mark.parametrize("name", ["maml", "metasgd"])
-def test_thirty_outer_steps_hold_no_graph_and_no_growth(name):
-    brain = TinyCTC(
-        modules={k: m.float() for k, m in _model().items()},
+class RecurrentCTC(TinyCTC):
+    """The tiny recogniser with an LSTM (whose ``_flat_weights`` list can
+    hold a task's fast weights after ``functional_call``)."""
+
+    def compute_forward(self, batch, stage):
+        x, lens = batch.x
+        x = self.modules.normalize(x, lens)
+        x = self.modules.rnn(x)[0]
+        return self.modules.net(x).log_softmax(-1), lens
+
+
+def _modules(recurrent):
+    modules = {k: m.float() for k, m in _model().items()}
+    if recurrent:
+        torch.manual_seed(1)
+        modules["rnn"] = torch.nn.LSTM(FEATS, FEATS, batch_first=True)
+    return modules
+
+
+@pytest.mark.parametrize(
+    "name, recurrent", [("maml", False), ("metasgd", False), ("maml", True)]
+)
+def test_thirty_outer_steps_hold_no_graph_and_no_growth(name, recurrent):
+    brain = (RecurrentCTC if recurrent else TinyCTC)(
+        modules=_modules(recurrent),
         opt_class=lambda p: torch.optim.Adam(p, lr=1e-3),
         hparams={"grad_accumulation_factor": 2},
         run_opts={"device": "cpu"},
