@@ -88,18 +88,21 @@ class AtomicCheckpointer(Checkpointer):
                 shutil.rmtree(leftover, ignore_errors=True)
         ckpt = super().save_checkpoint(*args, **kwargs)
         ddp_barrier()  # every process has written its files
-        if ckpt is None:
-            return None
-        final = self._final_dir
-        os.replace(ckpt.path, final)
-        return Checkpoint(
-            final,
-            ckpt.meta,
-            {
-                k: final / pathlib.Path(p).name
-                for k, p in ckpt.paramfiles.items()
-            },
-        )
+        if ckpt is not None:
+            final = self._final_dir
+            os.replace(ckpt.path, final)
+            ckpt = Checkpoint(
+                final,
+                ckpt.meta,
+                {
+                    k: final / pathlib.Path(p).name
+                    for k, p in ckpt.paramfiles.items()
+                },
+            )
+        # Every process sees the checkpoint before it goes on (to list the
+        # checkpoints to delete, for instance).
+        ddp_barrier()
+        return ckpt
 
     def _new_checkpoint_dirpath(self):
         return self._partial(super()._new_checkpoint_dirpath())

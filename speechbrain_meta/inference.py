@@ -628,6 +628,9 @@ def export_model(
         objects["update_rule"] = update_rule
     for name, obj in objects.items():
         hook = get_default_hook(obj, DEFAULT_SAVE_HOOKS)
+        # SpeechBrain's hooks run on the main process and broadcast to the
+        # others; an export runs on the main process alone: the hook itself.
+        hook = getattr(hook, "__wrapped__", hook)
         path = os.path.join(folder, f"{name}.ckpt")
         if isinstance(obj, AdaptedModel):
             # SpeechBrain's saver keeps only the adapters (the backbone

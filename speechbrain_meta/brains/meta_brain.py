@@ -661,6 +661,25 @@ class MetaBrain(sb.Brain):
             )
         return dataloader
 
+    def _wrap_distributed(self):
+        """Brain's DDP wrapping; on CPU without the SyncBatchNorm conversion.
+
+        SpeechBrain converts BatchNorm layers to ``SyncBatchNorm``, which
+        runs on GPUs only, so a CRDNN under ``torchrun`` on CPU (gloo)
+        would stop there. The meta-gradients are averaged by
+        ``optimizers_step`` anyway; on CPU each rank normalises its own
+        batches, as DDP without SyncBatchNorm does.
+        """
+        if not self.distributed_launch or self.device_type == "cuda":
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module,
+                    device_ids=None,
+                    find_unused_parameters=self.find_unused_parameters,
+                )
+
     def on_fit_start(self):
         """Brain's start of fit, refusing what functional_call cannot run."""
         if self.jit:
