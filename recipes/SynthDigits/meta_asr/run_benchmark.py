@@ -48,10 +48,11 @@ from speechbrain_meta.evaluation import (
     validate_results,
     write_results,
 )
-from speechbrain_meta.layered_yaml import load_layered_hparams
+from speechbrain_meta.layered_yaml import layer_keys, load_layered_hparams
 from speechbrain_meta.reports import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
 
 
 def _load_recipe():
@@ -186,6 +187,15 @@ def parse_args(argv):
         if not sep:
             parser.error(f"--set {item!r}: expected KEY=YAML")
         args.overrides[key.strip()] = yaml.safe_load(value)
+    known = set(layer_keys(COMMON)).union(
+        *(
+            layer_keys(os.path.join(HERE, "hparams", f"{m}.yaml"))
+            for m in methods
+        )
+    )
+    unknown = sorted(set(args.overrides) - known)
+    if unknown:
+        parser.error(f"--set {unknown}: not a setting of {methods}")
     if args.output_folder is None:
         name = "benchmark_quick" if args.quick else "benchmark"
         args.output_folder = os.path.join("results", "SynthDigits", name)
@@ -203,7 +213,17 @@ def method_overrides(args, method, seed):
     }
     if args.quick:
         overrides.update(json.loads(json.dumps(QUICK)))
-    overrides.update(json.loads(json.dumps(args.overrides)))
+    # A --set key only some methods have (inner_steps...) goes to those.
+    known = set(layer_keys(COMMON)) | set(
+        layer_keys(os.path.join(HERE, "hparams", f"{method}.yaml"))
+    )
+    overrides.update(
+        {
+            k: v
+            for k, v in json.loads(json.dumps(args.overrides)).items()
+            if k in known
+        }
+    )
     return overrides
 
 
