@@ -27,6 +27,7 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import copy
 import datetime
 import hashlib
 import os
@@ -229,6 +230,7 @@ class AdaptiveASR(Pretrained):
             != self.hparams.label_encoder.ind2lab.get(self.hparams.blank_index)
         }
         self.model_fingerprint = fingerprint(self.mods)
+        self._decoders = []  # (task state, modules with its weights)
         self.samples_per_frame = self._samples_per_frame()
 
     def _samples_per_frame(self):
@@ -261,12 +263,36 @@ class AdaptiveASR(Pretrained):
         torch.Tensor
             ``[batch, frames, labels]`` log-probabilities.
         """
-        fast = self._fast_weights(task_state)
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
         with torch.no_grad():
-            return self.brain.call_with(
-                fast, self.brain.log_probs, wavs, wav_lens
+            if task_state is None:
+                return self.brain.log_probs(wavs, wav_lens)
+            # Decoding runs a copy of the modules with the task's weights
+            # loaded (kept for the last few states): no per-call swap.
+            modules, self.brain.modules = (
+                self.brain.modules,
+                (self._adapted_modules(task_state)),
             )
+            try:
+                return self.brain.log_probs(wavs, wav_lens)
+            finally:
+                self.brain.modules = modules
+
+    def _adapted_modules(self, task_state, cache_size=4):
+        """The modules with a task state's weights in place (cached)."""
+        for i, (state, modules) in enumerate(self._decoders):
+            if state is task_state:
+                self._decoders.insert(0, self._decoders.pop(i))
+                return modules
+        modules = copy.deepcopy(self.brain.modules)
+        with torch.no_grad():
+            params = dict(modules.named_parameters())
+            for name, weight in self._fast_weights(task_state).items():
+                params[name].copy_(weight)
+        modules.eval()
+        self._decoders = [(task_state, modules)] + self._decoders
+        del self._decoders[cache_size:]
+        return modules
 
     def transcribe_batch(self, wavs, wav_lens, task_state=None):
         """Transcribes a batch (``EncoderASR`` conventions).
