@@ -108,13 +108,6 @@ def _read_csv(path, need_text):
     return items
 
 
-def _where(err, default):
-    """An error's message, naming ``default`` if it names nothing."""
-    if err.path is None:
-        return f"{default}: {err.reason}"
-    return str(err)
-
-
 def adapt_main(argv=None):
     """``speechbrain-meta-adapt``: adapt to a support set, save the state.
 

@@ -203,11 +203,9 @@ def load_manifest(
                     row["duration"] = float(row["duration"])
                 except (TypeError, ValueError):
                     reason = f"unparsable duration {row['duration']!r}"
-            if reason is not None:
-                pass
-            elif utt_id in data:
+            if reason is None and utt_id in data:
                 reason = "duplicate ID"
-            elif check:
+            elif reason is None and check:
                 reason = check_row(
                     row,
                     audio_key,

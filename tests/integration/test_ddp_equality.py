@@ -19,13 +19,13 @@ bits only.
 import copy
 import functools
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.adapters import AdaptedModel
+from test_ddp import _free_port
 
 from speechbrain_meta import (
     FOMAML,
@@ -157,12 +157,6 @@ def _train(method, rank, world_size):
     if hasattr(brain, "rule_optimizer"):
         state["rule_optimizer"] = brain.rule_optimizer.state_dict()["state"]
     return state
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank, port, out_dir, method):

@@ -363,7 +363,7 @@ def run_all(args, order):
         return seconds
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
     # The data once, before the workers read it.
-    _load_recipe().prepare_data(method_overrides(args, order[0], args.seeds[0]))
+    _load_recipe().prepare_data(method_overrides(args, "joint", args.seeds[0]))
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         pending = {
             pool.submit(_run_worker, args, first[0], seed, threads): (

@@ -481,11 +481,6 @@ def prepare_data(overrides=None):
         The real-speech manifest.
     """
     joint = os.path.join(HERE, "hparams", "joint.yaml")
-    if isinstance(overrides, dict):
-        # Keys only a method's file has (its inner_steps...) do not concern
-        # the data.
-        known = set(layer_keys(joint)) | set(layer_keys(COMMON))
-        overrides = {k: v for k, v in overrides.items() if k in known}
     hparams, _ = load_layered_hparams(joint, COMMON, overrides)
     return prepare_corpora(hparams)
 
