@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 import warnings
 
 import speechbrain as sb
@@ -52,7 +53,7 @@ def live_tensors():
     return len(tensors), sum(t.grad_fn is not None for t in tensors)
 
 
-def _episode(encoder, rng, task):
+def _episode(encoder, rng, task, dtype=torch.float32):
     def batch(n):
         utts = []
         for i in range(n):
@@ -61,7 +62,7 @@ def _episode(encoder, rng, task):
             utts.append(
                 {
                     "id": f"{task}-{i}",
-                    "sig": torch.randn(int(16000 * seconds)) * 0.1,
+                    "sig": torch.randn(int(16000 * seconds), dtype=dtype) * 0.1,
                     "tokens": torch.LongTensor(
                         encoder.encode_sequence(list(digits))
                     ),
@@ -72,12 +73,22 @@ def _episode(encoder, rng, task):
     return Episode(batch(5), batch(5), task=task)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default="results/benchmarks")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+def build(device, dtype=torch.float32):
+    """The recipe's second-order MAML brain, and 8 episodes for it.
+
+    Arguments
+    ---------
+    device : str
+        Where the model runs.
+    dtype : torch.dtype
+        The model's float type.
+
+    Returns
+    -------
+    brain : MetaBrain
+        With optimisers and global feature statistics fitted.
+    episodes : list of Episode
+    """
     out = tempfile.mkdtemp()
     hparams, _ = load_layered_hparams(
         os.path.join(RECIPE, "hparams", "maml.yaml"),
@@ -88,31 +99,60 @@ def main(argv=None):
     encoder.update_from_iterable(list("0123456789 "), sequence_input=False)
     encoder.insert_blank(index=hparams["blank_index"])
     Brain = meta_brain_class(CTCASR, hparams["meta_brain_class"])
+    modules = {k: m.to(dtype) for k, m in hparams["modules"].items()}
+    if dtype != torch.float32:
+        # SpeechBrain's Fbank builds float32 filters: features in float32,
+        # on the CPU (the same features on every device), then cast.
+        fbank = hparams["compute_features"]
+        hparams["compute_features"] = lambda wav: fbank(wav.cpu().float()).to(
+            wav.device, dtype
+        )
     brain = Brain(
-        modules=hparams["modules"],
+        modules=modules,
         opt_class=hparams["opt_class"],
         hparams=hparams,
-        run_opts={"device": args.device},
+        run_opts={"device": device},
     )
     brain.tokenizer = encoder
     brain.init_optimizers()
     rng = random.Random(0)
-    episodes = [_episode(encoder, rng, f"t{i}") for i in range(8)]
-    # Global feature statistics, as the recipe fits them before training.
+    episodes = [_episode(encoder, rng, f"t{i}", dtype) for i in range(8)]
+    # Global feature statistics, as the recipe fits them before training;
+    # without dropout, so that they are the same on every device.
     brain.modules.train()
+    for module in brain.modules.modules():
+        if isinstance(
+            module, (torch.nn.modules.dropout._DropoutNd, torch.nn.RNNBase)
+        ):
+            module.eval()
     with torch.no_grad():
         for episode in episodes:
             brain.compute_forward(episode.support.to(brain.device), None)
+    return brain, episodes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default="results/benchmarks")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    brain, episodes = build(args.device)
     accumulate = brain.grad_accumulation_factor
     cuda = args.device.startswith("cuda")
     curve = []
+    start = time.perf_counter()
     for step in range(1, args.steps * accumulate + 1):
         brain.step = step
         brain.fit_batch(episodes[step % len(episodes)])
         if step % accumulate:
             continue
         outer = step // accumulate
-        point = {"step": outer, "rss_mb": round(rss_mb(), 1)}
+        point = {
+            "step": outer,
+            "rss_mb": round(rss_mb(), 1),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
         if cuda:
             point["cuda_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
             point["cuda_peak_mb"] = round(
@@ -122,9 +162,26 @@ def main(argv=None):
             point["tensors"], point["graph_tensors"] = live_tensors()
             print(json.dumps(point), flush=True)
         curve.append(point)
+        if outer % 50 == 0:  # a run cut short still leaves its curve
+            _write(args, curve)
+    summary = _write(args, curve)
+    print("| steps | RSS at step 10 (MiB) | max RSS after (MiB) | growth | "
+          "graph tensors between steps |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    print(
+        f"| {args.steps} | {summary['rss_after_10_mb']} | "
+        f"{summary['rss_max_after_10_mb']} | "
+        f"{summary['rss_growth_after_10_mb']} | "
+        f"{summary['graph_tensors_between_steps']} |"
+    )
+    return summary
+
+
+def _write(args, curve):
+    """Summarises the curve so far and writes ``memory.json``."""
     settled = [p["rss_mb"] for p in curve[10:]]
     summary = {
-        "steps": args.steps,
+        "steps": len(curve),
         "device": args.device,
         "rss_after_10_mb": settled[0] if settled else None,
         "rss_max_after_10_mb": max(settled) if settled else None,
@@ -135,15 +192,14 @@ def main(argv=None):
             p.get("graph_tensors", 0) for p in curve
         ),
     }
-    print("| steps | RSS at step 10 (MiB) | max RSS after (MiB) | growth | "
-          "graph tensors between steps |")  # fmt: skip
-    print("|---|---|---|---|---|")
-    print(
-        f"| {args.steps} | {summary['rss_after_10_mb']} | "
-        f"{summary['rss_max_after_10_mb']} | "
-        f"{summary['rss_growth_after_10_mb']} | "
-        f"{summary['graph_tensors_between_steps']} |"
-    )
+    cuda = [p["cuda_peak_mb"] for p in curve[10:] if "cuda_peak_mb" in p]
+    if cuda:
+        summary["cuda_peak_after_10_mb"] = cuda[0]
+        summary["cuda_peak_growth_after_10_mb"] = round(cuda[-1] - cuda[0], 1)
+        allocated = [p["cuda_mb"] for p in curve[10:]]
+        summary["cuda_allocated_growth_after_10_mb"] = round(
+            max(allocated) - allocated[0], 1
+        )
     os.makedirs(args.json, exist_ok=True)
     with open(os.path.join(args.json, "memory.json"), "w") as f:
         json.dump({"summary": summary, "curve": curve}, f, indent=1)

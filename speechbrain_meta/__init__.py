@@ -38,7 +38,7 @@ from speechbrain_meta.brains import (
     meta_brain_class,
 )
 from speechbrain_meta.data import Episode, EpisodeCollate, TaskSampler
-from speechbrain_meta.inner import InnerLoop, StatisticsGuard
+from speechbrain_meta.inner import CudnnRNNGuard, InnerLoop, StatisticsGuard
 from speechbrain_meta.losses import ctc_loss, ctc_loss_pure
 from speechbrain_meta.update_rules import (
     SGD,
@@ -95,6 +95,7 @@ __all__ = [
     "TaskSampler",
     "InnerLoop",
     "StatisticsGuard",
+    "CudnnRNNGuard",
     "ctc_loss",
     "ctc_loss_pure",
     "SGD",

@@ -131,6 +131,66 @@ class StatisticsGuard:
         return False
 
 
+class CudnnRNNGuard:
+    """cuDNN off in the forward of the RNNs that need it, and only there.
+
+    cuDNN's RNN kernels have no double backward, and no backward at all
+    after a forward in eval mode. Inside this guard, each RNN of ``module``
+    (``torch.nn.RNNBase``: SpeechBrain's ``LSTM``/``GRU``/``RNN`` hold
+    one) runs its forward with cuDNN off when ``double_backward`` is set or
+    the RNN is in eval mode, so that PyTorch's native kernels build a graph
+    that can be differentiated; convolutions and normalisations keep cuDNN
+    (their double backward exists). Nothing changes on the CPU.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The module tree whose RNNs are guarded.
+    double_backward : bool
+        Whether the forward's graph will be differentiated twice.
+
+    Example
+    -------
+    >>> rnn = torch.nn.LSTM(3, 4).eval()
+    >>> with CudnnRNNGuard(rnn):
+    ...     out, _ = rnn(torch.randn(5, 1, 3, requires_grad=True))
+    >>> out.shape
+    torch.Size([5, 1, 4])
+    >>> torch.backends.cudnn.enabled  # restored after each forward
+    True
+    """
+
+    def __init__(self, module, double_backward=False):
+        self.rnns = [
+            m for m in module.modules() if isinstance(m, torch.nn.RNNBase)
+        ]
+        self.double_backward = double_backward
+        self._handles = []
+        self._saved = []
+
+    def _before(self, rnn, args):
+        self._saved.append(torch.backends.cudnn.enabled)
+        if self.double_backward or not rnn.training:
+            torch.backends.cudnn.enabled = False
+
+    def _after(self, rnn, args, output):
+        torch.backends.cudnn.enabled = self._saved.pop()
+
+    def __enter__(self):
+        for rnn in self.rnns:
+            self._handles.append(rnn.register_forward_pre_hook(self._before))
+            self._handles.append(
+                rnn.register_forward_hook(self._after, always_call=True)
+            )
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return False
+
+
 class InnerLoop(torch.nn.Module):
     """Adapts fast weights to a support set by a few update-rule steps.
 

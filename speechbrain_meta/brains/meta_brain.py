@@ -30,7 +30,11 @@ from speechbrain_meta.checkpoints import Counters, RandomState
 from speechbrain_meta.data.episode import Episode
 from speechbrain_meta.data.sampler import TaskSampler
 from speechbrain_meta.distributed import all_reduce_gradients, world
-from speechbrain_meta.inner import NonFiniteInnerLoss, StatisticsGuard
+from speechbrain_meta.inner import (
+    CudnnRNNGuard,
+    NonFiniteInnerLoss,
+    StatisticsGuard,
+)
 from speechbrain_meta.losses import differentiable_ctc
 
 logger = get_logger(__name__)
@@ -194,6 +198,9 @@ class MetaBrain(sb.Brain):
             )
         self.skipped_episodes = 0
         self.diverged_adaptations = 0
+        # fp16: the inner gradients' own loss scale (see _inner_loss_scale).
+        self.inner_loss_scale = None
+        self._inner_scale_streak = 0
         if self.checkpointer is not None:
             # An exact resume: the random generators (dropout) and the
             # counters continue where the checkpoint was taken (optional:
@@ -204,7 +211,14 @@ class MetaBrain(sb.Brain):
             )
             self.checkpointer.add_recoverable(
                 "meta_counters",
-                Counters(self, ["skipped_episodes", "diverged_adaptations"]),
+                Counters(
+                    self,
+                    [
+                        "skipped_episodes",
+                        "diverged_adaptations",
+                        "inner_loss_scale",
+                    ],
+                ),
                 optional_load=True,
             )
         self._functional = None
@@ -363,16 +377,30 @@ class MetaBrain(sb.Brain):
         """
         if support is None:
             return [params] if keep_steps else params
-        return inner_loop.adapt(
-            lambda fast, batch: self.task_loss(fast, batch, sb.Stage.TRAIN),
-            params,
-            support,
-            inner_steps=inner_steps,
-            first_order=first_order,
-            keep_steps=keep_steps,
-            forward_context=self._inner_forward_context,
-            loss_scale=self._inner_loss_scale(),
-        )
+        while True:
+            scale = self._inner_loss_scale()
+            try:
+                fast = inner_loop.adapt(
+                    lambda fast, batch: self.task_loss(
+                        fast, batch, sb.Stage.TRAIN
+                    ),
+                    params,
+                    support,
+                    inner_steps=inner_steps,
+                    first_order=first_order,
+                    keep_steps=keep_steps,
+                    forward_context=self._inner_forward_context,
+                    loss_scale=scale,
+                )
+            except NonFiniteInnerLoss as err:
+                if err.what != "gradient" or scale <= 1.0:
+                    raise
+                # An overflow of the scaled fp16 gradients, not a
+                # divergence: back off and run the task again.
+                self._inner_scale_backoff(scale, err)
+                continue
+            self._inner_scale_growth(scale)
+            return fast
 
     # ------------------------------------------------------------------
     # Brain overrides.
@@ -412,7 +440,8 @@ class MetaBrain(sb.Brain):
         # them are written outside the DDP wrappers' forward.
         with self.no_sync(True):
             try:
-                with self.training_ctx:
+                # (An RNN in eval mode is differentiated without cuDNN.)
+                with self.training_ctx, self._cudnn_rnn_guard():
                     objective, reported = self.meta_algorithm.outer_loss(
                         self, episode, self.optimizer_step
                     )
@@ -732,21 +761,54 @@ class MetaBrain(sb.Brain):
 
         Normalisation statistics are guarded (the inner loop must not update
         them k times per task); when a double backward follows, the CTC loss
-        is the twice-differentiable one and cuDNN (whose RNNs have no double
-        backward) is off.
+        is the twice-differentiable one. The RNNs run without cuDNN where
+        its kernels cannot be differentiated (``CudnnRNNGuard``).
         """
         with StatisticsGuard(self.modules), differentiable_ctc(create_graph):
-            if create_graph and self.device_type == "cuda":
-                with torch.backends.cudnn.flags(enabled=False):
-                    yield
-            else:
+            with self._cudnn_rnn_guard(create_graph):
                 yield
 
+    def _cudnn_rnn_guard(self, double_backward=False):
+        """``CudnnRNNGuard`` of the modules on CUDA; nothing elsewhere."""
+        if self.device_type != "cuda":
+            return contextlib.nullcontext()
+        return CudnnRNNGuard(self.modules, double_backward)
+
     def _inner_loss_scale(self):
-        """Manual fp16 loss scale for the inner gradients (GradScaler's)."""
-        if self.scaler.is_enabled():
-            return float(self.scaler.get_scale())
-        return 1.0
+        """The manual fp16 loss scale of the inner gradients; 1 otherwise.
+
+        The inner ``autograd.grad`` is scaled by hand (GradScaler only sees
+        the outer backward). It has its own dynamic scale, as GradScaler
+        keeps one for the outer step: it starts at the GradScaler's, halves
+        on an overflow of the inner gradients (the task is run again, see
+        ``adapt``) and doubles after ``growth_interval`` clean adaptations.
+        The outer scale is left alone: gradients already accumulated in the
+        meta-batch are scaled by it.
+        """
+        if not self.scaler.is_enabled():
+            return 1.0
+        if self.inner_loss_scale is None:
+            self.inner_loss_scale = float(self.scaler.get_scale())
+        return self.inner_loss_scale
+
+    def _inner_scale_backoff(self, scale, err):
+        self.inner_loss_scale = scale * self.scaler.get_backoff_factor()
+        self._inner_scale_streak = 0
+        logger.info(
+            "fp16 inner gradients overflowed (%s) at loss scale %g: "
+            "retrying the task at %g",
+            err,
+            scale,
+            self.inner_loss_scale,
+        )
+
+    def _inner_scale_growth(self, scale):
+        if not self.scaler.is_enabled():
+            return
+        self._inner_scale_streak += 1
+        if self._inner_scale_streak >= self.scaler.get_growth_interval():
+            self.inner_loss_scale = scale * self.scaler.get_growth_factor()
+            self._inner_scale_streak = 0
 
     def _check_episode(self, batch):
         if batch.query is None and self.meta_algorithm.needs_query:

@@ -14,6 +14,10 @@ constant factor). Tolerance: float64, ``rtol=1e-9``: the two runs add the
 same per-task gradients in another order (``(g0+g1)/2`` and ``(g2+g3)/2``
 averaged over ranks, against ``g0/4+...+g3/4``), which changes the last
 bits only.
+
+``SBM_TEST_DEVICE=cuda`` runs it on GPUs (rank r on ``cuda:r`` modulo the
+GPUs there are) with ``SBM_TEST_BACKEND`` (default nccl; NCCL needs one
+GPU per rank).
 """
 
 import copy
@@ -40,6 +44,10 @@ from speechbrain_meta import (
 from speechbrain_meta.data import Episode
 from speechbrain_meta.task_params import LHUC, insert_adapters
 
+DEVICE = os.environ.get("SBM_TEST_DEVICE", "cpu")
+BACKEND = os.environ.get(
+    "SBM_TEST_BACKEND", "nccl" if DEVICE.startswith("cuda") else "gloo"
+)
 TASKS_PER_META_BATCH = 4
 META_BATCHES = 3
 METHODS = ["fomaml", "reptile", "maml", "metasgd", "lhuc"]
@@ -62,7 +70,13 @@ def _sgd(params):
     return torch.optim.SGD(params, lr=0.05, momentum=0.9)
 
 
-def _brain(method, accumulate):
+def _device(rank):
+    if DEVICE.startswith("cuda"):
+        return f"cuda:{rank % torch.cuda.device_count()}"
+    return DEVICE
+
+
+def _brain(method, accumulate, rank=0):
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)
@@ -96,13 +110,20 @@ def _brain(method, accumulate):
         modules=modules,
         opt_class=_sgd,
         hparams={"grad_accumulation_factor": accumulate},
-        run_opts={"device": "cpu", "distributed_backend": "gloo"},
+        run_opts={"device": _device(rank), "distributed_backend": BACKEND},
         meta_algorithm=algorithm,
         **extra,
     )
     # As fit() does: DDP wrappers under a process group, then optimisers.
     brain.on_fit_start()
     return brain
+
+
+def _cpu(tree):
+    """A nest of dicts of tensors, on the CPU (ranks may use other GPUs)."""
+    if isinstance(tree, dict):
+        return {k: _cpu(v) for k, v in tree.items()}
+    return tree.cpu() if isinstance(tree, torch.Tensor) else tree
 
 
 def _unwrapped(state):
@@ -131,7 +152,7 @@ def _episodes():
 def _train(method, rank, world_size):
     """Runs the meta-batches; this rank's share of each one's tasks."""
     per_rank = TASKS_PER_META_BATCH // world_size
-    brain = _brain(method, accumulate=per_rank)
+    brain = _brain(method, accumulate=per_rank, rank=rank)
     initial = copy.deepcopy(_unwrapped(brain.modules.state_dict()))
     episodes = _episodes()
     brain.step = 0
@@ -156,7 +177,7 @@ def _train(method, rank, world_size):
     }
     if hasattr(brain, "rule_optimizer"):
         state["rule_optimizer"] = brain.rule_optimizer.state_dict()["state"]
-    return state
+    return _cpu(state)
 
 
 def _worker(rank, port, out_dir, method):
@@ -169,7 +190,9 @@ def _worker(rank, port, out_dir, method):
     )
     from speechbrain_meta.distributed import init_process_group
 
-    init_process_group({"device": "cpu", "distributed_backend": "gloo"})
+    init_process_group(
+        {"device": _device(rank), "distributed_backend": BACKEND}
+    )
     torch.save(_train(method, rank, 2), os.path.join(out_dir, f"{rank}.pt"))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()

@@ -7,16 +7,22 @@ recipe's ``compute_forward``/``compute_objectives``, the statistics guard,
 the switch to the twice-differentiable CTC, and the division by
 ``grad_accumulation_factor``. The gradient it leaves in ``.grad`` is
 compared with central finite differences of the outer objective (MAML, a
-learned rule) or with the closed form (FOMAML, Reptile).
+learned rule) or with the closed form (FOMAML, Reptile); second-order
+MAML also through SpeechBrain's LSTM (on CUDA, where cuDNN's RNNs have no
+double backward, the inner loop turns cuDNN off).
+
+``SBM_TEST_DEVICE=cuda`` runs these tests on a GPU.
 """
 
 import copy
+import os
 from collections import OrderedDict
 
 import pytest
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.normalization import BatchNorm1d
+from speechbrain.nnet.RNN import LSTM
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_meta import (
@@ -33,12 +39,15 @@ from speechbrain_meta.losses import ctc_loss
 
 FEATS, HIDDEN, LABELS = 3, 5, 4
 ACCUMULATE = 2
+DEVICE = os.environ.get("SBM_TEST_DEVICE", "cpu")
 
 
 class TinyCTC(MetaBrain):
     def compute_forward(self, batch, stage):
         x, lens = batch.x
-        x = self.modules.normalize(x, lens)
+        x = self.modules.normalize(x.to(self.device), lens.to(self.device))
+        if "rnn" in self.modules:
+            x, _ = self.modules.rnn(x)
         return self.modules.net(x).log_softmax(-1), lens
 
     def compute_objectives(self, predictions, batch, stage):
@@ -47,18 +56,23 @@ class TinyCTC(MetaBrain):
         return ctc_loss(log_probs, tokens, lens, token_lens, blank_index=0)
 
 
-def _model():
+def _model(recurrent=False):
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Linear(FEATS, HIDDEN),
+        torch.nn.Linear(HIDDEN if recurrent else FEATS, HIDDEN),
         BatchNorm1d(input_size=HIDDEN),
         torch.nn.Tanh(),
         torch.nn.Linear(HIDDEN, LABELS),
     )
-    return {
+    modules = {
         "normalize": InputNormalization(norm_type="global").double(),
         "net": net.double(),
     }
+    if recurrent:
+        modules["rnn"] = LSTM(
+            hidden_size=HIDDEN, input_shape=[None, None, FEATS]
+        ).double()
+    return modules
 
 
 def _batch(gen, n, offset):
@@ -86,12 +100,15 @@ def _episode(seed=0):
     return Episode(_batch(gen, 4, 0), _batch(gen, 3, 10), task="t")
 
 
-def _brain(algorithm, **kwargs):
+def _brain(algorithm, recurrent=False, train_mode=True, **kwargs):
     brain = TinyCTC(
-        modules=_model(),
+        modules=_model(recurrent),
         opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
-        hparams={"grad_accumulation_factor": ACCUMULATE},
-        run_opts={"device": "cpu"},
+        hparams={
+            "grad_accumulation_factor": ACCUMULATE,
+            "adapt_in_train_mode": train_mode,
+        },
+        run_opts={"device": DEVICE},
         meta_algorithm=algorithm,
         **kwargs,
     )
@@ -139,7 +156,7 @@ def _directional_fd(brain, episode, tensors, direction, eps=1e-5):
         with torch.no_grad():
             for t, t0, d in zip(tensors, start, direction):
                 t.copy_(t0 + sign * eps * d)
-        brain.modules.train()
+        brain.modules.train(brain.hparams.adapt_in_train_mode)  # as fit_batch
         objective, _ = brain.meta_algorithm.outer_loss(brain, episode, 0)
         values.append(float(objective.detach()))
     _restore(brain, saved)
@@ -149,7 +166,7 @@ def _directional_fd(brain, episode, tensors, direction, eps=1e-5):
     return (values[0] - values[1]) / (2 * eps)
 
 
-def _check_against_fd(brain, episode, tensors, n_directions=3):
+def _check_against_fd(brain, episode, tensors, n_directions=3, eps=1e-5):
     saved = _statistics(brain)
     _fit_batch_gradient(brain, episode)
     grads = [t.grad.detach().clone() for t in tensors]
@@ -158,10 +175,11 @@ def _check_against_fd(brain, episode, tensors, n_directions=3):
     gen = torch.Generator().manual_seed(11)
     for _ in range(n_directions):
         direction = [
-            torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in tensors
+            torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)
+            for t in tensors
         ]
         analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction))
-        numeric = _directional_fd(brain, episode, tensors, direction)
+        numeric = _directional_fd(brain, episode, tensors, direction, eps)
         # fit_batch divides by the meta-batch size (gradient accumulation).
         assert ACCUMULATE * analytic == pytest.approx(
             numeric, rel=1e-6, abs=1e-9
@@ -174,6 +192,22 @@ def test_second_order_maml_gradient_through_fit_batch():
     _check_against_fd(brain, _episode(), params)
 
 
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_second_order_maml_gradient_through_an_lstm(train_mode):
+    """Through an LSTM, in train and in eval mode (on CUDA, its double
+    backward and its eval-mode backward need cuDNN off)."""
+    brain = _brain(
+        MAML(InnerLoop(inner_steps=2, inner_lr=0.3)),
+        recurrent=True,
+        train_mode=train_mode,
+    )
+    params = [p for p in brain.modules.parameters()]
+    assert any("rnn" in n for n, _ in brain.modules.named_parameters())
+    # The LSTM's third derivatives are larger: the central difference's
+    # O(eps^2) error is 4e-7 relative at eps=1e-5, 3e-9 at 1e-6.
+    _check_against_fd(brain, _episode(), params, eps=1e-6)
+
+
 def test_learned_rule_gradients_through_fit_batch():
     """Meta-SGD, second order: to the rates and to the initialisation."""
     brain = _brain(
@@ -183,7 +217,7 @@ def test_learned_rule_gradients_through_fit_batch():
     assert "update_rule" in brain.optimizers_dict
     with torch.no_grad():  # rates that differ per element
         for raw in brain.update_rule.raw_lr.values():
-            raw.add_(0.3 * torch.randn(raw.shape, dtype=raw.dtype))
+            raw.add_(0.3 * torch.randn(raw.shape, dtype=raw.dtype).to(raw))
     rates = list(brain.update_rule.parameters())
     _check_against_fd(brain, _episode(1), rates)
     _check_against_fd(brain, _episode(1), list(brain.modules.parameters()))

@@ -1,5 +1,7 @@
 """SIGKILL at random points (mid meta-batch, during a save), resume: the
-final state equals an uninterrupted run's, bitwise, with dropout on."""
+final state (weights, learned rates, both Adam optimisers, the Noam
+schedule, the random generators) equals an uninterrupted run's, bitwise,
+with dropout on."""
 
 import os
 import random
@@ -67,10 +69,19 @@ def test_sigkill_anywhere_then_resume_is_exact(tmp_path):
     assert resumed["steps"] == full["steps"]
     for key, value in full["modules"].items():
         assert torch.equal(value, resumed["modules"][key]), key
-    for pid, state in full["optimizer"]["state"].items():
-        for name, value in state.items():
-            assert torch.equal(
-                torch.as_tensor(value),
-                torch.as_tensor(resumed["optimizer"]["state"][pid][name]),
-            ), (pid, name)
+    for key, value in full["rule"].items():  # the learned rates
+        assert torch.equal(value, resumed["rule"][key]), key
+    assert not torch.allclose(
+        full["rule"][key], torch.full_like(full["rule"][key], 0.1).log()
+    )  # they were trained
+    for optimizer in ("optimizer", "rule_optimizer"):
+        for pid, state in full[optimizer]["state"].items():
+            for name, value in state.items():
+                assert torch.equal(
+                    torch.as_tensor(value),
+                    torch.as_tensor(resumed[optimizer]["state"][pid][name]),
+                ), (optimizer, pid, name)
+    # The schedule resumed at its step: the same learning rate at the end.
+    assert full["scheduler_steps"] == resumed["scheduler_steps"] == 8
+    assert full["lr"] == resumed["lr"]
     assert torch.equal(full["rng"], resumed["rng"])
