@@ -175,7 +175,9 @@ class CTCASR(sb.Brain):
             )
 
 
-def add_ctc_pipelines(datasets, label_encoder_file, blank_index, train="train"):
+def add_ctc_pipelines(
+    datasets, label_encoder_file, blank_index, train="train", labels=None
+):
     """Audio and character pipelines, and the label encoder of the training set.
 
     Arguments
@@ -188,6 +190,9 @@ def add_ctc_pipelines(datasets, label_encoder_file, blank_index, train="train"):
         The CTC blank's index.
     train : str
         The split whose characters make the label set.
+    labels : iterable of str, optional
+        The label set itself (a corpus's alphabet, the same whatever
+        subset of it is read), in place of the training set's characters.
 
     Returns
     -------
@@ -205,6 +210,11 @@ def add_ctc_pipelines(datasets, label_encoder_file, blank_index, train="train"):
     ...     data, os.path.join(tempfile.mkdtemp(), "labels.txt"), 0)
     >>> sorted(encoder.lab2ind)
     [' ', '1', '2', '<blank>']
+    >>> encoder = add_ctc_pipelines(
+    ...     data, os.path.join(tempfile.mkdtemp(), "labels.txt"), 0,
+    ...     labels="0123456789 ")
+    >>> len(encoder)
+    12
     """
 
     @sb.utils.data_pipeline.takes("wav")
@@ -224,11 +234,14 @@ def add_ctc_pipelines(datasets, label_encoder_file, blank_index, train="train"):
     all_sets = list(datasets.values())
     sb.dataio.dataset.add_dynamic_item(all_sets, audio_pipeline)
     sb.dataio.dataset.add_dynamic_item(all_sets, text_pipeline)
+    if labels is None:
+        source = {"from_didatasets": [datasets[train]], "sequence_input": True}
+    else:
+        source = {"from_iterables": [sorted(labels)], "sequence_input": False}
     label_encoder.load_or_create(
         path=label_encoder_file,
-        from_didatasets=[datasets[train]],
         output_key="char_list",
         special_labels={"blank_label": blank_index},
-        sequence_input=True,
+        **source,
     )
     return label_encoder

@@ -198,6 +198,7 @@ class MetaBrain(sb.Brain):
             )
         self.skipped_episodes = 0
         self.diverged_adaptations = 0
+        self.nonfinite_count = 0  # Brain resets it each epoch, in fit()
         # fp16: the inner gradients' own loss scale (see _inner_loss_scale).
         self.inner_loss_scale = None
         self._inner_scale_streak = 0

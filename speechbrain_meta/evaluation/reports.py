@@ -119,7 +119,7 @@ def _table(rows):
                 settings = describe_adaptation(r.get("adaptation"))
         cells += [settings, f"{params:,}", f"{secs:.2f}"]
         table.append(cells)
-    wer = "WER % (digit error rate): " + "; ".join(
+    wer = "WER %: " + "; ".join(
         m
         + " "
         + ", ".join(

@@ -79,6 +79,7 @@ def main(argv):
         hparams=hparams,
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
+        meta_algorithm=hparams["meta_algorithm"],
     )
     asr_brain.tokenizer = tokenizer
     asr_brain.fit(

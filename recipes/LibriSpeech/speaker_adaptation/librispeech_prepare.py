@@ -1,0 +1,196 @@
+"""Data preparation for LibriSpeech k-shot speaker adaptation.
+
+Reads the corpus as it is distributed (``<data_folder>/<split>/<speaker>/
+<chapter>/<speaker>-<chapter>-<nnnn>.flac`` and one
+``<speaker>-<chapter>.trans.txt`` per chapter) and writes SpeechBrain CSV
+manifests (``ID,duration,wav,spk_id,wrd``; the speaker is the task) to
+``save_folder``: one per split, and ``train.csv``, ``dev.csv``,
+``test.csv`` merging the splits of each role.
+
+Every transcript line is checked here, in seconds, before any training: a
+line whose audio file is missing, unreadable or empty, an empty transcript,
+characters outside LibriSpeech's (``A-Z``, apostrophe, space). Each bad
+line is named with its file and line number, counted and skipped; a
+summary is printed and written to ``prepare_summary.json``. Rerunning with
+the same settings skips the preparation.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import csv
+import glob
+import json
+import os
+
+import soundfile as sf
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.data.checks import BadInput, check_transcript
+
+logger = get_logger(__name__)
+
+LABELS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ")
+ROLES = ("train", "dev", "test")
+MAX_LOGGED = 20
+
+
+def prepare_librispeech(
+    data_folder,
+    save_folder,
+    tr_splits=("train-clean-100",),
+    dev_splits=("dev-clean",),
+    te_splits=("test-clean",),
+    skip_prep=False,
+):
+    """Writes the manifests of the listed splits, unless already done.
+
+    Arguments
+    ---------
+    data_folder : str
+        The folder holding the split folders (``.../LibriSpeech``).
+    save_folder : str
+        Where the CSVs and ``prepare_summary.json`` go.
+    tr_splits, dev_splits, te_splits : list of str
+        The splits whose speakers are meta-train, meta-dev and meta-test
+        tasks.
+    skip_prep : bool
+        Do nothing (manifests prepared elsewhere).
+
+    Returns
+    -------
+    dict or None
+        The summary (per split: speakers, utterances, hours, skipped lines
+        by reason), or None with ``skip_prep``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_meta.data.standins import librispeech_standin
+    >>> corpus, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> _ = librispeech_standin(
+    ...     corpus, {"dev-clean": 1}, utterances_per_chapter=2)
+    >>> summary = prepare_librispeech(corpus, out, [], ["dev-clean"], [])
+    >>> summary["splits"]["dev-clean"]["utterances"]
+    2
+    """
+    if skip_prep:
+        return None
+    config = {
+        "data_folder": os.path.abspath(data_folder),
+        "splits": {
+            "train": list(tr_splits),
+            "dev": list(dev_splits),
+            "test": list(te_splits),
+        },
+    }
+    summary_path = os.path.join(save_folder, "prepare_summary.json")
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            done = json.load(f)
+        if done.get("config") == config and all(
+            os.path.isfile(os.path.join(save_folder, f"{r}.csv")) for r in ROLES
+        ):
+            logger.info("LibriSpeech manifests already in %s", save_folder)
+            return done
+    os.makedirs(save_folder, exist_ok=True)
+    summary = {"config": config, "splits": {}}
+    for role in ROLES:
+        rows = []
+        for split in config["splits"][role]:
+            split_rows, summary["splits"][split] = _prepare_split(
+                os.path.join(data_folder, split)
+            )
+            _write_csv(os.path.join(save_folder, f"{split}.csv"), split_rows)
+            rows += split_rows
+        _write_csv(os.path.join(save_folder, f"{role}.csv"), rows)
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+    _print_summary(summary)
+    return summary
+
+
+def _prepare_split(split_folder):
+    """The manifest rows of one split, and its summary."""
+    if not os.path.isdir(split_folder):
+        raise FileNotFoundError(
+            f"LibriSpeech split folder {split_folder} not found: "
+            "data_folder must hold the split folders (e.g. train-clean-100)"
+        )
+    transcripts = sorted(
+        glob.glob(os.path.join(split_folder, "*", "*", "*.trans.txt"))
+    )
+    if not transcripts:
+        raise FileNotFoundError(f"No *.trans.txt under {split_folder}")
+    rows, skipped = [], {}
+    for trans in transcripts:
+        folder = os.path.dirname(trans)
+        with open(trans, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                row, reason = _row(folder, line)
+                if reason is None:
+                    rows.append(row)
+                    continue
+                n_skipped = sum(len(v) for v in skipped.values())
+                skipped.setdefault(reason.split(":")[0], []).append(
+                    f"{trans}:{line_no}"
+                )
+                if n_skipped < MAX_LOGGED:
+                    logger.warning("%s:%d: %s: skipped", trans, line_no, reason)
+    return rows, {
+        "speakers": len({r["spk_id"] for r in rows}),
+        "utterances": len(rows),
+        "hours": round(sum(r["duration"] for r in rows) / 3600, 4),
+        "skipped": {k: len(v) for k, v in skipped.items()},
+        "skipped_lines": skipped,
+    }
+
+
+def _row(folder, line):
+    """The manifest row of one transcript line, or why there is none."""
+    parts = line.strip().split(" ", 1)
+    utt_id = parts[0]
+    text = parts[1].strip() if len(parts) > 1 else ""
+    wav = os.path.join(folder, utt_id + ".flac")
+    if not os.path.isfile(wav):
+        return None, f"missing audio file: {wav}"
+    try:
+        info = sf.info(wav)
+    except Exception as err:  # soundfile raises several types
+        return None, f"unreadable audio file: {wav} ({err})"
+    if info.frames <= 0:
+        return None, f"empty audio file: {wav}"
+    try:
+        text = check_transcript(text, LABELS)
+    except BadInput as err:
+        return None, err.reason
+    return {
+        "ID": utt_id,
+        "duration": info.frames / info.samplerate,
+        "wav": wav,
+        "spk_id": utt_id.split("-")[0],
+        "wrd": text,
+    }, None
+
+
+def _write_csv(path, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(
+            f, fieldnames=["ID", "duration", "wav", "spk_id", "wrd"]
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)  # never a half-written manifest
+
+
+def _print_summary(summary):
+    print("LibriSpeech preparation:")
+    for split, s in summary["splits"].items():
+        skipped = ", ".join(f"{k}: {v}" for k, v in s["skipped"].items())
+        print(
+            f"  {split}: {s['speakers']} speakers, {s['utterances']} "
+            f"utterances, {s['hours']} h; skipped {skipped or 'none'}"
+        )

@@ -1,0 +1,445 @@
+"""The steps the meta-ASR recipes share.
+
+A recipe's ``train.py`` prepares its corpus and manifests, reads its
+hparams, and takes these steps in order (``recipes/*/.../train.py``):
+
+1. ``load_joint_model``: the warm start of the meta-learners and the model
+   the baselines adapt, trained first (``joint.yaml``) if it is missing;
+2. ``speechbrain_meta.task_params.insert_adapters`` for the methods with
+   task parameters or adapters;
+3. ``train_method``: meta-training, joint training, or none;
+4. ``choose_adaptations``: each method's adaptation settings, chosen on the
+   meta-dev tasks;
+5. ``few_shot_evaluation``: the few-shot protocol on the evaluation sets;
+6. ``speechbrain_meta.inference.export_run``: the model for
+   ``AdaptiveASR``.
+
+Every trained model is selected by the same criterion: CER on meta-dev
+episodes after adapting with its own rule.
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import glob
+import os
+
+import speechbrain as sb
+import torch
+import yaml
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.asr import CTCASR
+from speechbrain_meta.evaluation import (
+    FewShotProtocol,
+    cached_results,
+    candidate_adaptations,
+    select_adaptation,
+    write_results,
+)
+from speechbrain_meta.interpret import learned_rates, write_rate_report
+from speechbrain_meta.layered_yaml import layer_keys
+
+logger = get_logger(__name__)
+
+# Settings no method file changes (the shared file's defaults), and the
+# run's own folders: never handed on to the joint model's run.
+RUN_KEYS = {
+    "output_folder", "save_folder", "train_log", "run_few_shot",
+    "opt_class", "meta_algorithm", "meta_brain_class",
+}  # fmt: skip
+
+
+class WarmStartASR(CTCASR):
+    """The CTC recogniser; the joint model marks the meta-learners' start.
+
+    The joint run's validation checkpoint of epoch ``warm_start_epoch`` is
+    kept for good and marked ``warm_start``: the meta-learners start there
+    and meta-train for the remaining epochs (the same number of updates).
+
+    Example
+    -------
+    >>> issubclass(WarmStartASR, CTCASR)
+    True
+    """
+
+    def checkpoint_meta(self, stats, epoch):
+        """Validation checkpoint meta: the meta-learners' starting point.
+
+        Arguments
+        ---------
+        stats : dict
+            Validation statistics.
+        epoch : int
+            The epoch.
+
+        Returns
+        -------
+        dict
+        """
+        meta = super().checkpoint_meta(stats, epoch)
+        warm_start = getattr(self.hparams, "warm_start_epoch", None)
+        if self.hparams.training == "joint" and epoch == warm_start:
+            meta.update(warm_start=True, keep=True)
+        return meta
+
+
+def joint_overrides(overrides, joint_folder, hparams_dir):
+    """The overrides of a run that its joint model's run shares.
+
+    A key some method file of ``hparams_dir`` sets (``lr``, ``inner_lr``,
+    ``meta``...) is the method's own setting, not handed on.
+
+    Arguments
+    ---------
+    overrides : dict or str
+        The run's overrides (yaml text or a dict).
+    joint_folder : str
+        The joint model's output folder.
+    hparams_dir : str
+        The recipe's folder of method files.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "maml.yaml"), "w") as f:
+    ...     _ = f.write("inner_lr: 0.1")
+    >>> joint_overrides({"seed": 3, "inner_lr": 0.5}, "joint/3", folder)
+    {'seed': 3, 'output_folder': 'joint/3', 'run_few_shot': False}
+    """
+    if isinstance(overrides, dict):
+        parsed = dict(overrides)
+    else:
+        parsed = yaml.safe_load(overrides or "") or {}
+    method_files = sorted(glob.glob(os.path.join(hparams_dir, "*.yaml")))
+    method_keys = RUN_KEYS.union(*(layer_keys(f) for f in method_files))
+    shared = {k: v for k, v in parsed.items() if k not in method_keys}
+    shared.update(output_folder=joint_folder, run_few_shot=False)
+    return shared
+
+
+def load_joint_model(hparams, train_joint):
+    """Loads the joint model of ``warm_start_epoch`` into the modules.
+
+    Meta-learners (``training: meta``) take the checkpoint marked
+    ``warm_start``; the baselines built on the joint model its selected
+    one. Loading goes through SpeechBrain's ``Pretrainer`` from the local
+    checkpoint.
+
+    Arguments
+    ---------
+    hparams : dict
+        The run's hparams (``joint_folder``, ``training``, ``modules``,
+        ``save_folder``, ``output_folder``).
+    train_joint : callable
+        Trains the joint model (``train_joint()``) when its folder holds
+        no checkpoint yet.
+
+    Returns
+    -------
+    speechbrain.utils.checkpoints.Checkpoint
+        The checkpoint loaded.
+    """
+    joint_save = os.path.join(hparams["joint_folder"], "save")
+    checkpointer = sb.utils.checkpoints.Checkpointer(joint_save)
+    if hparams["training"] == "meta":
+        # Same total number of updates as joint training.
+        def wanted(c):
+            return bool(c.meta.get("warm_start"))
+    else:
+
+        def wanted(c):
+            return True
+
+    def find():
+        return checkpointer.find_checkpoint(
+            min_key="CER", ckpt_predicate=wanted
+        )
+
+    if find() is None:
+        logger.info("No joint model in %s: training it first", joint_save)
+        train_joint()
+        # The joint run sent the log to its own folder: back to this one.
+        sb.utils.logger.setup_logging(
+            sb.core.DEFAULT_LOG_CONFIG,
+            {
+                "handlers": {
+                    "file_handler": {
+                        "filename": os.path.join(
+                            hparams["output_folder"], "log.txt"
+                        )
+                    }
+                }
+            },
+        )
+        logger.info("Back from training the joint model")
+    ckpt = find()
+    if ckpt is None:
+        raise RuntimeError(f"No joint-model checkpoint in {joint_save}")
+    pretrainer = sb.utils.parameter_transfer.Pretrainer(
+        collect_in=os.path.join(hparams["save_folder"], "joint_init"),
+        loadables={k: hparams["modules"][k] for k in hparams["modules"]},
+        paths={k: str(ckpt.paramfiles[k]) for k in hparams["modules"]},
+    )
+    pretrainer.collect_files()
+    pretrainer.load_collected()
+    logger.info("Initialised from the joint model %s", ckpt.path)
+    return ckpt
+
+
+def fit_input_normalization(hparams, run_opts, dataset, batches=20):
+    """Global feature statistics for an untrained model (``scratch``).
+
+    Training never happens for this model, but its ``InputNormalization``
+    needs the statistics any trained model would have: one pass over
+    ``batches`` meta-train batches, nothing else is updated.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``modules["normalize"]``, ``compute_features``,
+        ``joint_batch_size``.
+    run_opts : dict
+        SpeechBrain's run options (``device``).
+    dataset : DynamicItemDataset
+        Meta-train utterances (``sig``).
+    batches : int
+        Batches read.
+    """
+    device = run_opts.get("device", "cpu")
+    normalize = hparams["modules"]["normalize"].to(device)
+    loader = sb.dataio.dataloader.make_dataloader(
+        dataset, batch_size=hparams["joint_batch_size"], shuffle=False
+    )
+    normalize.train()
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i == batches:
+                break
+            wavs, wav_lens = batch.sig
+            feats = hparams["compute_features"](wavs.to(device))
+            normalize(feats, wav_lens.to(device))
+    normalize.eval()
+
+
+def train_method(make_brain, hparams, run_opts, datasets):
+    """Trains the model as the method says (meta, joint or not at all).
+
+    Arguments
+    ---------
+    make_brain : callable
+        ``make_brain(**hparam_overrides)`` returns the method's brain.
+    hparams : dict
+        The run's hparams (``training``, ``init_from_joint``, the budget:
+        ``episodes_per_epoch``, ``grad_accumulation_factor``,
+        ``joint_batch_size``, ``seed``; the loaders' options).
+    run_opts : dict
+        SpeechBrain's run options.
+    datasets : dict
+        ``train`` and ``dev``.
+
+    Returns
+    -------
+    MetaBrain or None
+        The trained brain (None for ``training: none``).
+    """
+    training = hparams["training"]
+    if training == "none":
+        if not hparams["init_from_joint"]:
+            fit_input_normalization(hparams, run_opts, datasets["train"])
+        return None
+    if training == "joint":
+        # Multitask training on pooled batches (plain batches train as in
+        # sb.Brain): the same number of updates and utterances per update
+        # as meta-training.
+        brain = make_brain(grad_accumulation_factor=1)
+        updates_per_epoch = (
+            hparams["episodes_per_epoch"] // hparams["grad_accumulation_factor"]
+        )
+        batch_size = hparams["joint_batch_size"]
+        sampler = sb.dataio.sampler.ReproducibleRandomSampler(
+            datasets["train"],
+            seed=hparams["seed"],
+            replacement=False,
+            num_samples=updates_per_epoch * batch_size,
+        )
+        train_kwargs = {
+            "batch_size": batch_size,
+            "sampler": sampler,
+            "drop_last": True,
+        }
+    elif training == "meta":
+        brain = make_brain()
+        train_kwargs = hparams["train_dataloader_opts"]
+    else:
+        raise ValueError(f"Unknown training {training!r}: meta|joint|none")
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["dev"],
+        train_loader_kwargs=train_kwargs,
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    return brain
+
+
+def choose_adaptations(hparams, brain, dev_data, dataset_name):
+    """The method's adaptations, chosen on the meta-dev tasks.
+
+    ``tuned`` (the best settings), ``quick`` (the best at a small fixed
+    budget) and ``safe`` (the tuned ones, with safe adaptation). The search
+    is cached in the output folder.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``adaptation_search``, ``group_by``, ``few_shot``,
+        ``output_folder``, ``safe_holdout`` (and ``n_support``,
+        ``eval_inner_steps`` for a learned rule's report).
+    brain : MetaBrain
+        The trained method.
+    dev_data : DynamicItemDataset
+        The meta-dev utterances.
+    dataset_name : str
+        Named in the results (e.g. ``"LibriSpeech/dev"``).
+
+    Returns
+    -------
+    dict
+        ``tuned``, ``quick`` and ``safe`` Adaptations.
+    """
+    search = hparams["adaptation_search"]
+    dev = FewShotProtocol(
+        dev_data,
+        group_by=hparams["group_by"],
+        k_shots=search["k_shots"],
+        episodes_per_task=search["episodes_per_task"],
+        query_utterances=search["query_utterances"],
+        seed=hparams["few_shot"]["seed"],
+        dataset_name=dataset_name,
+    )
+    chosen = select_adaptation(
+        brain,
+        dev,
+        candidate_adaptations(
+            search["rules"],
+            search["sgd_lrs"],
+            search["adam_lrs"],
+            search["modes"],
+        ),
+        steps=search["steps"],
+        quick_steps=search["quick_steps"],
+        cache_path=os.path.join(
+            hparams["output_folder"], "adaptation_search.json"
+        ),
+    )
+    if brain.learns_update_rule():
+        report_learned_rates(brain, hparams, dev, dataset_name)
+    return {
+        "tuned": chosen["tuned"],
+        "quick": chosen["quick"],
+        "safe": chosen["tuned"].replace(holdout=hparams["safe_holdout"]),
+    }
+
+
+def few_shot_evaluation(
+    hparams, brain, datasets, adaptations, corpus, tasks=None
+):
+    """Runs the few-shot protocol on every evaluation set, unless done.
+
+    The method adapts with each of its ``adaptations`` (see
+    ``choose_adaptations``); results go to
+    ``<output_folder>/few_shot/<set>/``.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``few_shot_sets`` (set name to the column that groups its tasks),
+        ``few_shot``, ``output_folder``, ``method``, ``seed``.
+    brain : MetaBrain
+        The trained method.
+    datasets : dict
+        The evaluation sets by name (a missing one is skipped).
+    adaptations : dict
+        Budget name to Adaptation.
+    corpus : str
+        Named in the results (``<corpus>/<set>``).
+    tasks : dict, optional
+        Set name to the tasks evaluated (default: all).
+
+    Returns
+    -------
+    dict
+        Set name to its results.
+    """
+    wanted = {name: a.describe() for name, a in adaptations.items()}
+    results = {}
+    for split, group_by in (hparams["few_shot_sets"] or {}).items():
+        if datasets.get(split) is None:
+            logger.warning("Few-shot set %s not available: skipped", split)
+            continue
+        protocol = FewShotProtocol(
+            datasets[split],
+            group_by=group_by,
+            tasks=(tasks or {}).get(split),
+            dataset_name=f"{corpus}/{split}",
+            **hparams["few_shot"],
+        )
+        out_dir = os.path.join(hparams["output_folder"], "few_shot", split)
+        description = protocol.description()
+        done = cached_results(out_dir, description)
+        if done is not None and done.get("adaptations") == wanted:
+            logger.info("Few-shot results already in %s", out_dir)
+            results[split] = done
+            continue
+        rows = []
+        for budget, adaptation in adaptations.items():
+            for row in protocol.evaluate(brain, hparams["method"], adaptation):
+                row.update(budget=budget, seeds=[hparams["seed"]])
+                rows.append(row)
+        results[split] = write_results(
+            out_dir,
+            description,
+            rows,
+            title=f"{corpus} {split}: {hparams['method']}",
+            adaptations=wanted,
+        )
+    return results
+
+
+def report_learned_rates(brain, hparams, protocol, dataset_name):
+    """Writes the learned rule's rates per tensor and step (meta-dev).
+
+    Arguments
+    ---------
+    brain : MetaOptimizerBrain
+        A brain with a learned update rule.
+    hparams : dict
+        ``n_support``, ``eval_inner_steps``, ``output_folder``, ``method``.
+    protocol : FewShotProtocol
+        The meta-dev protocol: its first task's support is adapted on.
+    dataset_name : str
+        Named in the report's title.
+
+    Returns
+    -------
+    list of dict
+        The rates (see ``speechbrain_meta.interpret.learned_rates``).
+    """
+    k = hparams["n_support"]
+    task = protocol.tasks[0]
+    support = protocol.batch(protocol.episode(task, 0, k)[0], brain.device)
+    rows = learned_rates(brain, support, hparams["eval_inner_steps"])
+    paths = write_rate_report(
+        rows,
+        hparams["output_folder"],
+        title=f"{dataset_name} {hparams['method']}: learned inner rates "
+        f"(meta-dev task {task})",
+    )
+    logger.info("Learned rates written to %s", paths["md"])
+    return rows
