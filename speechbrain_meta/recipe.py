@@ -12,7 +12,7 @@ hparams, and takes these steps in order (``recipes/*/.../train.py``):
    meta-dev tasks;
 5. ``few_shot_evaluation``: the few-shot protocol on the evaluation sets;
 6. ``speechbrain_meta.inference.export_run``: the model for
-   ``AdaptiveASR``.
+   ``AdaptiveASR`` (4 to 6 are ``evaluate_and_export``).
 
 Every trained model is selected by the same criterion: CER on meta-dev
 episodes after adapting with its own rule.
@@ -27,6 +27,7 @@ import os
 import speechbrain as sb
 import torch
 import yaml
+from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.asr import CTCASR
@@ -37,6 +38,7 @@ from speechbrain_meta.evaluation import (
     select_adaptation,
     write_results,
 )
+from speechbrain_meta.inference import export_run
 from speechbrain_meta.interpret import learned_rates, write_rate_report
 from speechbrain_meta.layered_yaml import layer_keys
 
@@ -84,11 +86,13 @@ class WarmStartASR(CTCASR):
         return meta
 
 
-def joint_overrides(overrides, joint_folder, hparams_dir):
+def joint_overrides(overrides, joint_folder, hparams_dir, task_keys=()):
     """The overrides of a run that its joint model's run shares.
 
     A key some method file of ``hparams_dir`` sets (``lr``, ``inner_lr``,
-    ``meta``...) is the method's own setting, not handed on.
+    ``meta``...) is the method's own setting, not handed on, unless it is
+    one of ``task_keys``: settings that define the tasks, which a variant's
+    method files share (Common Voice's ``accents``).
 
     Arguments
     ---------
@@ -98,6 +102,8 @@ def joint_overrides(overrides, joint_folder, hparams_dir):
         The joint model's output folder.
     hparams_dir : str
         The recipe's folder of method files.
+    task_keys : iterable of str
+        Keys always handed on.
 
     Returns
     -------
@@ -111,6 +117,8 @@ def joint_overrides(overrides, joint_folder, hparams_dir):
     ...     _ = f.write("inner_lr: 0.1")
     >>> joint_overrides({"seed": 3, "inner_lr": 0.5}, "joint/3", folder)
     {'seed': 3, 'output_folder': 'joint/3', 'run_few_shot': False}
+    >>> joint_overrides({"inner_lr": 0.5}, "j", folder, task_keys=["inner_lr"])
+    {'inner_lr': 0.5, 'output_folder': 'j', 'run_few_shot': False}
     """
     if isinstance(overrides, dict):
         parsed = dict(overrides)
@@ -118,6 +126,7 @@ def joint_overrides(overrides, joint_folder, hparams_dir):
         parsed = yaml.safe_load(overrides or "") or {}
     method_files = sorted(glob.glob(os.path.join(hparams_dir, "*.yaml")))
     method_keys = RUN_KEYS.union(*(layer_keys(f) for f in method_files))
+    method_keys -= set(task_keys)
     shared = {k: v for k, v in parsed.items() if k not in method_keys}
     shared.update(output_folder=joint_folder, run_few_shot=False)
     return shared
@@ -443,3 +452,66 @@ def report_learned_rates(brain, hparams, protocol, dataset_name):
     )
     logger.info("Learned rates written to %s", paths["md"])
     return rows
+
+
+def evaluate_and_export(
+    hparams, brain, datasets, tokenizer, recipe, tasks=None, skipped=None
+):
+    """Steps 4 to 6: adaptations, few-shot protocol, the exported model.
+
+    With ``run_few_shot`` the method's adaptations are chosen on
+    ``datasets["dev"]`` and every set of ``few_shot_sets`` is evaluated;
+    the model is exported (main process) to adapt the ``safe`` way (its
+    own rule without the search).
+
+    Arguments
+    ---------
+    hparams : dict
+        The run's hparams.
+    brain : MetaBrain
+        The trained method (checkpoint selected on meta-dev).
+    datasets : dict
+        ``dev`` and the evaluation sets.
+    tokenizer : CTCTextEncoder
+        The label encoder, exported with the model.
+    recipe : str
+        ``<Corpus>/<recipe>``: the corpus names the results.
+    tasks : dict, optional
+        Set name to the tasks evaluated (default: all).
+    skipped : dict, optional
+        Manifest rows skipped per split, reported at the end.
+
+    Returns
+    -------
+    dict
+        Few-shot results per evaluation set.
+    """
+    corpus = recipe.split("/")[0]
+    results = {}
+    if hparams["run_few_shot"]:
+        adaptations = choose_adaptations(
+            hparams, brain, datasets["dev"], f"{corpus}/dev"
+        )
+        results = few_shot_evaluation(
+            hparams, brain, datasets, adaptations, corpus, tasks
+        )
+        exported = adaptations["safe"]
+    else:
+        exported = brain.own_adaptation().replace(
+            holdout=hparams["safe_holdout"]
+        )
+    if if_main_process():
+        # The model for AdaptiveASR, adapting the way it was evaluated.
+        export_run(
+            hparams["output_folder"],
+            brain,
+            tokenizer,
+            exported,
+            info={"method": hparams["method"], "recipe": recipe},
+        )
+    if skipped and any(skipped.values()):
+        logger.warning(
+            "Manifest rows skipped: %s",
+            {k: len(v) for k, v in skipped.items()},
+        )
+    return results

@@ -146,3 +146,149 @@ def librispeech_standin(
                     f.writelines(lines)
             speaker_id += 1
     return speakers
+
+
+# A few everyday words per language, for the Common Voice stand-in.
+CV_WORDS = {
+    "en": "the one two three house water light green open close morning "
+    "evening street",
+    "de": "der eins zwei drei haus wasser licht grün offen morgen abend straße",
+    "fr": "le un deux trois maison eau lumière vert ouvert matin soir été",
+    "es": "el uno dos tres casa agua luz verde abierto mañana noche año",
+    "it": "il uno due tre casa acqua luce verde aperto mattina sera città",
+    "pl": "jeden dwa trzy dom woda światło zielony otwarty rano wieczór",
+    "nl": "de een twee drie huis water licht groen open morgen avond",
+    "pt": "o um dois três casa água luz verde aberto manhã noite",
+}
+CV_ACCENTS = {
+    "en": ["United States English", "England English", "Scottish English"],
+    "de": ["Deutschland Deutsch", "Österreichisches Deutsch"],
+    "fr": ["Français de France", "Français du Canada"],
+    "es": ["España: Centro-Sur peninsular", "México"],
+}
+# Common Voice's tsv headers: releases before 2022 ("accent") and after
+# ("accents", with sentence ids, domain and variant).
+CV_COLUMNS = {
+    "old": "client_id path sentence up_votes down_votes age gender accent "
+    "locale segment".split(),
+    "new": "client_id path sentence_id sentence sentence_domain up_votes "
+    "down_votes age gender accents variant locale segment".split(),
+}
+
+
+def common_voice_standin(
+    root,
+    languages=None,
+    utterances_per_speaker=6,
+    columns="new",
+    sample_rate=48000,
+    seed=0,
+):
+    """Writes a Common Voice-layout corpus of synthesised speakers.
+
+    Per language, as in a Common Voice release: ``root/<lang>/clips/
+    common_voice_<lang>_<n>.mp3`` (48 kHz mp3) and the tab-separated
+    ``train.tsv``, ``dev.tsv``, ``test.tsv`` (disjoint speakers) and
+    ``validated.tsv`` (all of them), with ``client_id``, ``path``,
+    ``sentence``, ``accent`` or ``accents``, ``locale`` among the columns.
+
+    Arguments
+    ---------
+    root : str
+        The folder that holds the language folders.
+    languages : dict, optional
+        Language code to ``{"train": n, "dev": n, "test": n}`` speakers.
+        Default: 3/1/1 speakers of ``en``, ``de``, ``fr`` and ``es``.
+    utterances_per_speaker : int
+        Utterances per speaker.
+    columns : str
+        ``"new"`` (``accents``, since 2022) or ``"old"`` (``accent``).
+    sample_rate : int
+        Of the mp3 files.
+    seed : int
+        Everything is drawn from it.
+
+    Returns
+    -------
+    dict
+        Language to split to the list of client ids.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> speakers = common_voice_standin(
+    ...     root, {"es": {"train": 1}}, utterances_per_speaker=2)
+    >>> sorted(os.listdir(os.path.join(root, "es")))
+    ['clips', 'dev.tsv', 'test.tsv', 'train.tsv', 'validated.tsv']
+    >>> len(os.listdir(os.path.join(root, "es", "clips")))
+    2
+    """
+    if languages is None:
+        languages = {
+            lang: {"train": 3, "dev": 1, "test": 1}
+            for lang in ("en", "de", "fr", "es")
+        }
+    header = CV_COLUMNS[columns]
+    rng = np.random.default_rng(seed)
+    variants = ["m1", "f1", "m2", "f2", "m3", "f3", "m4", "f4"]
+    speakers = {}
+    for lang, splits in languages.items():
+        words = CV_WORDS[lang].split()
+        accents = CV_ACCENTS.get(lang, [""])
+        os.makedirs(os.path.join(root, lang, "clips"), exist_ok=True)
+        tables = {s: [] for s in ("train", "dev", "test")}
+        speakers[lang] = {}
+        n = 0
+        for split in ("train", "dev", "test"):
+            speakers[lang][split] = []
+            for _ in range(splits.get(split, 0)):
+                client = "%064x" % int(rng.integers(0, 2**62))
+                voice = f"{lang}+{variants[n % len(variants)]}"
+                accent = accents[len(speakers[lang][split]) % len(accents)]
+                speakers[lang][split].append(client)
+                texts = [
+                    " ".join(rng.choice(words, size=int(rng.integers(2, 5))))
+                    for _ in range(utterances_per_speaker)
+                ]
+                wavs = _synthesize_speaker(voice, texts, rng)
+                for text, wav in zip(texts, wavs):
+                    name = f"common_voice_{lang}_{30000000 + n}.mp3"
+                    n += 1
+                    wav48 = torchaudio.functional.resample(
+                        torch.from_numpy(wav), SAMPLE_RATE, sample_rate
+                    ).numpy()
+                    sf.write(
+                        os.path.join(root, lang, "clips", name),
+                        wav48,
+                        sample_rate,
+                        format="MP3",
+                    )
+                    sentence = text[0].upper() + text[1:] + "."
+                    values = {
+                        "client_id": client,
+                        "path": name,
+                        "sentence_id": "%064x" % n,
+                        "sentence": sentence,
+                        "sentence_domain": "",
+                        "up_votes": "2",
+                        "down_votes": "0",
+                        "age": "",
+                        "gender": "",
+                        "accent": accent,
+                        "accents": accent,
+                        "variant": "",
+                        "locale": lang,
+                        "segment": "",
+                    }
+                    tables[split].append([values[c] for c in header])
+        for name, rows in list(tables.items()) + [
+            ("validated", sum(tables.values(), []))
+        ]:
+            with open(
+                os.path.join(root, lang, f"{name}.tsv"), "w", encoding="utf-8"
+            ) as f:
+                f.write("\t".join(header) + "\n")
+                for row in rows:
+                    f.write("\t".join(row) + "\n")
+    return speakers

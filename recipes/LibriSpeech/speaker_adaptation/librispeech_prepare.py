@@ -70,7 +70,10 @@ def prepare_librispeech(
     >>> corpus, out = tempfile.mkdtemp(), tempfile.mkdtemp()
     >>> _ = librispeech_standin(
     ...     corpus, {"dev-clean": 1}, utterances_per_chapter=2)
-    >>> summary = prepare_librispeech(corpus, out, [], ["dev-clean"], [])
+    >>> summary = prepare_librispeech(  # doctest: +ELLIPSIS
+    ...     corpus, out, [], ["dev-clean"], [])
+    LibriSpeech preparation:
+      dev-clean: 1 speakers, 2 utterances, ... h; skipped none
     >>> summary["splits"]["dev-clean"]["utterances"]
     2
     """

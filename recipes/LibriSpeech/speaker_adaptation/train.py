@@ -35,19 +35,17 @@ import os
 import sys
 
 import speechbrain as sb
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
 from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.distributed import init_process_group
-from speechbrain_meta.inference import export_run
 from speechbrain_meta.layered_yaml import layered_experiment
 from speechbrain_meta.recipe import (
     WarmStartASR,
-    choose_adaptations,
-    few_shot_evaluation,
+    evaluate_and_export,
     joint_overrides,
     load_joint_model,
     train_method,
@@ -189,35 +187,14 @@ def run(hparams_file, run_opts, overrides):
         # Evaluate the checkpoint selected on meta-dev.
         hparams["checkpointer"].recover_if_possible(min_key="CER")
     brain = make_brain(hparams, run_opts, tokenizer)
-    results = {}
-    if hparams["run_few_shot"]:
-        adaptations = choose_adaptations(
-            hparams, brain, datasets["dev"], "LibriSpeech/dev"
-        )
-        results = few_shot_evaluation(
-            hparams, brain, datasets, adaptations, "LibriSpeech"
-        )
-        exported = adaptations["safe"]
-    else:
-        exported = brain.own_adaptation().replace(
-            holdout=hparams["safe_holdout"]
-        )
-    if if_main_process():
-        export_run(
-            hparams["output_folder"],
-            brain,
-            tokenizer,
-            exported,
-            info={
-                "method": hparams["method"],
-                "recipe": "LibriSpeech/speaker_adaptation",
-            },
-        )
-    if any(skipped.values()):
-        logger.warning(
-            "Manifest rows skipped: %s",
-            {k: len(v) for k, v in skipped.items()},
-        )
+    results = evaluate_and_export(
+        hparams,
+        brain,
+        datasets,
+        tokenizer,
+        "LibriSpeech/speaker_adaptation",
+        skipped=skipped,
+    )
     return results
 
 

@@ -35,7 +35,7 @@ import os
 import sys
 
 import speechbrain as sb
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
@@ -44,15 +44,13 @@ from speechbrain_meta.data.asterisk import prepare_asterisk_digits
 from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.data.tasks import task_values
 from speechbrain_meta.distributed import init_process_group
-from speechbrain_meta.inference import export_run
 from speechbrain_meta.layered_yaml import (
     layered_experiment,
     load_layered_hparams,
 )
 from speechbrain_meta.recipe import (
     WarmStartASR,
-    choose_adaptations,
-    few_shot_evaluation,
+    evaluate_and_export,
     joint_overrides,
     load_joint_model,
     train_method,
@@ -256,43 +254,22 @@ def run(hparams_file, run_opts, overrides):
         hparams["checkpointer"].recover_if_possible(min_key="CER")
     # The method's own brain adapts: its rule, its trainable parameters.
     brain = make_brain(hparams, run_opts, tokenizer)
-    results = {}
-    if hparams["run_few_shot"]:
-        adaptations = choose_adaptations(
-            hparams, brain, datasets["dev"], "SynthDigits/dev"
-        )
-        # Held-out voices: the first few speakers.
-        voices = task_values(datasets["test_voices"], "spk_id")
-        tasks = {
-            "test_voices": sorted({str(v) for v in voices})[
-                : hparams["few_shot_voice_tasks"]
-            ]
-        }
-        results = few_shot_evaluation(
-            hparams, brain, datasets, adaptations, "SynthDigits", tasks
-        )
-        exported = adaptations["safe"]
-    else:
-        exported = brain.own_adaptation().replace(
-            holdout=hparams["safe_holdout"]
-        )
-    if if_main_process():
-        # The model for AdaptiveASR, adapting the way it was evaluated.
-        export_run(
-            hparams["output_folder"],
-            brain,
-            tokenizer,
-            exported,
-            info={
-                "method": hparams["method"],
-                "recipe": "SynthDigits/meta_asr",
-            },
-        )
-    if any(skipped.values()):
-        logger.warning(
-            "Manifest rows skipped: %s",
-            {k: len(v) for k, v in skipped.items()},
-        )
+    # Held-out voices: the first few speakers.
+    voices = task_values(datasets["test_voices"], "spk_id")
+    tasks = {
+        "test_voices": sorted({str(v) for v in voices})[
+            : hparams["few_shot_voice_tasks"]
+        ]
+    }
+    results = evaluate_and_export(
+        hparams,
+        brain,
+        datasets,
+        tokenizer,
+        "SynthDigits/meta_asr",
+        tasks,
+        skipped,
+    )
     return results
 
 
