@@ -20,6 +20,7 @@ import math
 import os
 
 import torch
+from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_meta.reports import (
     markdown_table,
@@ -193,6 +194,8 @@ def write_rate_report(rows, output_folder, title="Learned inner rates"):
         ext: os.path.join(output_folder, f"learned_rates.{ext}")
         for ext in ("json", "md", "png")
     }
+    if not if_main_process():  # under DDP every rank computes, one writes
+        return paths
     write_json(paths["json"], rows)
     with open(paths["md"], "w", encoding="utf-8") as fout:
         fout.write(f"### {title}\n\n")

@@ -31,6 +31,7 @@ from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.asr import CTCASR
+from speechbrain_meta.distributed import world
 from speechbrain_meta.evaluation import (
     FewShotProtocol,
     cached_results,
@@ -271,11 +272,14 @@ def train_method(make_brain, hparams, run_opts, datasets):
             hparams["episodes_per_epoch"] // hparams["grad_accumulation_factor"]
         )
         batch_size = hparams["joint_batch_size"]
+        # Under DDP each rank takes its share of the samples and batches
+        # of batch_size: as many updates as one process makes.
+        _, world_size = world()
         sampler = sb.dataio.sampler.ReproducibleRandomSampler(
             datasets["train"],
             seed=hparams["seed"],
             replacement=False,
-            num_samples=updates_per_epoch * batch_size,
+            num_samples=updates_per_epoch * batch_size * world_size,
         )
         train_kwargs = {
             "batch_size": batch_size,

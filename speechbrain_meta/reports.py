@@ -7,6 +7,8 @@ Authors
 import json
 import os
 
+from speechbrain.utils.distributed import if_main_process
+
 
 def markdown_table(header, rows):
     """A markdown table.
@@ -116,6 +118,8 @@ def write_json(path, document):
     >>> Path(path).read_text().split()
     ['[', '1', ']']
     """
+    if not if_main_process():  # under DDP one rank writes
+        return path
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = path + ".tmp"

@@ -28,6 +28,8 @@ import json
 import math
 import os
 
+from speechbrain.utils.distributed import if_main_process
+
 from speechbrain_meta.evaluation.reports import plot_results, results_table
 from speechbrain_meta.evaluation.stats import summary_row
 from speechbrain_meta.reports import write_json
@@ -70,6 +72,8 @@ def write_results(output_folder, protocol, rows, title=None, **fields):
     0.5
     """
     document = {"protocol": protocol, "results": rows, **fields}
+    if not if_main_process():  # under DDP every rank scores, one writes
+        return document
     write_json(os.path.join(output_folder, RESULTS_JSON), document)
     with open(
         os.path.join(output_folder, RESULTS_MD), "w", encoding="utf-8"

@@ -1,4 +1,5 @@
-"""`torchrun --nproc_per_node=2 train.py hparams/fomaml.yaml` runs through.
+"""`torchrun --nproc_per_node=2 train.py hparams/fomaml.yaml` runs through,
+for every training script here.
 
 The SynthTones recipe (a CRDNN with BatchNorm) on two gloo processes, a few
 epochs: the process group is joined, checkpoints are saved (atomically, on
@@ -6,10 +7,14 @@ every rank's schedule), the model is tested and exported by the main
 process alone, and both processes exit cleanly.
 """
 
+import csv
 import os
+import shlex
 import socket
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthTones", "meta_asr")
@@ -40,3 +45,69 @@ def test_torchrun_two_processes(tmp_path):
     assert not any(n.startswith(".partial") for n in checkpoints)
     assert (out / "inference" / "hyperparams.yaml").exists()
     assert (out / "meta_test.json").exists()
+
+
+def _standin(dataset, root):
+    from speechbrain_meta.data.standins import (
+        common_voice_standin,
+        librispeech_standin,
+    )
+
+    if dataset == "LibriSpeech":
+        librispeech_standin(
+            str(root / "tests" / "tmp" / "LibriSpeech"),
+            {"train-clean-100": 4, "dev-clean": 2, "test-clean": 2},
+            chapters_per_speaker=2,
+            utterances_per_chapter=5,
+        )
+    elif dataset == "CommonVoice":
+        common_voice_standin(
+            str(root / "tests" / "tmp" / "CommonVoice"),
+            {
+                "en": {"train": 2},
+                "de": {"train": 2},
+                "fr": {"train": 2},
+                "es": {"dev": 2},
+                "pl": {"test": 2},
+            },
+        )
+
+
+@pytest.mark.parametrize(
+    "dataset", ["SynthDigits", "LibriSpeech", "CommonVoice"]
+)
+def test_torchrun_runs_every_training_script(tmp_path, dataset):
+    """The recipe's fomaml row (its joint model first), on two processes."""
+    _standin(dataset, tmp_path)
+    with open(os.path.join(ROOT, "tests", "recipes", f"{dataset}.csv")) as f:
+        row = next(
+            r
+            for r in csv.DictReader(f)
+            if r["Hparam_file"].endswith("/fomaml.yaml")
+        )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+        + [f"--master_port={port}", os.path.join(ROOT, row["Script_file"])]
+        + [os.path.join(ROOT, row["Hparam_file"])]
+        + shlex.split(row["test_debug_flags"])
+        + ["--distributed_backend=gloo", "--noprogressbar"]
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    run = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, env=env,
+        timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
+    out = tmp_path / flags["--output_folder"]
+    joint = tmp_path / flags["--joint_folder"]
+    # Both models trained (each rank a share of every update), evaluated
+    # and exported once.
+    assert "epoch: 2" in (joint / "train_log.txt").read_text()
+    assert (out / "train_log.txt").exists()
+    assert (out / "few_shot" / "test" / "few_shot_results.json").exists()
+    assert (out / "inference" / "hyperparams.yaml").exists()
+    assert not list(out.glob("**/*.tmp"))
