@@ -197,6 +197,7 @@ class MetaBrain(sb.Brain):
                 "meta_algorithm", self.meta_algorithm
             )
         self.skipped_episodes = 0
+        self.skipped_steps = 0
         self.diverged_adaptations = 0
         self.nonfinite_count = 0  # Brain resets it each epoch, in fit()
         # fp16: the inner gradients' own loss scale (see _inner_loss_scale).
@@ -216,6 +217,7 @@ class MetaBrain(sb.Brain):
                     self,
                     [
                         "skipped_episodes",
+                        "skipped_steps",
                         "diverged_adaptations",
                         "inner_loss_scale",
                     ],
@@ -469,9 +471,26 @@ class MetaBrain(sb.Brain):
         A meta-batch whose every episode was skipped has no gradient: no
         step is taken and ``optimizer_step`` does not count it.
         """
-        all_reduce_gradients(self._optimized_parameters())
-        if not any(p.grad is not None for p in self._optimized_parameters()):
+        parameters = self._optimized_parameters()
+        all_reduce_gradients(parameters)
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
             logger.warning("No gradient in this meta-batch: outer step skipped")
+            return
+        # A finite query loss can still have a non-finite meta-gradient (a
+        # second-order term overflowing). Without a loss scaler (which skips
+        # such steps itself) the whole step is skipped, on every rank alike
+        # (the check follows the all-reduce), and counted under Brain's
+        # non-finite patience: one bad step must not turn the weights NaN.
+        if not self.scaler.is_enabled() and not _all_finite(grads):
+            self.skipped_steps += 1
+            for p in parameters:
+                p.grad = None
+            logger.warning(
+                "Non-finite meta-gradient: outer step skipped (%d so far)",
+                self.skipped_steps,
+            )
+            self.check_loss_isfinite(torch.tensor(float("nan")))
             return
         super().optimizers_step()
 
@@ -857,3 +876,9 @@ class MetaBrain(sb.Brain):
             for p in group["params"]
             if p.requires_grad
         ]
+
+
+def _all_finite(tensors):
+    """Whether every element of these tensors is finite (one sync)."""
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+

@@ -231,6 +231,50 @@ def test_non_finite_episode_is_skipped_and_counted(tone_data):
     assert brain.skipped_episodes == 1 and brain.optimizer_step == 2
 
 
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_non_finite_meta_gradient_skips_the_step(tone_data, algorithm):
+    # A finite query loss whose gradient is NaN (0 * d sqrt(0)): the outer
+    # step must be skipped and counted, and the weights stay finite.
+    brain = make_brain("crdnn", algorithm)
+    current = {"episodes": 0}
+    original = brain.compute_objectives
+
+    def poisoned(predictions, batch, stage):
+        loss = original(predictions, batch, stage)
+        if current.get("poison") and list(batch.id) == current["query"]:
+            loss = loss + 0.0 * torch.sqrt(loss - loss)
+        return loss
+
+    def start(episode, should_step):
+        current["query"] = list(episode.query.id)
+        current["episodes"] += 1
+        current["poison"] = current["episodes"] == 1  # the first one only
+
+    def weights():  # (normalisation statistics move in the forward)
+        return {
+            n: p.detach().clone() for n, p in brain.modules.named_parameters()
+        }
+
+    brain.compute_objectives = poisoned
+    brain.on_fit_batch_start = start
+    before = weights()
+    brain.fit(
+        range(1), tone_data["train"], train_loader_kwargs=episodes(per_epoch=1)
+    )
+    assert brain.skipped_steps == 1 and brain.optimizer_step == 0
+    assert brain.nonfinite_count == 1 and brain.skipped_episodes == 0
+    assert same(before, weights())  # nothing was stepped
+    assert all(p.grad is None for p in brain.modules.parameters())
+    brain.fit(
+        range(2, 3),
+        tone_data["train"],
+        train_loader_kwargs=episodes(per_epoch=2),
+    )
+    assert brain.optimizer_step == 2 and brain.skipped_steps == 1
+    assert all(torch.isfinite(p).all() for p in brain.modules.parameters())
+    assert not same(before, weights())
+
+
 def _train(tone_data, folder, stop_after=None, interval=2):
     brain = make_brain(
         "crdnn",
