@@ -11,6 +11,21 @@ Authors
 from speechbrain_meta.algorithms.base import MetaAlgorithm
 from speechbrain_meta.algorithms.finetune import FineTune
 from speechbrain_meta.algorithms.maml import ANIL, FOMAML, MAML
+from speechbrain_meta.algorithms.protonet import (
+    ProtoNet,
+    PrototypeHead,
+    prototype_head,
+)
 from speechbrain_meta.algorithms.reptile import Reptile
 
-__all__ = ["ANIL", "FOMAML", "FineTune", "MAML", "MetaAlgorithm", "Reptile"]
+__all__ = [
+    "ANIL",
+    "FOMAML",
+    "FineTune",
+    "MAML",
+    "MetaAlgorithm",
+    "PrototypeHead",
+    "ProtoNet",
+    "Reptile",
+    "prototype_head",
+]

@@ -11,6 +11,10 @@ the brain:
   learn, so the brain refuses the combination);
 * ``needs_query``: whether a training episode must have a query set.
 
+A ``task_init`` (e.g. ``PrototypeHead``) makes the weights a task starts
+from depend on its support set: ``learner.adapt`` applies it before the
+first inner step, in training and at test time alike.
+
 ``outer_loss(learner, episode, outer_step)`` gets a *learner* (a
 ``MetaBrain``) that provides three operations:
 
@@ -39,6 +43,10 @@ class MetaAlgorithm(torch.nn.Module):
     ---------
     inner_loop : InnerLoop
         The inner-loop settings; the algorithm keeps a copy.
+    task_init : callable, optional
+        ``task_init(learner, params, support) -> params``: the weights a
+        task starts from, given its support set (e.g. ``PrototypeHead``);
+        None: the meta-parameters themselves.
     **inner_changes : dict
         Settings the algorithm imposes on its copy (e.g.
         ``first_order=True``).
@@ -60,9 +68,31 @@ class MetaAlgorithm(torch.nn.Module):
     #: A training episode needs a query set.
     needs_query = True
 
-    def __init__(self, inner_loop, **inner_changes):
+    def __init__(self, inner_loop, task_init=None, **inner_changes):
         super().__init__()
         self.inner_loop = inner_loop.replace(**inner_changes)
+        self.task_init = task_init
+
+    def start_weights(self, learner, params, support):
+        """The weights the inner loop starts from on a task.
+
+        Arguments
+        ---------
+        learner : MetaBrain
+            The brain (its modules compute what ``task_init`` needs).
+        params : dict
+            The meta-parameters (or their copies).
+        support : PaddedBatch
+            The task's support batch.
+
+        Returns
+        -------
+        dict
+            ``params``, or what ``task_init`` makes of them.
+        """
+        if self.task_init is None:
+            return params
+        return self.task_init(learner, params, support)
 
     def outer_loss(self, learner, episode, outer_step):
         """The outer objective of one task episode.

@@ -25,6 +25,9 @@ class FineTune(MetaAlgorithm):
     inner_loop : InnerLoop
         The fine-tuning rule applied at adaptation time (the algorithm's
         copy is first order).
+    task_init : callable, optional
+        The task's starting weights from its support (see
+        ``MetaAlgorithm``), e.g. a ``PrototypeHead`` for a new label set.
 
     Example
     -------
@@ -37,8 +40,8 @@ class FineTune(MetaAlgorithm):
     rule_gets_gradient = False
     needs_query = False
 
-    def __init__(self, inner_loop):
-        super().__init__(inner_loop, first_order=True)
+    def __init__(self, inner_loop, task_init=None):
+        super().__init__(inner_loop, task_init=task_init, first_order=True)
 
     def outer_loss(self, learner, episode, outer_step):
         """The multitask loss of the episode's support and query.

@@ -28,7 +28,7 @@ from speechbrain.utils.optimizers import rm_vector_weight_decay
 from speechbrain_meta.adaptation import Adaptation
 from speechbrain_meta.checkpoints import Counters, RandomState
 from speechbrain_meta.data.episode import Episode
-from speechbrain_meta.data.sampler import TaskSampler
+from speechbrain_meta.data.sampler import TaskSampler, WayShotSampler
 from speechbrain_meta.distributed import all_reduce_gradients, world
 from speechbrain_meta.inner import (
     CudnnRNNGuard,
@@ -361,7 +361,8 @@ class MetaBrain(sb.Brain):
         Arguments
         ---------
         params : dict
-            Initial weights (usually ``meta_parameters``).
+            Initial weights (usually ``meta_parameters``); the algorithm's
+            ``task_init``, if any, makes the task's start from them.
         support : PaddedBatch
             The support batch.
         inner_loop : InnerLoop
@@ -380,6 +381,7 @@ class MetaBrain(sb.Brain):
         """
         if support is None:
             return [params] if keep_steps else params
+        params = self.meta_algorithm.start_weights(self, params, support)
         while True:
             scale = self._inner_loss_scale()
             try:
@@ -392,7 +394,7 @@ class MetaBrain(sb.Brain):
                     inner_steps=inner_steps,
                     first_order=first_order,
                     keep_steps=keep_steps,
-                    forward_context=self._inner_forward_context,
+                    forward_context=self.support_forward_context,
                     loss_scale=scale,
                 )
             except NonFiniteInnerLoss as err:
@@ -624,7 +626,7 @@ class MetaBrain(sb.Brain):
             (n, p.detach().clone().requires_grad_(True))
             for n, p in theta.items()
         )
-        if support is None or inner_steps == 0:
+        if support is None:
             path = [start]
         else:
             modes = {m: m.training for m in self.modules.modules()}
@@ -694,7 +696,9 @@ class MetaBrain(sb.Brain):
                 options.setdefault("world_size", world_size)
             else:
                 options.setdefault("fixed_query", True)
-            sampler = TaskSampler(dataset, **options)
+            # N-way K-shot classification episodes when `n_way` is given.
+            kind = WayShotSampler if "n_way" in options else TaskSampler
+            sampler = kind(dataset, **options)
         for key in ("batch_size", "shuffle", "sampler", "drop_last"):
             loader_kwargs.pop(key, None)
         loader_kwargs["batch_sampler"] = sampler
@@ -776,13 +780,23 @@ class MetaBrain(sb.Brain):
         return self._functional
 
     @contextlib.contextmanager
-    def _inner_forward_context(self, create_graph):
+    def support_forward_context(self, create_graph):
         """Around every support forward of the inner loop.
 
         Normalisation statistics are guarded (the inner loop must not update
         them k times per task); when a double backward follows, the CTC loss
         is the twice-differentiable one. The RNNs run without cuDNN where
-        its kernels cannot be differentiated (``CudnnRNNGuard``).
+        its kernels cannot be differentiated (``CudnnRNNGuard``). A
+        ``task_init`` runs its support forwards in it too.
+
+        Arguments
+        ---------
+        create_graph : bool
+            Whether the forward will be differentiated twice.
+
+        Yields
+        ------
+        None
         """
         with StatisticsGuard(self.modules), differentiable_ctc(create_graph):
             with self._cudnn_rnn_guard(create_graph):
@@ -881,4 +895,3 @@ class MetaBrain(sb.Brain):
 def _all_finite(tensors):
     """Whether every element of these tensors is finite (one sync)."""
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-

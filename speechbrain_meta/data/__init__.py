@@ -5,6 +5,6 @@ Authors
 """
 
 from speechbrain_meta.data.episode import Episode, EpisodeCollate
-from speechbrain_meta.data.sampler import TaskSampler
+from speechbrain_meta.data.sampler import TaskSampler, WayShotSampler
 
-__all__ = ["Episode", "EpisodeCollate", "TaskSampler"]
+__all__ = ["Episode", "EpisodeCollate", "TaskSampler", "WayShotSampler"]

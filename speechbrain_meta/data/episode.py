@@ -114,6 +114,13 @@ class EpisodeCollate:
         How many of the examples (the first ones) form the support set.
     task_key : str, optional
         If the examples carry this key, its value names the task.
+    label_key : str, optional
+        For N-way classification episodes: the key of each example's class.
+        The episode's classes are numbered ``0 .. N-1`` in the order they
+        first appear (support first; a sampler shuffles them, so the
+        numbering changes from episode to episode), each example gets its
+        number as ``way``, and the task is named by the classes in that
+        order, joined by ``+``.
     **padded_batch_kwargs : dict
         Passed to each ``PaddedBatch``.
 
@@ -124,11 +131,19 @@ class EpisodeCollate:
     ...       for i in range(5)]
     >>> collate(ex)
     Episode(task='a', support=2, query=3)
+    >>> ways = EpisodeCollate(n_support=2, label_key="word")
+    >>> ex = [{"id": str(i), "word": w} for i, w in enumerate("yxyx")]
+    >>> episode = ways(ex)
+    >>> episode.task, episode.support.way, episode.query.way
+    ('y+x', tensor([0, 1]), tensor([0, 1]))
     """
 
-    def __init__(self, n_support, task_key=None, **padded_batch_kwargs):
+    def __init__(
+        self, n_support, task_key=None, label_key=None, **padded_batch_kwargs
+    ):
         self.n_support = int(n_support)
         self.task_key = task_key
+        self.label_key = label_key
         self.padded_batch_kwargs = padded_batch_kwargs
 
     def __call__(self, examples):
@@ -143,11 +158,18 @@ class EpisodeCollate:
         -------
         Episode
         """
-        support = examples[: self.n_support]
-        query = examples[self.n_support :]
         task = None
         if self.task_key is not None and examples:
             task = examples[0].get(self.task_key)
+        if self.label_key is not None:
+            classes = list(dict.fromkeys(ex[self.label_key] for ex in examples))
+            way = {label: n for n, label in enumerate(classes)}
+            examples = [
+                {**ex, "way": way[ex[self.label_key]]} for ex in examples
+            ]
+            task = "+".join(map(str, classes))
+        support = examples[: self.n_support]
+        query = examples[self.n_support :]
         return Episode(
             PaddedBatch(support, **self.padded_batch_kwargs)
             if support

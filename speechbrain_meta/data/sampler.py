@@ -191,3 +191,139 @@ class TaskSampler(Sampler):
                 ]
             episodes = [self.episode(t, rng) for t in step_tasks]
             yield episodes[self.rank]
+
+
+class WayShotSampler(TaskSampler):
+    """N-way K-shot episodes: K support and Q query examples of N classes.
+
+    The few-shot classification episode (Vinyals et al., 2016): each
+    episode draws N classes (``group_by`` names an example's class), then
+    K + Q distinct examples of each; the support is the N x K first, the
+    query the N x Q others. The episode's labels are the classes' positions
+    in a random order (``collate_fn`` writes them as ``way``), so a model
+    cannot memorise classes across episodes. Epochs, seeding, resume and
+    DDP work as in ``TaskSampler`` (under DDP every rank draws its own
+    episode of each global step). With ``fixed_query`` (validation) the
+    episodes do not change from epoch to epoch.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        The dataset.
+    group_by : str
+        The key of an example's class.
+    n_way : int
+        N, classes per episode.
+    n_support : int
+        K, support examples per class.
+    n_query : int
+        Q, query examples per class.
+    episodes_per_epoch : int
+        Episodes each rank yields per epoch.
+    seed : int
+        Base seed.
+    tasks : list of str, optional
+        Restrict to these classes (each must exist).
+    fixed_query : bool
+        The same episodes every epoch.
+    rank : int
+        This process's rank under DDP.
+    world_size : int
+        Number of DDP processes.
+
+    Example
+    -------
+    >>> data = [{"word": w} for w in "aaabbbcccdd"]
+    >>> sampler = WayShotSampler(data, "word", n_way=2, n_support=1,
+    ...                          n_query=2, episodes_per_epoch=4, seed=0)
+    >>> sampler.tasks, sampler.skipped_tasks
+    (['a', 'b', 'c'], {'d': 2})
+    >>> episode = next(iter(sampler))
+    >>> [data[i]["word"] for i in episode]  # support, then query
+    ['b', 'a', 'b', 'b', 'a', 'a']
+    """
+
+    def __init__(
+        self,
+        dataset,
+        group_by="label",
+        n_way=5,
+        n_support=1,
+        n_query=15,
+        episodes_per_epoch=100,
+        seed=1234,
+        tasks=None,
+        fixed_query=False,
+        rank=0,
+        world_size=1,
+    ):
+        super().__init__(
+            dataset,
+            group_by,
+            n_support,
+            n_query,
+            episodes_per_epoch,
+            seed,
+            tasks=tasks,
+            rank=rank,
+            world_size=world_size,
+        )
+        self.n_way = int(n_way)
+        self.fixed_query = bool(fixed_query)
+        if not 2 <= self.n_way <= len(self.tasks):
+            raise ValueError(
+                f"WayShotSampler: {self.n_way}-way episodes need at least "
+                f"{self.n_way} classes with {self.n_support + self.n_query} "
+                f"examples each; {len(self.tasks)} have: {self.tasks}"
+            )
+
+    def collate_fn(self, **padded_batch_kwargs):
+        """The collate function: episodes with their ``way`` labels.
+
+        Arguments
+        ---------
+        **padded_batch_kwargs : dict
+            Passed to each ``PaddedBatch``.
+
+        Returns
+        -------
+        EpisodeCollate
+        """
+        return EpisodeCollate(
+            self.n_way * self.n_support,
+            label_key=self.group_by,
+            **padded_batch_kwargs,
+        )
+
+    def episode(self, classes, rng):
+        """Draws one episode of these classes.
+
+        Arguments
+        ---------
+        classes : list of str
+            The N classes, in the order of their labels.
+        rng : random.Random
+            The random generator to draw with.
+
+        Returns
+        -------
+        list of int
+            Support indices (class by class), then query indices.
+        """
+        drawn = [
+            rng.sample(self.groups[c], self.n_support + self.n_query)
+            for c in classes
+        ]
+        support = [i for d in drawn for i in d[: self.n_support]]
+        query = [i for d in drawn for i in d[self.n_support :]]
+        return support + query
+
+    def __iter__(self):
+        epoch = 0 if self.fixed_query else self.epoch
+        rng = random.Random(f"{self.seed}-{epoch}-ways")
+        for _ in range(self.episodes_per_epoch):
+            episodes = [
+                self.episode(rng.sample(self.tasks, self.n_way), rng)
+                for _ in range(self.world_size)
+            ]
+            yield episodes[self.rank]

@@ -292,3 +292,105 @@ def common_voice_standin(
                 for row in rows:
                     f.write("\t".join(row) + "\n")
     return speakers
+
+
+# Speech Commands v0.02's 35 words; the first ten are the standard commands.
+GSC_COMMANDS = "yes no up down left right on off stop go".split()
+GSC_WORDS = GSC_COMMANDS + [
+    *"zero one two three four five six seven eight nine".split(),
+    *"bed bird cat dog happy house marvin sheila tree wow".split(),
+    *"backward forward follow learn visual".split(),
+]
+
+
+def speech_commands_standin(
+    root,
+    words=None,
+    speakers=12,
+    repetitions=1,
+    validation_speakers=2,
+    testing_speakers=2,
+    seed=0,
+):
+    """Writes a Google Speech Commands-layout corpus of synthesised words.
+
+    As in the real corpus: ``root/<word>/<speaker>_nohash_<n>.wav`` (1 s,
+    16 kHz, 16-bit PCM; the word at a random offset), speakers named by 8
+    hex digits, ``validation_list.txt`` and ``testing_list.txt`` listing
+    the clips (``<word>/<file>``) of the speakers held out for each (by
+    speaker, as the real lists are), and ``_background_noise_/`` with
+    long noise recordings (synthetic white and pink noise here).
+
+    Arguments
+    ---------
+    root : str
+        The corpus folder (``speech_commands_v0.02/``).
+    words : list of str, optional
+        The words (default: the 35 of v0.02).
+    speakers : int
+        Speakers; each says every word ``repetitions`` times.
+    repetitions : int
+        Clips per speaker and word (``_nohash_0``, ``_nohash_1``, ...).
+    validation_speakers, testing_speakers : int
+        Speakers whose clips go to each list.
+    seed : int
+        Everything is drawn from it.
+
+    Returns
+    -------
+    list of str
+        The speaker ids.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> speakers = speech_commands_standin(root, ["yes", "no"], speakers=3,
+    ...     validation_speakers=1, testing_speakers=1)
+    >>> sorted(os.listdir(root))  # doctest: +NORMALIZE_WHITESPACE
+    ['_background_noise_', 'no', 'testing_list.txt', 'validation_list.txt',
+     'yes']
+    >>> len(os.listdir(os.path.join(root, "yes")))
+    3
+    """
+    words = list(GSC_WORDS if words is None else words)
+    rng = np.random.default_rng(seed)
+    ids = []
+    while len(ids) < speakers:
+        spk = f"{int(rng.integers(0, 2**32)):08x}"
+        if spk not in ids:
+            ids.append(spk)
+    for word in words:
+        os.makedirs(os.path.join(root, word), exist_ok=True)
+    lists = {"validation": [], "testing": []}
+    for s, spk in enumerate(ids):
+        voice = ENGLISH_VOICES[s % len(ENGLISH_VOICES)]
+        texts = [w for w in words for _ in range(repetitions)]
+        wavs = _synthesize_speaker(voice, texts, rng)
+        for i, (word, wav) in enumerate(zip(texts, wavs)):
+            clip = np.zeros(SAMPLE_RATE, dtype=np.float32)
+            wav = wav[:SAMPLE_RATE]
+            offset = int(rng.integers(0, SAMPLE_RATE - len(wav) + 1))
+            clip[offset : offset + len(wav)] = wav
+            name = f"{word}/{spk}_nohash_{i % repetitions}.wav"
+            sf.write(
+                os.path.join(root, name), clip, SAMPLE_RATE, subtype="PCM_16"
+            )
+            if s < validation_speakers:
+                lists["validation"].append(name)
+            elif s < validation_speakers + testing_speakers:
+                lists["testing"].append(name)
+    for split, names in lists.items():
+        with open(os.path.join(root, f"{split}_list.txt"), "w") as f:
+            f.writelines(n + "\n" for n in sorted(names))
+    noise = os.path.join(root, "_background_noise_")
+    os.makedirs(noise, exist_ok=True)
+    white = rng.standard_normal(10 * SAMPLE_RATE).astype(np.float32)
+    pink = np.cumsum(white) / SAMPLE_RATE**0.5
+    pink = (pink - np.convolve(pink, np.ones(400) / 400, "same")).astype(
+        np.float32
+    )
+    for name, wav in (("white_noise", white), ("pink_noise", pink)):
+        wav = 0.3 * wav / np.abs(wav).max()
+        sf.write(os.path.join(noise, name + ".wav"), wav, SAMPLE_RATE, "PCM_16")
+    return ids

@@ -2,6 +2,8 @@
 
 * ``protocol.py``: ``FewShotProtocol``, the fixed episodes and the loop that
   adapts and scores every method on them;
+* ``classification.py``: ``WayShotProtocol``, the same for N-way K-shot
+  classification (accuracy);
 * ``scoring.py``: how a query is scored (default: the recipe's decoding);
 * ``stats.py``: means and confidence intervals;
 * ``results.py``: the ``few_shot_results.json`` contract, its I/O;
@@ -12,6 +14,12 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+from speechbrain_meta.evaluation.classification import (
+    WayShotProtocol,
+    query_accuracy,
+    way_shot_table,
+    write_way_shot_results,
+)
 from speechbrain_meta.evaluation.protocol import FewShotProtocol
 from speechbrain_meta.evaluation.reports import plot_results, results_table
 from speechbrain_meta.evaluation.results import (
@@ -49,5 +57,9 @@ __all__ = [
     "select_adaptation",
     "summary_row",
     "validate_results",
+    "WayShotProtocol",
+    "query_accuracy",
+    "way_shot_table",
     "write_results",
+    "write_way_shot_results",
 ]

@@ -1,0 +1,155 @@
+"""The Speech Commands few-shot KWS recipe on a stand-in corpus.
+
+espeak-ng words in many voices, written in Speech Commands' exact layout
+(``<word>/<speaker>_nohash_<n>.wav``, the two lists, background noise;
+``speechbrain_meta.data.standins``), with bad clips planted in it: the
+prepare script names and skips them, and every row of
+``tests/recipes/GoogleSpeechCommands.csv`` runs as upstream's recipe tests
+run it (debug flags through a shell's word splitting, with ``--debug``),
+once on two processes under ``torchrun``.
+"""
+
+import csv
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechbrain_meta.data.standins import speech_commands_standin
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+RECIPE = os.path.join(ROOT, "recipes", "GoogleSpeechCommands", "few_shot_kws")
+TEST = ["yes", "no", "up", "down", "left"]
+DEV = ["bed", "bird", "cat"]
+TRAIN = ["zero", "one", "two", "three"]
+
+
+def _rows():
+    csv_file = os.path.join(
+        ROOT, "tests", "recipes", "GoogleSpeechCommands.csv"
+    )
+    with open(csv_file) as f:
+        return {
+            os.path.basename(r["Hparam_file"])[:-5]: r
+            for r in csv.DictReader(f)
+        }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """``tests/tmp/GoogleSpeechCommands`` with 4 bad clips in it."""
+    work = tmp_path_factory.mktemp("gsc")
+    corpus = work / "tests" / "tmp" / "GoogleSpeechCommands"
+    speakers = speech_commands_standin(
+        str(corpus),
+        TEST + DEV + TRAIN,
+        speakers=10,
+        repetitions=2,
+        validation_speakers=3,
+        testing_speakers=3,
+    )
+    train_spk = speakers[-1]
+    (corpus / "zero" / f"{train_spk}_nohash_0.wav").write_bytes(b"")
+    sf.write(corpus / "one" / f"{train_spk}_nohash_1.wav",
+             np.zeros(8000, dtype=np.float32), 8000)  # fmt: skip
+    sf.write(corpus / "two" / f"{train_spk}_nohash_1.wav",
+             np.zeros((16000, 2), dtype=np.float32), 16000)  # fmt: skip
+    with open(corpus / "testing_list.txt", "a") as f:
+        f.write("yes/ffffffff_nohash_0.wav\n")  # a missing clip
+    return work
+
+
+def test_prepare_names_counts_and_skips_bad_clips(workdir, tmp_path):
+    sys.path.insert(0, RECIPE)
+    from prepare_GSC import prepare_GSC
+
+    corpus = workdir / "tests" / "tmp" / "GoogleSpeechCommands"
+    summary = prepare_GSC(str(corpus), str(tmp_path), TEST, DEV)
+    splits = summary["splits"]
+    assert splits["train"]["skipped"] == {
+        "unreadable audio file": 1,
+        "sample rate 8000 (not 16000)": 1,
+        "2 channels (not mono)": 1,
+    }
+    assert splits["test"]["skipped"] == {"missing clip": 1}
+    lines = sum(1 for _ in open(corpus / "testing_list.txt"))
+    assert splits["test"]["skipped_clips"]["missing clip"] == [
+        f"{corpus / 'testing_list.txt'}:{lines}"
+    ]
+    # Classes and speakers are disjoint across the splits.
+    assert splits["train"]["classes"] == 4 and splits["test"]["classes"] == 5
+    assert splits["train"]["clips"] == 4 * 4 * 2 - 3
+    assert splits["test"]["clips"] == 5 * 3 * 2
+    assert splits["dev"]["clips"] == 3 * 3 * 2
+    speakers = {}
+    for split in ("train", "dev", "test"):
+        with open(tmp_path / f"{split}.csv") as f:
+            rows = list(csv.DictReader(f))
+        speakers[split] = {r["spk_id"] for r in rows}
+        words = {r["command"] for r in rows}
+        assert words == set({"train": TRAIN, "dev": DEV, "test": TEST}[split])
+    assert not speakers["train"] & (speakers["dev"] | speakers["test"])
+    assert summary["noise_recordings"] == 2
+
+
+def _run_row(row, cwd, launcher=()):
+    command = (
+        list(launcher or [sys.executable])
+        + [os.path.join(ROOT, row["Script_file"])]
+        + [os.path.join(ROOT, row["Hparam_file"])]
+        + shlex.split(row["test_debug_flags"])
+        + ["--debug", "--debug_persistently", "--noprogressbar"]
+    )
+    if launcher:
+        command.append("--distributed_backend=gloo")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    run = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
+    out = cwd / flags["--output_folder"]
+    checks = row["test_debug_checks"].split("file_exists=[")[1].split("]")[0]
+    for name in checks.split(","):
+        assert (out / name).exists(), name
+    return out
+
+
+@pytest.mark.parametrize(
+    "method", ["protonet", "maml", "anil", "lslr", "joint"]
+)
+def test_recipe_row_runs(workdir, method):
+    out = _run_row(_rows()[method], workdir)
+    with open(out / "few_shot" / "test" / "few_shot_results.json") as f:
+        document = json.load(f)
+    rows = document["results"]
+    assert {(r["n_way"], r["k"]) for r in rows} == {
+        (2, 1), (2, 2), (5, 1), (5, 2)
+    }  # fmt: skip
+    assert all(0.0 <= r["accuracy"] <= 100.0 for r in rows)
+    assert all(r["episodes"] == 3 for r in rows)
+    assert document["protocol"]["classes"] == sorted(TEST)
+    with open(out / "prepare_summary.json") as f:
+        prepared = json.load(f)["splits"]
+    assert sum(prepared["train"]["skipped"].values()) == 3
+    assert document["skipped"]["train"] == 0  # none left for training
+
+
+def test_recipe_row_runs_under_torchrun(workdir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    row = dict(_rows()["maml"])
+    row["test_debug_flags"] = row["test_debug_flags"].replace(
+        "GoogleSpeechCommands_maml", "GoogleSpeechCommands_maml_ddp"
+    )
+    launcher = [sys.executable, "-m", "torch.distributed.run"]
+    launcher += ["--nproc_per_node=2", f"--master_port={port}"]
+    out = _run_row(row, workdir, launcher)
+    assert "epoch: 1" in (out / "train_log.txt").read_text()
