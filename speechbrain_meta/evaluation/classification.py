@@ -259,16 +259,20 @@ class WayShotProtocol:
         Returns
         -------
         list of dict
-            One row per (ways, shots): ``method``, ``n_way``, ``k``,
-            ``accuracy`` and ``ci95`` (percent), ``episodes``, the episode
-            accuracies, ``adapt_seconds`` (mean), ``diverged_episodes``
-            (adaptation diverged: scored as chance, 1/N) and the
-            adaptation's settings.
+            One row per (ways, shots), named as the ASR protocol's rows:
+            ``method``, ``n_way``, ``k_shot``, ``accuracy_mean`` and
+            ``accuracy_ci95`` (percent), ``n_episodes``, the episode
+            accuracies, ``trainable_params`` (adapted weights, the output
+            layer at N = ``n_way``), ``adapt_seconds_mean``,
+            ``diverged_episodes`` (adaptation diverged: scored as chance,
+            1/N) and the adaptation's settings.
         """
         if adaptation is None:
             adaptation = brain.own_adaptation()
         if score is None:
             score = query_accuracy
+        inner_loop = adaptation.inner_loop(brain)
+        adapted = brain.meta_parameters(inner_loop)
         rows = []
         for n_way in self.ways:
             for k in self.shots:
@@ -299,16 +303,18 @@ class WayShotProtocol:
                         score(brain, fast, batch.to(brain.device))
                     )
                 mean, half = confidence_interval(accuracies)
+                trainable = _trainable(brain, adapted, n_way)
                 rows.append(
                     {
                         "method": method,
                         "n_way": n_way,
-                        "k": k,
-                        "accuracy": 100.0 * mean,
-                        "ci95": None if half is None else 100.0 * half,
-                        "episodes": len(accuracies),
+                        "k_shot": k,
+                        "accuracy_mean": 100.0 * mean,
+                        "accuracy_ci95": None if half is None else 100 * half,
+                        "n_episodes": len(accuracies),
                         "episode_accuracies": accuracies,
-                        "adapt_seconds": (
+                        "trainable_params": trainable,
+                        "adapt_seconds_mean": (
                             sum(seconds) / len(seconds) if seconds else None
                         ),
                         "diverged_episodes": diverged,
@@ -316,6 +322,22 @@ class WayShotProtocol:
                     }
                 )
         return rows
+
+
+def _trainable(brain, adapted, n_way):
+    """Adapted weights in an N-way task: a prototype head has N rows."""
+    head = getattr(brain.meta_algorithm, "task_init", None)
+    total = sum(p.numel() for p in adapted.values())
+    if head is None:
+        return total
+    module, name = head.locate(brain.modules)
+    own = sum(
+        p.numel()
+        for n, p in adapted.items()
+        if n in (f"{name}.weight", f"{name}.bias")
+    )
+    dim = module.weight.shape[1]
+    return total - own + n_way * (dim + 1)
 
 
 def way_shot_table(rows):
@@ -332,22 +354,24 @@ def way_shot_table(rows):
 
     Example
     -------
-    >>> row = {"method": "protonet", "n_way": 5, "k": 1, "accuracy": 61.25,
-    ...        "ci95": 2.5, "episodes": 100, "diverged_episodes": 0}
+    >>> row = {"method": "protonet", "n_way": 5, "k_shot": 1,
+    ...        "accuracy_mean": 61.25, "accuracy_ci95": 2.5,
+    ...        "n_episodes": 100, "diverged_episodes": 0}
     >>> print(way_shot_table([row]).splitlines()[2])
     | protonet | 5 | 1 | 61.2 ± 2.5 | 100 | 0 |
     """
     header = ["method", "ways", "shots", "accuracy %", "episodes", "diverged"]
     body = []
     for r in rows:
-        ci = "" if r["ci95"] is None else f" ± {r['ci95']:.1f}"
+        half = r["accuracy_ci95"]
+        ci = "" if half is None else f" ± {half:.1f}"
         body.append(
             [
                 r["method"],
                 r["n_way"],
-                r["k"],
-                f"{r['accuracy']:.1f}{ci}",
-                r["episodes"],
+                r["k_shot"],
+                f"{r['accuracy_mean']:.1f}{ci}",
+                r["n_episodes"],
                 r["diverged_episodes"],
             ]
         )

@@ -122,18 +122,19 @@ def _run_row(row, cwd, launcher=()):
 
 
 @pytest.mark.parametrize(
-    "method", ["protonet", "maml", "anil", "lslr", "joint"]
+    "method", ["protonet", "maml", "anil", "layer_step_lr", "joint"]
 )
 def test_recipe_row_runs(workdir, method):
     out = _run_row(_rows()[method], workdir)
     with open(out / "few_shot" / "test" / "few_shot_results.json") as f:
         document = json.load(f)
     rows = document["results"]
-    assert {(r["n_way"], r["k"]) for r in rows} == {
+    assert {(r["n_way"], r["k_shot"]) for r in rows} == {
         (2, 1), (2, 2), (5, 1), (5, 2)
     }  # fmt: skip
-    assert all(0.0 <= r["accuracy"] <= 100.0 for r in rows)
-    assert all(r["episodes"] == 3 for r in rows)
+    assert all(0.0 <= r["accuracy_mean"] <= 100.0 for r in rows)
+    assert all(r["n_episodes"] == 3 for r in rows)
+    assert all(r["trainable_params"] > 0 for r in rows)
     assert document["protocol"]["classes"] == sorted(TEST)
     with open(out / "prepare_summary.json") as f:
         prepared = json.load(f)["splits"]

@@ -15,7 +15,7 @@ so one model serves any N. The methods (``hparams/<method>.yaml``):
 * ``maml``: second-order MAML from the prototype head (Proto-MAML,
   Triantafillou et al., 2020);
 * ``anil``: ANIL, the inner loop adapts only the output layer;
-* ``lslr``: a learned update rule, MAML++'s per-layer per-step rates;
+* ``layer_step_lr``: a learned update rule, MAML++'s per-layer per-step rates;
 * ``joint``: the fine-tuning baseline, a classifier trained on all the
   meta-train keywords at once (a plain ``sb.Brain`` step), then fine-tuned
   from the prototype head on each task's support.
