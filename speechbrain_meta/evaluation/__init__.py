@@ -16,6 +16,7 @@ Authors
 
 from speechbrain_meta.evaluation.classification import (
     WayShotProtocol,
+    choose_way_shot_adaptation,
     query_accuracy,
     way_shot_table,
     write_way_shot_results,
@@ -47,6 +48,7 @@ __all__ = [
     "RESULTS_PNG",
     "cached_results",
     "candidate_adaptations",
+    "choose_way_shot_adaptation",
     "confidence_interval",
     "load_results",
     "merge_results",

@@ -340,6 +340,50 @@ def _trainable(brain, adapted, n_way):
     return total - own + n_way * (dim + 1)
 
 
+def choose_way_shot_adaptation(protocol, brain, candidates, steps):
+    """The adaptation with the best accuracy on meta-dev episodes.
+
+    Every candidate (rule, rate, mode) is tried at every number of steps
+    (the method's own rule also at its own number, which may be 0) on the
+    same episodes; the best mean accuracy wins, the earlier candidate on a
+    tie. Never run on meta-test classes.
+
+    Arguments
+    ---------
+    protocol : WayShotProtocol
+        Meta-dev episodes (one ``ways`` and one ``shots`` value).
+    brain : MetaBrain
+        The trained method.
+    candidates : list of Adaptation
+        E.g. from ``candidate_adaptations`` (their ``steps`` are set here).
+    steps : list of int
+        Numbers of adaptation steps tried.
+
+    Returns
+    -------
+    tuple
+        ``(best Adaptation, list of {"adaptation", "accuracy_mean"})``.
+    """
+    tried = []
+    own_steps = brain.own_adaptation().steps
+    for candidate in candidates:
+        counts = list(steps)
+        if candidate.rule == "own" and own_steps not in counts:
+            counts.insert(0, own_steps)
+        for n in counts:
+            adaptation = candidate.replace(steps=n)
+            rows = protocol.evaluate(brain, "search", adaptation)
+            tried.append((adaptation, rows[0]["accuracy_mean"]))
+            logger.info(
+                "meta-dev: %s accuracy %.1f %%", adaptation, tried[-1][1]
+            )
+    best = max(range(len(tried)), key=lambda i: (tried[i][1], -i))
+    report = [
+        {"adaptation": a.describe(), "accuracy_mean": acc} for a, acc in tried
+    ]
+    return tried[best][0], report
+
+
 def way_shot_table(rows):
     """The markdown table of N-way K-shot results.
 

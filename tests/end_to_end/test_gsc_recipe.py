@@ -135,6 +135,13 @@ def test_recipe_row_runs(workdir, method):
     assert all(0.0 <= r["accuracy_mean"] <= 100.0 for r in rows)
     assert all(r["n_episodes"] == 3 for r in rows)
     assert all(r["trainable_params"] > 0 for r in rows)
+    # own rule at its own steps and at 2, SGD at 2: 3 or 4 tried on meta-dev
+    tried = document["adaptation_search"]
+    assert 3 <= len(tried) <= 4
+    chosen = max(tried, key=lambda t: t["accuracy_mean"])["accuracy_mean"]
+    assert rows[0]["adaptation"] in [
+        t["adaptation"] for t in tried if t["accuracy_mean"] == chosen
+    ]
     assert document["protocol"]["classes"] == sorted(TEST)
     with open(out / "prepare_summary.json") as f:
         prepared = json.load(f)["splits"]

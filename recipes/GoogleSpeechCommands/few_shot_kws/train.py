@@ -21,7 +21,9 @@ so one model serves any N. The methods (``hparams/<method>.yaml``):
   from the prototype head on each task's support.
 
 Checkpoints are selected on meta-dev episodes (classification error after
-adaptation); then ``speechbrain_meta.evaluation.WayShotProtocol`` scores
+adaptation), and each method's adaptation (its own rule, or SGD or Adam at
+a few rates and step counts) on meta-dev keywords; then
+``speechbrain_meta.evaluation.WayShotProtocol`` scores
 each method's accuracy, with 95 % confidence intervals, on seeded 5- and
 10-way, 1- and 5-shot episodes of the meta-test keywords:
 ``few_shot/test/few_shot_results.{json,md}``.
@@ -47,6 +49,8 @@ from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.evaluation import (
     WayShotProtocol,
+    candidate_adaptations,
+    choose_way_shot_adaptation,
     way_shot_table,
     write_way_shot_results,
 )
@@ -194,6 +198,34 @@ def make_brain(hparams, run_opts, **overrides):
     )
 
 
+def choose_adaptation(hparams, brain, dev_data):
+    """The method's adaptation (rule, rate, steps), chosen on meta-dev.
+
+    Every method is scored on the same meta-dev episodes with its own rule
+    and with SGD and Adam at the ``adaptation_search`` rates and steps; the
+    most accurate is used on the meta-test keywords.
+    """
+    search = hparams["adaptation_search"]
+    dev = WayShotProtocol(
+        dev_data,
+        "command",
+        ways=[search["n_way"]],
+        shots=[search["k_shot"]],
+        episodes=search["episodes"],
+        query_per_class=search["query_per_class"],
+        seed=hparams["few_shot"]["seed"],
+        dataset_name="GoogleSpeechCommands/dev",
+    )
+    candidates = candidate_adaptations(
+        search["rules"], search["sgd_lrs"], search["adam_lrs"], search["modes"]
+    )
+    adaptation, tried = choose_way_shot_adaptation(
+        dev, brain, candidates, search["steps"]
+    )
+    logger.info("Adaptation chosen on meta-dev: %s", adaptation)
+    return adaptation, tried
+
+
 def run(hparams_file, run_opts, overrides):
     """Prepares the corpus, trains the method, runs the N-way K-shot test.
 
@@ -242,18 +274,20 @@ def run(hparams_file, run_opts, overrides):
     brain = make_brain(hparams, run_opts)
     rows = []
     if hparams["run_few_shot"]:
+        adaptation, tried = choose_adaptation(hparams, brain, datasets["dev"])
         protocol = WayShotProtocol(
             datasets["test"],
             "command",
             dataset_name="GoogleSpeechCommands/test",
             **hparams["few_shot"],
         )
-        rows = protocol.evaluate(brain, hparams["method"])
+        rows = protocol.evaluate(brain, hparams["method"], adaptation)
         folder = os.path.join(hparams["output_folder"], "few_shot", "test")
         write_way_shot_results(
             folder,
             protocol,
             rows,
+            adaptation_search=tried,
             skipped={k: len(v) for k, v in skipped.items()},
         )
         if if_main_process():
