@@ -11,7 +11,10 @@ log-probabilities over 30 classes:
   gradient with ``create_graph``, then the gradient of its inner product
   with a vector), against our own forward+backward (native CTC has no
   double backward: the peer here is the first-order cost);
-* a check that both losses and gradients agree (float64 reference).
+* a check that both losses and gradients agree (float64). Gradients are
+  taken with respect to the logits before ``log_softmax``: native CTC's
+  backward returns the logits' gradient (``exp(log_probs) - occupancy``)
+  in place of the log-probabilities' own.
 
 Prints a markdown table, writes ``DIR/ctc.json`` (rows as in
 ``timing.report``).
@@ -51,25 +54,25 @@ def _inputs(T, S, B, device, dtype=torch.float32, seed=0):
     target_lengths = torch.full((B,), S, dtype=torch.long)
     target_lengths[1::2] = S - S // 5
     return (
-        logits.log_softmax(-1).to(device),
+        logits.to(device),
         targets.to(device),
         input_lengths.to(device),
         target_lengths.to(device),
     )
 
 
-def _fwd_bwd(ctc, lp, *args):
-    lp = lp.detach().requires_grad_(True)
-    loss = ctc(lp, *args)
-    (grad,) = torch.autograd.grad(loss, lp)
-    return loss, grad
+def _fwd_bwd(ctc, logits, *args):
+    logits = logits.detach().requires_grad_(True)
+    loss = ctc(logits.log_softmax(-1), *args)
+    (grad,) = torch.autograd.grad(loss, logits)
+    return loss.detach(), grad
 
 
-def _hvp(lp, *args):
-    lp = lp.detach().requires_grad_(True)
-    loss = ctc_loss_pure(lp, *args)
-    (grad,) = torch.autograd.grad(loss, lp, create_graph=True)
-    (hvp,) = torch.autograd.grad((grad * lp.detach()).sum(), lp)
+def _hvp(logits, *args):
+    logits = logits.detach().requires_grad_(True)
+    loss = ctc_loss_pure(logits.log_softmax(-1), *args)
+    (grad,) = torch.autograd.grad(loss, logits, create_graph=True)
+    (hvp,) = torch.autograd.grad((grad * logits.detach()).sum(), logits)
     return hvp
 
 
