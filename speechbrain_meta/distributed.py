@@ -10,6 +10,7 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import atexit
 import os
 
 import torch
@@ -61,7 +62,10 @@ def init_process_group(run_opts):
     process group with ``run_opts["distributed_backend"]``; otherwise, or
     when the group exists already (a driver running several recipes in one
     process), nothing happens. Every training script calls it first, as
-    upstream's recipes call ``ddp_init_group``.
+    upstream's recipes call ``ddp_init_group``. A group joined here is
+    left at interpreter exit (``destroy_process_group``): a gloo group
+    still alive while Python tears down can abort the process ("terminate
+    called without an active exception") after a successful run.
 
     Arguments
     ---------
@@ -79,6 +83,24 @@ def init_process_group(run_opts):
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return
     ddp_init_group({"distributed_backend": "nccl", **run_opts})
+    if torch.distributed.is_initialized():
+        atexit.register(leave_process_group)
+
+
+def leave_process_group():
+    """Destroys the default process group, if one is running.
+
+    Registered with ``atexit`` by :func:`init_process_group`; a script may
+    also call it when its distributed work is done.
+
+    Example
+    -------
+    >>> leave_process_group()  # no group: nothing
+    >>> torch.distributed.is_initialized()
+    False
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def all_reduce_gradients(parameters, bucket_mb=25.0):
