@@ -310,6 +310,7 @@ def speech_commands_standin(
     repetitions=1,
     validation_speakers=2,
     testing_speakers=2,
+    noise_floor_dbfs=(-60.0, -40.0),
     seed=0,
 ):
     """Writes a Google Speech Commands-layout corpus of synthesised words.
@@ -320,6 +321,12 @@ def speech_commands_standin(
     the clips (``<word>/<file>``) of the speakers held out for each (by
     speaker, as the real lists are), and ``_background_noise_/`` with
     long noise recordings (synthetic white and pink noise here).
+
+    Each speaker's clips carry a recording noise floor (white noise at a
+    level drawn per speaker), as the real clips recorded by volunteers'
+    microphones do: a synthesiser's digital silence (most of each 1 s
+    clip) gives features far from any recording's, and a model trained
+    with additive noise meets it only on held-out clips.
 
     Arguments
     ---------
@@ -333,6 +340,9 @@ def speech_commands_standin(
         Clips per speaker and word (``_nohash_0``, ``_nohash_1``, ...).
     validation_speakers, testing_speakers : int
         Speakers whose clips go to each list.
+    noise_floor_dbfs : tuple of float, optional
+        The range (RMS, dB full scale) the speakers' noise floors are
+        drawn from, uniformly; ``None`` leaves digital silence.
     seed : int
         Everything is drawn from it.
 
@@ -367,11 +377,14 @@ def speech_commands_standin(
         voice = ENGLISH_VOICES[s % len(ENGLISH_VOICES)]
         texts = [w for w in words for _ in range(repetitions)]
         wavs = _synthesize_speaker(voice, texts, rng)
+        floor = 0.0
+        if noise_floor_dbfs is not None:
+            floor = 10 ** (rng.uniform(*noise_floor_dbfs) / 20)
         for i, (word, wav) in enumerate(zip(texts, wavs)):
-            clip = np.zeros(SAMPLE_RATE, dtype=np.float32)
+            clip = (floor * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
             wav = wav[:SAMPLE_RATE]
             offset = int(rng.integers(0, SAMPLE_RATE - len(wav) + 1))
-            clip[offset : offset + len(wav)] = wav
+            clip[offset : offset + len(wav)] += wav
             name = f"{word}/{spk}_nohash_{i % repetitions}.wav"
             sf.write(
                 os.path.join(root, name), clip, SAMPLE_RATE, subtype="PCM_16"
