@@ -56,6 +56,8 @@ def benchmarks(out, device, quick):
         ("memory", ["--json", out, "--device", device,
                     "--steps", "30" if quick else "500"]),
         ("adaptation", ["--json", out, "--device", device] + repeats),
+        ("peers", ["--json", out, "--device", device] + repeats
+         + (["--quick"] if quick else [])),
     ]  # fmt: skip
 
 

@@ -10,7 +10,8 @@
 set -euo pipefail
 SBM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Dependencies read from setup.cfg: the core (install_requires), and all
-# (with every extra).
+# (with every extra but bench: the peer libraries of benchmarks/peers.py,
+# never a runtime or CI dependency).
 _deps() {
     python3 - "$SBM_ROOT/setup.cfg" "$1" <<'PY'
 import configparser, sys
@@ -18,8 +19,9 @@ cfg = configparser.ConfigParser()
 cfg.read(sys.argv[1])
 reqs = cfg["options"]["install_requires"].split("\n")
 if sys.argv[2] == "all":
-    for extra in cfg["options.extras_require"].values():
-        reqs += extra.split("\n")
+    for name, extra in cfg["options.extras_require"].items():
+        if name != "bench":
+            reqs += extra.split("\n")
 print("\n".join(sorted({r.strip() for r in reqs if r.strip()})))
 PY
 }

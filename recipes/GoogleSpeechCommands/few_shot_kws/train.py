@@ -170,6 +170,10 @@ def dataio_prepare(hparams):
             f"joint training needs out_neurons: {len(encoder)} (it is "
             f"{hparams['out_neurons']})"
         )
+    if joint:
+        encoder.expect_len(hparams["out_neurons"])
+    else:  # the indices are joint training's outputs only
+        encoder.ignore_len()
     sb.dataio.dataset.add_dynamic_item([datasets["train"]], label_pipeline)
     sb.dataio.dataset.set_output_keys(
         [datasets["train"]], ["id", "sig", "command", "command_encoded"]

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""One MAML meta-gradient: our inner loop against the peer libraries.
+
+The model is a 2-layer BLSTM CTC acoustic model (40 features, ``--hidden``
+cells per direction, 30 output classes) trained by our twice-differentiable
+CTC, on random features: a support and a query batch of ``--batch``
+utterances of ``--frames`` frames, ``--inner-steps`` SGD inner steps. For
+each order (second, first) one meta-gradient (inner loop, query loss,
+gradient with respect to the initial weights) is made by:
+
+* **ours**: ``speechbrain_meta.InnerLoop.adapt`` (``functional_call`` on
+  the module's own parameters);
+* **higher** 0.2.1: ``innerloop_ctx(model, SGD, copy_initial_weights=False)``
+  (first order: ``track_higher_grads=False``, the query gradient taken
+  with respect to the fast weights);
+* **torchopt** 0.7.3: ``MetaSGD`` on the module, its state restored after
+  the task (second order only: torchopt has no first-order MetaSGD mode);
+* **deepcopy**: plain PyTorch, the module deep-copied per task and trained
+  by ``torch.optim.SGD`` (first order only: a copy has no graph back to
+  the original weights).
+
+Rows: step time (median of ``--repeats`` after a warm-up, the peer in the
+same process) and extra peak memory of one step (each measured in a fresh
+process: on CPU the peak resident set size, Linux's ``VmHWM``, reset
+after a warm-up step; on CUDA ``max_memory_allocated``), ours against each
+peer, and the largest relative difference of the meta-gradients.
+The goal (issue 14): second order at most 1/4.5 of every peer's time and
+at most half its extra memory. Peers come from the ``bench`` extra
+(``pip install speechbrain-meta[bench]``); a missing one is reported and
+skipped. learn2learn 0.2.0 is not included: ``pip wheel learn2learn==0.2.0``
+fails on Python 3.11 (its shipped Cython output, ``meta_dataset.c``,
+includes ``longintrepr.h``, which Python 3.11 moved), and it is not
+patched here.
+
+    python benchmarks/peers.py [--quick] [--json DIR] [--device cuda]
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import argparse
+import copy
+import ctypes
+import os
+import re
+import subprocess
+import sys
+
+import torch
+from timing import measure, report, row
+
+from speechbrain_meta.inner import InnerLoop
+from speechbrain_meta.losses import ctc_loss_pure
+
+FEATURES, CLASSES, LABELS = 40, 30, 30
+LR = 0.01
+
+
+class BLSTMCTC(torch.nn.Module):
+    """2-layer bidirectional LSTM and a linear layer to log-probabilities."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(
+            FEATURES, hidden, 2, batch_first=True, bidirectional=True
+        )
+        self.out = torch.nn.Linear(2 * hidden, CLASSES)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0]).log_softmax(-1)
+
+
+def ctc(log_probs, batch):
+    """Our CTC (differentiable twice) of a batch's labels."""
+    _, targets, in_lens, target_lens = batch
+    return ctc_loss_pure(
+        log_probs.transpose(0, 1), targets, in_lens, target_lens
+    )
+
+
+def make(args, device):
+    """The model and a support and a query batch (seeded)."""
+    torch.manual_seed(0)
+    model = BLSTMCTC(args.hidden).to(device)
+
+    def batch():
+        x = torch.randn(args.batch, args.frames, FEATURES)
+        targets = torch.randint(1, CLASSES, (args.batch, LABELS))
+        in_lens = torch.full((args.batch,), args.frames)
+        target_lens = torch.full((args.batch,), LABELS)
+        return tuple(t.to(device) for t in (x, targets, in_lens, target_lens))
+
+    return model, batch(), batch()
+
+
+def ours(model, support, query, k, first_order):
+    inner = InnerLoop(k, inner_lr=LR, first_order=first_order)
+    params = inner.select(model.named_parameters())
+
+    def loss_fn(fast, batch):
+        out = torch.func.functional_call(model, fast, (batch[0],))
+        return ctc(out, batch)
+
+    fast = inner.adapt(loss_fn, params, support)
+    return torch.autograd.grad(loss_fn(fast, query), list(params.values()))
+
+
+def higher_step(model, support, query, k, first_order):
+    import higher
+
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    with higher.innerloop_ctx(
+        model,
+        opt,
+        copy_initial_weights=False,
+        track_higher_grads=not first_order,
+    ) as (fmodel, diffopt):
+        for _ in range(k):
+            diffopt.step(ctc(fmodel(support[0]), support))
+        loss = ctc(fmodel(query[0]), query)
+        # First order: the query gradient at the fast weights.
+        wrt = fmodel.parameters() if first_order else model.parameters()
+        return torch.autograd.grad(loss, list(wrt))
+
+
+def torchopt_step(model, support, query, k, first_order):
+    import torchopt
+
+    assert not first_order
+    params = list(model.parameters())  # the leaves MetaSGD replaces
+    state = torchopt.extract_state_dict(model)
+    opt = torchopt.MetaSGD(model, lr=LR)
+    for _ in range(k):
+        opt.step(ctc(model(support[0]), support))
+    grads = torch.autograd.grad(ctc(model(query[0]), query), params)
+    torchopt.recover_state_dict(model, state)
+    return grads
+
+
+def deepcopy_step(model, support, query, k, first_order):
+    assert first_order
+    fast = copy.deepcopy(model)
+    opt = torch.optim.SGD(fast.parameters(), lr=LR)
+    for _ in range(k):
+        opt.zero_grad()
+        ctc(fast(support[0]), support).backward()
+        opt.step()
+    return torch.autograd.grad(
+        ctc(fast(query[0]), query), list(fast.parameters())
+    )
+
+
+METHODS = {
+    "ours": ours,
+    "higher": higher_step,
+    "torchopt": torchopt_step,
+    "deepcopy": deepcopy_step,
+}
+SECOND_ORDER = ["ours", "higher", "torchopt"]
+FIRST_ORDER = ["ours", "higher", "deepcopy"]
+
+
+def available(name):
+    """Whether a peer library can be imported."""
+    if name in ("ours", "deepcopy"):
+        return True
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+def peak_memory(args, method, first_order):
+    """Extra peak memory (MiB) of one meta-gradient, in a fresh process."""
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-of",
+        method,
+        "--hidden", str(args.hidden),
+        "--batch", str(args.batch),
+        "--frames", str(args.frames),
+        "--inner-steps", str(args.inner_steps),
+        "--device", args.device,
+    ] + (["--first-order"] if first_order else [])  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(run.stdout.strip().splitlines()[-1])
+
+
+def measure_memory(args):
+    """Prints the extra peak memory of one step (``--memory-of``)."""
+    device = torch.device(args.device)
+    model, support, query = make(args, device)
+    step = METHODS[args.memory_of]
+    # A warm-up step: imports, kernels and caches are not the step's.
+    step(model, support, query, args.inner_steps, args.first_order)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step(model, support, query, args.inner_steps, args.first_order)
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - before
+    else:
+        before = _reset_peak_rss()
+        step(model, support, query, args.inner_steps, args.first_order)
+        extra = _peak_rss() - before
+    print(extra / 2**20)
+
+
+def _peak_rss():
+    """The process's peak resident set size in bytes (Linux ``VmHWM``)."""
+    with open("/proc/self/status") as f:
+        status = f.read()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+
+
+def _reset_peak_rss():
+    """Resets the peak to the current resident set size; returns it.
+
+    Memory that the allocator keeps after ``free`` is handed back first
+    (``malloc_trim``), or a step would reuse it unseen.
+    """
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _peak_rss()
+
+
+def max_rel_diff(a, b):
+    """Largest difference of two gradient lists, relative to b's largest."""
+    scale = max(float(g.abs().max()) for g in b)
+    return max(float((x - y).abs().max()) for x, y in zip(a, b)) / scale
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default="results/benchmarks")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--inner-steps", type=int, default=3)
+    parser.add_argument("--first-order", action="store_true")
+    parser.add_argument("--memory-of", choices=sorted(METHODS))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.hidden, args.batch, args.frames = 64, 4, 50
+        args.repeats = min(args.repeats, 3)
+    if args.memory_of:
+        return measure_memory(args)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    model, support, query = make(args, device)
+    k = args.inner_steps
+    rows, missing = [], []
+    for first_order, names in ((False, SECOND_ORDER), (True, FIRST_ORDER)):
+        order = "1st order" if first_order else "2nd order"
+
+        def time_of(name):
+            return measure(
+                lambda: METHODS[name](model, support, query, k, first_order),
+                args.repeats,
+                sync=sync,
+            )
+
+        reference = ours(model, support, query, k, first_order)
+        ours_time = time_of("ours")
+        ours_memory = peak_memory(args, "ours", first_order)
+        for name in names[1:]:
+            if not available(name):
+                missing.append(name)
+                continue
+            grads = METHODS[name](model, support, query, k, first_order)
+            diff = max_rel_diff(reference, grads)
+            goal_time = 1 / 4.5 if not first_order else None
+            rows.append(
+                row(
+                    f"MAML {order} time vs {name}",
+                    ours_time,
+                    time_of(name),
+                    goal=goal_time and round(goal_time, 3),
+                    peer_name=name,
+                    max_rel_grad_diff=diff,
+                )
+            )
+            memory = peak_memory(args, name, first_order)
+            fixed = {"median": None, "min": None, "max": None}
+            mem_row = row(
+                f"MAML {order} extra peak memory vs {name}",
+                {**fixed, "median": ours_memory},
+                {**fixed, "median": memory},
+                unit="MiB",
+                goal=0.5 if not first_order else None,
+                peer_name=name,
+            )
+            for key in ("ours", "peer"):
+                mem_row[f"{key}_min"] = mem_row[f"{key}_max"] = mem_row[key]
+            rows.append(mem_row)
+    settings = {
+        "model": f"2-layer BLSTM {args.hidden} + linear, CTC ({CLASSES})",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch": args.batch,
+        "frames": args.frames,
+        "inner_steps": k,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "missing_peers": sorted(set(missing)),
+    }
+    print(report("peers", rows, args.json, settings))
+    print(
+        "meta-gradient agreement (max relative difference): "
+        + ", ".join(
+            f"{r['peer_name']} {r['max_rel_grad_diff']:.1e}"
+            for r in rows
+            if "max_rel_grad_diff" in r
+        )
+    )
+    if missing:
+        print(
+            "not installed (pip install speechbrain-meta[bench]): "
+            + ", ".join(sorted(set(missing)))
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
