@@ -48,8 +48,7 @@ def benchmarks(out, device, quick):
     return [
         ("ctc", ["--json", out, "--device", device] + repeats
          + (["--quick"] if quick else [])),
-        ("outer_step", ["--out", os.path.join(out, "outer_step"),
-                        "--device", device] + repeats),
+        ("outer_step", ["--json", out, "--device", device] + repeats),
         ("allreduce", ["--json", out] + (["--repeats", "3"] if quick else [])),
         ("meta_transfer_memory", ["--out", out, "--device", device]
          + (["--repeats", "1"] if quick else [])),
