@@ -76,19 +76,28 @@ def floor_of(plain, k):
     return {key: (k + 1) * value for key, value in plain.items()}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default="results/benchmarks")
-    parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
-    args = parser.parse_args(argv)
-    data = os.path.join(args.json, "outer_step_data")
-    os.makedirs(data, exist_ok=True)
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else None
+def setup(folder, device):
+    """The fixed episode, a support-sized plain batch, and a brain builder.
 
-    base = load("maml", data)
+    Arguments
+    ---------
+    folder : str
+        Where the SynthTones corpus and the brains' files go.
+    device : str
+        The brains' device.
+
+    Returns
+    -------
+    episode : Episode
+        K = 5 support and Q = 5 query utterances of one speaker.
+    support : PaddedBatch
+        The support utterances as a plain batch.
+    build : callable
+        ``build(brain_class, hparams)``: a brain ready for ``fit_batch``.
+    """
+    os.makedirs(folder, exist_ok=True)
+    torch.manual_seed(0)
+    base = load("maml", folder)
     prepare_synth_tones(base["data_folder"], **base["corpus"])
     datasets, tokenizer = dataio_prepare(base)
     sampler = TaskSampler(datasets["train"], "spk_id", 5, 5, 1, seed=0)
@@ -101,13 +110,27 @@ def main(argv=None):
             modules=hparams["modules"],
             opt_class=hparams["opt_class"],
             hparams=hparams,
-            run_opts={"device": args.device},
+            run_opts={"device": device},
         )
         brain.tokenizer = tokenizer
         brain.grad_accumulation_factor = 1  # one outer step per call
         brain.on_fit_start()
         brain.modules.train()
         return brain
+
+    return episode, support, build
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default="results/benchmarks")
+    parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
+    args = parser.parse_args(argv)
+    data = os.path.join(args.json, "outer_step_data")
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    episode, support, build = setup(data, args.device)
 
     plain = build(ASR, load("maml", data))
     plain_step = measure(
