@@ -57,6 +57,7 @@ def benchmarks(out, device, quick):
         ("adaptation", ["--json", out, "--device", device] + repeats),
         ("peers", ["--json", out, "--device", device] + repeats
          + (["--quick"] if quick else [])),
+        ("scaling", ["--json", out] + repeats),
     ]  # fmt: skip
 
 
