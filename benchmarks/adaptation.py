@@ -20,7 +20,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import argparse
 import copy
 import csv
 import os
@@ -29,7 +28,7 @@ import tempfile
 
 import speechbrain as sb
 import torch
-from timing import measure, report, row
+from timing import benchmark_parser, measure, report, row
 
 from speechbrain_meta.asr import CTCASR
 from speechbrain_meta.data.checks import read_audio
@@ -47,7 +46,7 @@ class _PlainCTC(CTCASR):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument(
         "--model",
         default=os.path.join(QUICK, "seed1234", "fomaml", "inference"),
@@ -63,9 +62,6 @@ def parse_args(argv):
     parser.add_argument(
         "--queries", type=int, default=20, help="utterances decoded (at most)"
     )
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default="results/benchmarks")
     return parser.parse_args(argv)
 
 

@@ -25,11 +25,10 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import argparse
 import sys
 
 import torch
-from timing import measure, report, row
+from timing import benchmark_parser, measure, report, row
 
 from speechbrain_meta.losses import ctc_loss_pure
 
@@ -88,12 +87,7 @@ def check(T, S, B, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default="results/benchmarks")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    args = benchmark_parser(__doc__, quick=True).parse_args(argv)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     rows = []

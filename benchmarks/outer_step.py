@@ -16,13 +16,12 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import argparse
 import os
 import sys
 
 import speechbrain as sb
 import torch
-from timing import measure, report, row
+from timing import benchmark_parser, measure, report, row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthTones", "meta_asr")
@@ -122,11 +121,7 @@ def setup(folder, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default="results/benchmarks")
-    parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
-    args = parser.parse_args(argv)
+    args = benchmark_parser(__doc__).parse_args(argv)
     data = os.path.join(args.json, "outer_step_data")
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else None

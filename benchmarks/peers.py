@@ -38,7 +38,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import argparse
 import copy
 import ctypes
 import os
@@ -47,7 +46,7 @@ import subprocess
 import sys
 
 import torch
-from timing import measure, report, row
+from timing import benchmark_parser, measure, report, row
 
 from speechbrain_meta.inner import InnerLoop
 from speechbrain_meta.losses import ctc_loss_pure
@@ -172,7 +171,10 @@ def available(name):
 
 
 def peak_memory(args, method, first_order):
-    """Extra peak memory (MiB) of one meta-gradient, in a fresh process."""
+    """Extra peak memory (MiB) of one meta-gradient, in a fresh process.
+
+    Returns a ``measure``-like dict (one run: median = min = max).
+    """
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -185,7 +187,8 @@ def peak_memory(args, method, first_order):
         "--device", args.device,
     ] + (["--first-order"] if first_order else [])  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, check=True)
-    return float(run.stdout.strip().splitlines()[-1])
+    mib = float(run.stdout.strip().splitlines()[-1])
+    return {"median": mib, "min": mib, "max": mib}
 
 
 def measure_memory(args):
@@ -235,11 +238,7 @@ def max_rel_diff(a, b):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default="results/benchmarks")
-    parser.add_argument("--device", default="cpu")
+    parser = benchmark_parser(__doc__, quick=True)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=200)
@@ -256,7 +255,7 @@ def main(argv=None):
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     model, support, query = make(args, device)
     k = args.inner_steps
-    rows, missing = [], []
+    rows, missing = [], set()
     for first_order, names in ((False, SECOND_ORDER), (True, FIRST_ORDER)):
         order = "1st order" if first_order else "2nd order"
 
@@ -272,34 +271,30 @@ def main(argv=None):
         ours_memory = peak_memory(args, "ours", first_order)
         for name in names[1:]:
             if not available(name):
-                missing.append(name)
+                missing.add(name)
                 continue
             grads = METHODS[name](model, support, query, k, first_order)
             diff = max_rel_diff(reference, grads)
-            goal_time = 1 / 4.5 if not first_order else None
             rows.append(
                 row(
                     f"MAML {order} time vs {name}",
                     ours_time,
                     time_of(name),
-                    goal=goal_time and round(goal_time, 3),
+                    goal=None if first_order else round(1 / 4.5, 3),
                     peer_name=name,
                     max_rel_grad_diff=diff,
                 )
             )
-            memory = peak_memory(args, name, first_order)
-            fixed = {"median": None, "min": None, "max": None}
-            mem_row = row(
-                f"MAML {order} extra peak memory vs {name}",
-                {**fixed, "median": ours_memory},
-                {**fixed, "median": memory},
-                unit="MiB",
-                goal=0.5 if not first_order else None,
-                peer_name=name,
+            rows.append(
+                row(
+                    f"MAML {order} extra peak memory vs {name}",
+                    ours_memory,
+                    peak_memory(args, name, first_order),
+                    unit="MiB",
+                    goal=None if first_order else 0.5,
+                    peer_name=name,
+                )
             )
-            for key in ("ours", "peer"):
-                mem_row[f"{key}_min"] = mem_row[f"{key}_max"] = mem_row[key]
-            rows.append(mem_row)
     settings = {
         "model": f"2-layer BLSTM {args.hidden} + linear, CTC ({CLASSES})",
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -309,7 +304,7 @@ def main(argv=None):
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "missing_peers": sorted(set(missing)),
+        "missing_peers": sorted(missing),
     }
     print(report("peers", rows, args.json, settings))
     print(
@@ -323,7 +318,7 @@ def main(argv=None):
     if missing:
         print(
             "not installed (pip install speechbrain-meta[bench]): "
-            + ", ".join(sorted(set(missing)))
+            + ", ".join(sorted(missing))
         )
     return rows
 

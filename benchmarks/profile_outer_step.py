@@ -66,10 +66,9 @@ def main(argv=None):
     parser.add_argument("--folder", default="results/benchmarks/profile")
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args(argv)
-    episode, _, build = setup(
-        os.path.join(args.folder, "outer_step_data"), args.device
-    )
-    hparams = load(args.method, os.path.join(args.folder, "outer_step_data"))
+    data = os.path.join(args.folder, "outer_step_data")
+    episode, _, build = setup(data, args.device)
+    hparams = load(args.method, data)
     brain = build(meta_brain_class(ASR, hparams["meta_brain_class"]), hparams)
     for _ in range(2):
         brain.fit_batch(episode)

@@ -30,23 +30,20 @@ TASKS_PER_OUTER_STEP = 2
 
 
 def _outer_step_time(rank, world_size, port, args, queue):
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    if world_size == 1:  # a plain single process, no DDP wrapping
-        for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
-            os.environ.pop(key)
+    if world_size > 1:  # torchrun's variables; one process runs plain
+        os.environ.update(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world_size),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
     torch.set_num_threads(1)
     from outer_step import ASR, load, meta_brain_class, setup
 
     from speechbrain_meta.distributed import init_process_group
 
-    if world_size > 1:
-        init_process_group({"device": "cpu", "distributed_backend": "gloo"})
+    init_process_group({"device": "cpu", "distributed_backend": "gloo"})
     folder = os.path.join(args.json, "scaling_data")
     episode, _, build = setup(folder, "cpu")
     hparams = load(args.method, folder)

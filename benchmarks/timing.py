@@ -10,10 +10,43 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import argparse
 import json
 import os
 import statistics
 import time
+
+
+def benchmark_parser(doc, repeats=5, quick=False):
+    """The options every timing benchmark takes: repeats, JSON folder, device.
+
+    Arguments
+    ---------
+    doc : str
+        The benchmark's module docstring (its first line describes it).
+    repeats : int
+        The default number of timed runs.
+    quick : bool
+        Whether the benchmark has a ``--quick`` (short) version.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        More options may be added.
+
+    Example
+    -------
+    >>> args = benchmark_parser("Demo.", quick=True).parse_args([])
+    >>> args.repeats, args.json, args.device, args.quick
+    (5, 'results/benchmarks', 'cpu', False)
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if quick:
+        parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--json", default="results/benchmarks")
+    parser.add_argument("--device", default="cpu", help="e.g. cuda:0")
+    return parser
 
 
 def measure(fn, repeats=5, warmup=1, sync=None):
