@@ -26,6 +26,10 @@ logger = get_logger(__name__)
 _NEED_DOUBLE_BACKWARD = contextvars.ContextVar(
     "speechbrain_meta_ctc_double_backward", default=False
 )
+# Log-emission of the extended states past an utterance's last blank:
+# finite (a sentinel would overflow as it adds up along the states) and far
+# below any real path.
+_INVALID_STATE = -1e5
 
 
 @contextlib.contextmanager
@@ -155,11 +159,21 @@ def ctc_loss_pure(
         2 * target_lengths[:, None] + 1
     )
 
-    # Emissions of the extended states at every frame: [T, B, L].
+    # Emissions of the extended states at every frame, [T, B, L]. States
+    # past an utterance's last blank get a finite penalty instead: the
+    # recursion only moves forward through the states, so they never reach
+    # a valid one, and no per-frame mask is needed.
     emit = log_probs.gather(2, ext.unsqueeze(0).expand(T, B, L))
-    neg_col = torch.full((B, 1), neg, dtype=dtype, device=device)
-    neg_col2 = torch.full((B, 2), neg, dtype=dtype, device=device)
-    skip_fill = torch.full((B, L), neg, dtype=dtype, device=device)
+    emit = emit.masked_fill(~state_valid, _INVALID_STATE)
+    # One tensor per frame: indexing ``emit[t]`` in the loop would make the
+    # backward zero-fill and accumulate a whole [T, B, L] gradient per frame
+    # (quadratic in T); ``unbind`` makes one node that stacks them once.
+    emit = emit.unbind(0)
+    # Transitions s -> s (stay), s-1 -> s (step) and s-2 -> s (skip) read
+    # one padded copy of the previous frame; a forbidden skip adds ``neg``.
+    pad = torch.full((B, 2), neg, dtype=dtype, device=device)
+    no_skip = torch.zeros(B, L, dtype=dtype, device=device)
+    no_skip.masked_fill_(~can_skip, neg)
 
     start = torch.full((B, L), neg, dtype=dtype, device=device)
     start[:, 0] = 0.0
@@ -167,19 +181,18 @@ def ctc_loss_pure(
         start[:, 1] = torch.where(
             target_lengths > 0, torch.zeros_like(start[:, 1]), start[:, 1]
         )
-    alpha = torch.where(state_valid, start + emit[0], skip_fill)
+    alpha = start + emit[0]
+    alphas = [alpha]
     for t in range(1, T):
-        stay = alpha
-        step = torch.cat([neg_col, alpha[:, :-1]], dim=1)
+        padded = torch.cat([pad, alpha], dim=1)
+        moves = [alpha, padded[:, 1:-1]]
         if L > 2:
-            skip = torch.cat([neg_col2, alpha[:, :-2]], dim=1)
-            skip = torch.where(can_skip, skip, skip_fill)
-            prev = torch.logsumexp(torch.stack([stay, step, skip]), dim=0)
-        else:
-            prev = torch.logsumexp(torch.stack([stay, step]), dim=0)
-        new = torch.where(state_valid, prev + emit[t], skip_fill)
-        active = (t < input_lengths)[:, None]
-        alpha = torch.where(active, new, alpha)
+            moves.append(padded[:, :-2] + no_skip)
+        alpha = torch.logsumexp(torch.stack(moves), dim=0) + emit[t]
+        alphas.append(alpha)
+    # Each utterance ends at its own last frame.
+    last_frame = (input_lengths - 1).clamp(min=0)
+    alpha = torch.stack(alphas)[last_frame, torch.arange(B, device=device)]
 
     last = 2 * target_lengths  # index of the final blank
     end_blank = alpha.gather(1, last[:, None]).squeeze(1)
