@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """One outer step per algorithm against the limit: (k+1) plain steps.
 
-Uses the SynthTones recipe's CRDNN CTC model (hparams/maml.yaml) and one
-fixed episode (K = 5 support + Q = 5 query utterances). The floor is what
+Uses the SynthTones recipe's CTC model (hparams/maml.yaml), with its CRDNN
+encoder and with SpeechBrain's Conformer encoder in its place
+(``conformer_ctc.yaml`` beside this script), and one fixed episode
+(K = 5 support + Q = 5 query utterances). The floor is what
 the same data costs a plain SpeechBrain recipe: ``k + 1`` plain
 ``Brain.fit_batch`` steps (forward, backward, optimiser step) on a batch
 of the support's size (K = Q here), the plain step measured in the same
@@ -11,14 +13,17 @@ at most 2.5x. Prints a markdown table and writes ``DIR/outer_step.json``
 (rows as in ``timing.report``).
 
     python benchmarks/outer_step.py [--repeats 5] [--json DIR] [--device cuda:0]
+        [--models crdnn,conformer]
 
 Authors
  * speechbrain-meta developers 2026
 """
 
+import io
 import os
 import sys
 
+import ruamel.yaml
 import speechbrain as sb
 import torch
 from timing import benchmark_parser, measure, report, row
@@ -60,14 +65,27 @@ RULES = [
 ]
 
 
-def load(method, out):
+# The encoders: the recipe's own (CRDNN), and a file of overrides.
+MODELS = {
+    "crdnn": None,
+    "conformer": os.path.join(os.path.dirname(__file__), "conformer_ctc.yaml"),
+}
+
+
+def load(method, out, model="crdnn"):
     path = os.path.join(RECIPE, "hparams", ALGORITHMS[method][0])
     overrides = {
         "output_folder": out,
         "data_folder": os.path.join(out, "data"),
         "meta": dict(ALGORITHMS[method][1]),
     }
-    return load_layered_hparams(path, COMMON, overrides)[0]
+    text = io.StringIO()
+    ruamel.yaml.YAML().dump(overrides, text)
+    text = text.getvalue()
+    if MODELS[model] is not None:
+        with open(MODELS[model], encoding="utf-8") as fin:
+            text += fin.read()
+    return load_layered_hparams(path, COMMON, text)[0]
 
 
 def floor_of(plain, k):
@@ -121,24 +139,52 @@ def setup(folder, device):
 
 
 def main(argv=None):
-    args = benchmark_parser(__doc__).parse_args(argv)
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--models", default=",".join(MODELS))
+    args = parser.parse_args(argv)
     data = os.path.join(args.json, "outer_step_data")
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else None
     episode, support, build = setup(data, args.device)
-
-    plain = build(ASR, load("maml", data))
-    plain_step = measure(
-        lambda: plain.fit_batch(support), args.repeats, 2, sync=sync
+    rows, settings = [], {}
+    for model in args.models.split(","):
+        model_rows, model_settings = outer_steps(
+            model, data, episode, support, build, args.repeats, device
+        )
+        rows += model_rows
+        settings[model] = model_settings
+        plain = model_settings["plain_fit_batch_s"]["median"]
+        print(
+            f"\n{model}: {model_settings['parameters']} parameters, "
+            f"K={episode.n_support} + Q={episode.n_query} utterances, "
+            f"plain fit_batch {plain:.3f} s, {torch.get_num_threads()} "
+            f"threads, median of {args.repeats}"
+        )
+    settings.update(
+        {
+            "support": episode.n_support,
+            "query": episode.n_query,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
     )
+    print(report("outer_step", rows, args.json, settings))
+    return rows
+
+
+def outer_steps(model, data, episode, support, build, repeats, device):
+    """The rows of one model: each algorithm against its floor."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    plain = build(ASR, load("maml", data, model))
+    plain_step = measure(lambda: plain.fit_batch(support), repeats, 2, sync)
     cases = []
     for method in ALGORITHMS:
-        hparams = load(method, data)
+        hparams = load(method, data, model)
         Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
         inner = hparams["meta_algorithm"].inner_loop
         cases.append((method, build(Brain, hparams), inner))
     for name, make_rule, first_order in RULES:
-        hparams = load("maml", data)
+        hparams = load("maml", data, model)
         hparams["meta_algorithm"] = MAML(
             InnerLoop(3, update_rule=make_rule(), first_order=first_order)
         )
@@ -151,36 +197,22 @@ def main(argv=None):
         goal = 1.1 if inner.first_order else 2.5
         rows.append(
             row(
-                f"{name} ({'first' if inner.first_order else 'second'} "
-                f"order, k={k}) vs (k+1) fit_batch",
-                measure(
-                    lambda: brain.fit_batch(episode), args.repeats, 2, sync
-                ),
+                f"{model}: {name} ({'first' if inner.first_order else 'second'}"
+                f" order, k={k}) vs (k+1) fit_batch",
+                measure(lambda: brain.fit_batch(episode), repeats, 2, sync),
                 floor_of(plain_step, k),
                 goal=goal,
                 peer_name=f"{k + 1} x plain fit_batch (support-sized batch)",
+                model=model,
                 inner_steps=k,
                 first_order=inner.first_order,
             )
         )
-    params = sum(p.numel() for p in plain.modules.parameters())
     settings = {
-        "model": "SynthTones recipe CRDNN, CTC",
-        "parameters": params,
-        "support": episode.n_support,
-        "query": episode.n_query,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in plain.modules.parameters()),
         "plain_fit_batch_s": plain_step,
-        "torch": torch.__version__,
     }
-    print(
-        f"\nCRDNN CTC, {params} parameters, K={episode.n_support} + "
-        f"Q={episode.n_query} utterances, {torch.get_num_threads()} "
-        f"threads, median of {args.repeats}\n"
-    )
-    print(report("outer_step", rows, args.json, settings))
-    return rows
+    return rows, settings
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ each order (second, first) one meta-gradient (inner loop, query loss,
 gradient with respect to the initial weights) is made by:
 
 * **ours**: ``speechbrain_meta.InnerLoop.adapt`` (``functional_call`` on
-  the module's own parameters);
+  the module's own parameters), second order also with
+  ``recompute_inner_steps`` (each inner step's graph rebuilt when the
+  meta-gradient reaches it), which is also compared with ours keeping
+  the graph;
 * **higher** 0.2.1: ``innerloop_ctx(model, SGD, copy_initial_weights=False)``
   (first order: ``track_higher_grads=False``, the query gradient taken
   with respect to the fast weights);
@@ -92,8 +95,10 @@ def make(args, device):
     return model, batch(), batch()
 
 
-def ours(model, support, query, k, first_order):
-    inner = InnerLoop(k, inner_lr=LR, first_order=first_order)
+def ours(model, support, query, k, first_order, recompute=False):
+    inner = InnerLoop(
+        k, inner_lr=LR, first_order=first_order, recompute_inner_steps=recompute
+    )
     params = inner.select(model.named_parameters())
 
     def loss_fn(fast, batch):
@@ -149,13 +154,22 @@ def deepcopy_step(model, support, query, k, first_order):
     )
 
 
+def ours_recompute(model, support, query, k, first_order):
+    assert not first_order
+    return ours(model, support, query, k, first_order, recompute=True)
+
+
 METHODS = {
     "ours": ours,
+    "ours_recompute": ours_recompute,
     "higher": higher_step,
     "torchopt": torchopt_step,
     "deepcopy": deepcopy_step,
 }
 SECOND_ORDER = ["ours", "higher", "torchopt"]
+# Ours with ``recompute_inner_steps``: second order, compared with the same
+# peers and with ours keeping the graph.
+RECOMPUTE = "ours_recompute"
 FIRST_ORDER = ["ours", "higher", "deepcopy"]
 
 
@@ -267,34 +281,53 @@ def main(argv=None):
             )
 
         reference = ours(model, support, query, k, first_order)
-        ours_time = time_of("ours")
-        ours_memory = peak_memory(args, "ours", first_order)
+        variants = ["ours"] + ([] if first_order else [RECOMPUTE])
+        times = {v: time_of(v) for v in variants}
+        memories = {v: peak_memory(args, v, first_order) for v in variants}
+        peers = {}
         for name in names[1:]:
             if not available(name):
                 missing.add(name)
                 continue
             grads = METHODS[name](model, support, query, k, first_order)
-            diff = max_rel_diff(reference, grads)
-            rows.append(
-                row(
-                    f"MAML {order} time vs {name}",
-                    ours_time,
-                    time_of(name),
-                    goal=None if first_order else round(1 / 4.5, 3),
-                    peer_name=name,
-                    max_rel_grad_diff=diff,
-                )
+            peers[name] = (
+                max_rel_diff(reference, grads),
+                time_of(name),
+                peak_memory(args, name, first_order),
             )
-            rows.append(
-                row(
-                    f"MAML {order} extra peak memory vs {name}",
-                    ours_memory,
-                    peak_memory(args, name, first_order),
-                    unit="MiB",
-                    goal=None if first_order else 0.5,
-                    peer_name=name,
-                )
+        if not first_order:  # recomputing against keeping the graph
+            grads = METHODS[RECOMPUTE](model, support, query, k, first_order)
+            peers["ours"] = (
+                max_rel_diff(reference, grads),
+                times["ours"],
+                memories["ours"],
             )
+        for variant in variants:
+            label = order + (", recompute" if variant == RECOMPUTE else "")
+            for name, (diff, peer_time, peer_memory) in peers.items():
+                if name == variant:
+                    continue
+                goal = name != "ours" and not first_order
+                rows.append(
+                    row(
+                        f"MAML {label} time vs {name}",
+                        times[variant],
+                        peer_time,
+                        goal=round(1 / 4.5, 3) if goal else None,
+                        peer_name=name,
+                        max_rel_grad_diff=diff,
+                    )
+                )
+                rows.append(
+                    row(
+                        f"MAML {label} extra peak memory vs {name}",
+                        memories[variant],
+                        peer_memory,
+                        unit="MiB",
+                        goal=0.5 if goal else None,
+                        peer_name=name,
+                    )
+                )
     settings = {
         "model": f"2-layer BLSTM {args.hidden} + linear, CTC ({CLASSES})",
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -2,13 +2,14 @@
 """Where one outer step's time goes: a ``torch.profiler`` breakdown.
 
 Profiles one outer step of ``--method`` (default: second-order ``maml``)
-on the SynthTones CRDNN episode of ``outer_step.py``, after warm-up
+on the SynthTones episode of ``outer_step.py`` (``--model``), after warm-up
 steps, and prints two tables: the backward nodes (autograd functions, with
 everything they run) and the forward operators (self time), each as a
 share of the step. This is the profile behind the rows of
 ``outer_step.py`` that miss their goal.
 
-    python benchmarks/profile_outer_step.py [--method maml] [--device cpu]
+    python benchmarks/profile_outer_step.py [--method maml] [--model crdnn]
+        [--device cpu]
 
 Authors
  * speechbrain-meta developers 2026
@@ -21,7 +22,7 @@ import sys
 import time
 
 import torch
-from outer_step import ALGORITHMS, ASR, load, meta_brain_class, setup
+from outer_step import ALGORITHMS, ASR, MODELS, load, meta_brain_class, setup
 from torch.profiler import ProfilerActivity, profile
 
 NODE = "autograd::engine::evaluate_function: "
@@ -62,13 +63,14 @@ def _in_backward(event):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--method", default="maml", choices=ALGORITHMS)
+    parser.add_argument("--model", default="crdnn", choices=MODELS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--folder", default="results/benchmarks/profile")
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args(argv)
     data = os.path.join(args.folder, "outer_step_data")
     episode, _, build = setup(data, args.device)
-    hparams = load(args.method, data)
+    hparams = load(args.method, data, args.model)
     brain = build(meta_brain_class(ASR, hparams["meta_brain_class"]), hparams)
     for _ in range(2):
         brain.fit_batch(episode)
@@ -82,8 +84,8 @@ def main(argv=None):
     events = prof.events()
     total = sum(e.self_cpu_time_total for e in events)
     print(
-        f"{args.method}: one outer step, {wall:.3f} s wall under the "
-        f"profiler, {torch.get_num_threads()} threads"
+        f"{args.method} ({args.model}): one outer step, {wall:.3f} s wall "
+        f"under the profiler, {torch.get_num_threads()} threads"
     )
     n_ops = sum(e.name.startswith("aten::") for e in events)
     n_nodes = sum(e.name.startswith(NODE) for e in events)

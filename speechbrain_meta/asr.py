@@ -9,7 +9,10 @@ brain in front with ``meta_brain_class``.
 
 Hparams read: ``compute_features``, ``log_softmax``, ``ctc_cost``,
 ``blank_index``, ``cer_computer``, ``wer_computer``, ``train_logger``,
-``epoch_counter``; modules: ``normalize``, ``encoder``, ``ctc_lin``.
+``epoch_counter``, optionally ``encoder_takes_lengths`` (default False:
+True calls ``encoder(feats, wav_lens)``, as SpeechBrain's Transformer and
+Conformer ``EncoderWrapper`` needs); modules: ``normalize``, ``encoder``,
+``ctc_lin``.
 
 Authors
  * speechbrain-meta developers 2026
@@ -70,7 +73,10 @@ class CTCASR(sb.Brain):
         """
         feats = self.hparams.compute_features(wavs)
         feats = self.modules.normalize(feats, wav_lens)
-        encoded = self.modules.encoder(feats)
+        if getattr(self.hparams, "encoder_takes_lengths", False):
+            encoded = self.modules.encoder(feats, wav_lens)
+        else:
+            encoded = self.modules.encoder(feats)
         logits = self.modules.ctc_lin(encoded)
         return self.hparams.log_softmax(logits)
 

@@ -81,6 +81,9 @@ class StatisticsGuard:
     ---------
     module : torch.nn.Module
         The module tree to protect.
+    replay : list of dict, optional
+        A snapshot from ``capture()``: the statistics are set to it inside
+        the context (to recompute a forward exactly as it first ran).
 
     Example
     -------
@@ -93,12 +96,20 @@ class StatisticsGuard:
     0
     """
 
-    def __init__(self, module):
+    def __init__(self, module, replay=None):
         self.modules = [m for m in module.modules() if _is_statistics_module(m)]
+        self.replay = replay
         self._saved = []
 
-    def __enter__(self):
-        self._saved = []
+    def capture(self):
+        """A snapshot of the statistics, for ``StatisticsGuard(replay=...)``.
+
+        Returns
+        -------
+        list of dict
+            One state per statistics module.
+        """
+        states = []
         for m in self.modules:
             if isinstance(m, torch.nn.modules.batchnorm._NormBase):
                 state = {
@@ -112,21 +123,30 @@ class StatisticsGuard:
                     "glob_mean": m.glob_mean,
                     "glob_std": m.glob_std,
                 }
-            self._saved.append(state)
-        return self
+            states.append(state)
+        return states
 
-    def __exit__(self, *exc):
+    def _load(self, states, copy=False):
         with torch.no_grad():
-            for m, state in zip(self.modules, self._saved):
+            for m, state in zip(self.modules, states):
                 if isinstance(m, torch.nn.modules.batchnorm._NormBase):
                     # Swap the snapshots in rather than copying in place:
                     # the forward may have saved the buffers for backward.
                     for k, v in state.items():
-                        m._buffers[k] = v
+                        m._buffers[k] = v.clone() if copy else v
                 else:
                     m.count = state["count"]
                     m.glob_mean = state["glob_mean"]
                     m.glob_std = state["glob_std"]
+
+    def __enter__(self):
+        self._saved = self.capture()
+        if self.replay is not None:
+            self._load(self.replay, copy=True)
+        return self
+
+    def __exit__(self, *exc):
+        self._load(self._saved)
         self._saved = []
         return False
 
@@ -220,6 +240,15 @@ class InnerLoop(torch.nn.Module):
     inner_grad_clip : float, optional
         If given, the support gradient is rescaled to at most this global
         norm (a differentiable operation) before each update.
+    recompute_inner_steps : bool
+        Second order only: keep no graph of the inner steps in the forward
+        and recompute each step's graph (with its random numbers and
+        normalisation statistics) when the meta-gradient reaches it, one
+        step at a time. The same meta-gradient for about one extra support
+        forward and backward per step, and the peak memory of one inner
+        step's double-backward graph instead of all of them (gradient
+        checkpointing over the inner steps). Needs an update rule without
+        state across steps (not ``Adam`` or ``LearnedUpdate``).
 
     Example
     -------
@@ -244,6 +273,7 @@ class InnerLoop(torch.nn.Module):
         adapt_params=("*",),
         frozen_params=(),
         inner_grad_clip=None,
+        recompute_inner_steps=False,
     ):
         super().__init__()
         if inner_steps < 0:
@@ -260,6 +290,7 @@ class InnerLoop(torch.nn.Module):
         self.adapt_params = list(adapt_params)
         self.frozen_params = list(frozen_params)
         self.inner_grad_clip = inner_grad_clip
+        self.recompute_inner_steps = bool(recompute_inner_steps)
 
     def settings(self):
         """The constructor arguments that rebuild this loop.
@@ -268,8 +299,8 @@ class InnerLoop(torch.nn.Module):
         -------
         dict
             ``inner_steps``, ``update_rule`` (the same module, shared),
-            ``first_order``, ``adapt_params``, ``frozen_params`` and
-            ``inner_grad_clip``.
+            ``first_order``, ``adapt_params``, ``frozen_params``,
+            ``inner_grad_clip`` and ``recompute_inner_steps``.
         """
         return {
             "inner_steps": self.inner_steps,
@@ -278,6 +309,7 @@ class InnerLoop(torch.nn.Module):
             "adapt_params": list(self.adapt_params),
             "frozen_params": list(self.frozen_params),
             "inner_grad_clip": self.inner_grad_clip,
+            "recompute_inner_steps": self.recompute_inner_steps,
         }
 
     def replace(self, **changes):
@@ -339,6 +371,8 @@ class InnerLoop(torch.nn.Module):
         keep_steps=False,
         forward_context=None,
         loss_scale=1.0,
+        extra_inputs=(),
+        replay_context=None,
     ):
         """Runs the inner loop.
 
@@ -369,6 +403,16 @@ class InnerLoop(torch.nn.Module):
         loss_scale : float
             The support loss is multiplied by this before differentiation and
             the gradients divided by it (manual fp16 loss scaling).
+        extra_inputs : iterable of torch.Tensor
+            With ``recompute_inner_steps``: the tensors other than ``params``
+            that ``loss_fn`` reads and that need a meta-gradient (the
+            meta-parameters that do not adapt, e.g. ANIL's body). The update
+            rule's parameters are added here.
+        replay_context : callable, optional
+            With ``recompute_inner_steps``: called before each step, returns
+            a function that returns a context manager in which that step's
+            recomputation sees the state the step first saw (a brain
+            restores its normalisation statistics).
 
         Returns
         -------
@@ -378,43 +422,143 @@ class InnerLoop(torch.nn.Module):
         steps = self.inner_steps if inner_steps is None else inner_steps
         first_order = self.first_order if first_order is None else first_order
         create_graph = not first_order and torch.is_grad_enabled()
+        recompute = create_graph and self.recompute_inner_steps and steps > 0
+        if recompute and getattr(self.update_rule, "has_step_state", False):
+            raise ValueError(
+                "recompute_inner_steps needs an update rule without state "
+                f"across steps; {type(self.update_rule).__name__} keeps some"
+            )
+        others = []
+        if recompute:
+            seen = {id(t) for t in params.values()}
+            for t in [*extra_inputs, *self.update_rule.parameters()]:
+                if t.requires_grad and id(t) not in seen:
+                    seen.add(id(t))
+                    others.append(t)
         fast = OrderedDict(params)
         history = [fast]
-        names = list(fast)
         for step in range(steps):
-            if forward_context is None:
-                ctx = contextlib.nullcontext()
-            else:
-                ctx = forward_context(create_graph)
-            with ctx:
-                loss = loss_fn(fast, support)
-            if not torch.isfinite(loss.detach()).all():
-                raise NonFiniteInnerLoss(step, "loss")
-            grads = torch.autograd.grad(
-                loss * loss_scale,
-                [fast[n] for n in names],
-                create_graph=create_graph,
-                allow_unused=True,
-            )
-            grads = {
-                n: (
-                    torch.zeros_like(fast[n])
-                    if g is None
-                    else (g / loss_scale if loss_scale != 1.0 else g)
+
+            def run(fast, create_graph, step=step):
+                return self._step(
+                    loss_fn,
+                    fast,
+                    support,
+                    step,
+                    create_graph,
+                    forward_context,
+                    loss_scale,
+                    double_backward=True if recompute else create_graph,
                 )
-                for n, g in zip(names, grads)
-            }
-            # One device sync for all the gradients, not one per tensor.
-            finite = torch.stack(
-                [torch.isfinite(g.detach()).all() for g in grads.values()]
-            )
-            if not bool(finite.all()):
-                raise NonFiniteInnerLoss(step, "gradient")
-            if self.inner_grad_clip is not None:
-                grads = _clip(grads, self.inner_grad_clip)
-            fast = OrderedDict(self.update_rule(fast, grads, step))
+
+            if recompute:
+                replay = replay_context() if replay_context else None
+                fast = _recomputed_step(run, fast, others, replay)
+            else:
+                fast = run(fast, create_graph)
             history.append(fast)
         return history if keep_steps else fast
+
+    def _step(
+        self,
+        loss_fn,
+        fast,
+        support,
+        step,
+        create_graph,
+        forward_context,
+        loss_scale,
+        double_backward,
+    ):
+        """One update: the support loss, its gradient, the update rule."""
+        names = list(fast)
+        if forward_context is None:
+            ctx = contextlib.nullcontext()
+        else:
+            ctx = forward_context(double_backward)
+        with ctx:
+            loss = loss_fn(fast, support)
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteInnerLoss(step, "loss")
+        grads = torch.autograd.grad(
+            loss * loss_scale,
+            [fast[n] for n in names],
+            create_graph=create_graph,
+            allow_unused=True,
+        )
+        grads = {
+            n: (
+                torch.zeros_like(fast[n])
+                if g is None
+                else (g / loss_scale if loss_scale != 1.0 else g)
+            )
+            for n, g in zip(names, grads)
+        }
+        # One device sync for all the gradients, not one per tensor.
+        finite = torch.stack(
+            [torch.isfinite(g.detach()).all() for g in grads.values()]
+        )
+        if not bool(finite.all()):
+            raise NonFiniteInnerLoss(step, "gradient")
+        if self.inner_grad_clip is not None:
+            grads = _clip(grads, self.inner_grad_clip)
+        return OrderedDict(self.update_rule(fast, grads, step))
+
+
+def _recomputed_step(run, fast, others, replay):
+    """``run(fast, create_graph)`` whose graph is rebuilt in the backward."""
+    names = list(fast)
+    outputs = _RecomputedStep.apply(
+        run, names, others, replay, *[fast[n] for n in names], *others
+    )
+    return OrderedDict(zip(names, outputs))
+
+
+class _RecomputedStep(torch.autograd.Function):
+    """One inner step, checkpointed.
+
+    The forward keeps no graph; the backward reruns the step with
+    ``create_graph`` (same random numbers, same statistics) and
+    differentiates it, so the meta-gradient is the one through the kept
+    graph.
+    """
+
+    @staticmethod
+    def forward(ctx, run, names, others, replay, *tensors):
+        ctx.run, ctx.names, ctx.others, ctx.replay = run, names, others, replay
+        ctx.devices = sorted(
+            {t.device.index for t in tensors if t.device.type == "cuda"}
+        )
+        ctx.cpu_rng = torch.get_rng_state()
+        ctx.cuda_rng = [torch.cuda.get_rng_state(d) for d in ctx.devices]
+        fast_in = tensors[: len(names)]
+        ctx.save_for_backward(*fast_in)
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_() for t in fast_in]
+            out = run(OrderedDict(zip(names, leaves)), create_graph=False)
+        return tuple(out[n].detach() for n in names)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grad_outputs):
+        leaves = [t.detach().requires_grad_() for t in ctx.saved_tensors]
+        with torch.random.fork_rng(devices=ctx.devices):
+            torch.set_rng_state(ctx.cpu_rng)
+            for device, state in zip(ctx.devices, ctx.cuda_rng):
+                torch.cuda.set_rng_state(state, device)
+            replay = ctx.replay() if ctx.replay else contextlib.nullcontext()
+            with replay, torch.enable_grad():
+                out = ctx.run(
+                    OrderedDict(zip(ctx.names, leaves)), create_graph=True
+                )
+        inputs = leaves + list(ctx.others)
+        grads = torch.autograd.grad(
+            [out[n] for n in ctx.names],
+            inputs,
+            grad_outputs,
+            allow_unused=True,
+        )
+        return (None, None, None, None, *grads)
 
 
 def _clip(grads, max_norm):

@@ -96,6 +96,10 @@ class Adam(torch.nn.Module):
     tensor([-0.1000,  0.1000])
     """
 
+    # Moments carried from one inner step to the next (InnerLoop's
+    # recompute_inner_steps cannot replay them).
+    has_step_state = True
+
     def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8):
         super().__init__()
         if lr <= 0:
@@ -419,6 +423,10 @@ class LearnedUpdate(torch.nn.Module):
     """
 
     n_features = 7
+
+    # Moments carried from one inner step to the next (InnerLoop's
+    # recompute_inner_steps cannot replay them).
+    has_step_state = True
 
     def __init__(
         self,

@@ -396,6 +396,8 @@ class MetaBrain(sb.Brain):
                     keep_steps=keep_steps,
                     forward_context=self.support_forward_context,
                     loss_scale=scale,
+                    extra_inputs=self.modules.parameters(),
+                    replay_context=self._statistics_replay,
                 )
             except NonFiniteInnerLoss as err:
                 if err.what != "gradient" or scale <= 1.0:
@@ -801,6 +803,11 @@ class MetaBrain(sb.Brain):
         with StatisticsGuard(self.modules), differentiable_ctc(create_graph):
             with self._cudnn_rnn_guard(create_graph):
                 yield
+
+    def _statistics_replay(self):
+        """The normalisation statistics now, to recompute an inner step."""
+        snapshot = StatisticsGuard(self.modules).capture()
+        return lambda: StatisticsGuard(self.modules, replay=snapshot)
 
     def _cudnn_rnn_guard(self, double_backward=False):
         """``CudnnRNNGuard`` of the modules on CUDA; nothing elsewhere."""

@@ -387,3 +387,44 @@ def test_manual_loss_scaling_changes_nothing_but_the_scale():
     # A scale that overflows the gradient is reported, not applied.
     with pytest.raises(NonFiniteInnerLoss):
         inner.adapt(loss_fn, params, support, loss_scale=float("inf"))
+
+
+def test_recomputed_inner_steps_replay_the_random_numbers():
+    """A support forward with dropout: the recomputed step must draw the
+    same mask, or the meta-gradient is the one of another function."""
+    model, support, query, _ = _regression_problem(3)
+    dropped = torch.nn.Sequential(model[0], torch.nn.Dropout(0.5), *model[1:])
+
+    def loss_fn(fast, batch):
+        out = functional_call(dropped, fast, (batch[0],))
+        return torch.nn.functional.mse_loss(out, batch[1])
+
+    grads = []
+    for recompute in (False, True):
+        inner = InnerLoop(
+            inner_steps=3, inner_lr=0.4, recompute_inner_steps=recompute
+        )
+        params = _as_leaves(dict(dropped.named_parameters()))
+        torch.manual_seed(7)
+        fast = inner.adapt(loss_fn, params, support)
+        objective = loss_fn(fast, query)
+        torch.manual_seed(8)  # the backward must not depend on this state
+        grads.append(torch.autograd.grad(objective, list(params.values())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # The two runs drew masks from the same seed, the inner steps differ.
+    assert any(float(g.abs().max()) > 0 for g in grads[1])
+
+
+def test_recomputed_inner_steps_refuse_a_rule_with_moments():
+    from speechbrain_meta.update_rules import Adam
+
+    model, support, _, loss_fn = _regression_problem()
+    inner = InnerLoop(
+        inner_steps=2, update_rule=Adam(lr=0.1), recompute_inner_steps=True
+    )
+    params = _as_leaves(dict(model.named_parameters()))
+    with pytest.raises(ValueError, match="without state across steps"):
+        inner.adapt(loss_fn, params, support)
+    # First order keeps no graph: nothing to recompute, nothing refused.
+    inner.adapt(loss_fn, params, support, first_order=True)
