@@ -28,7 +28,7 @@ Authors
 import sys
 
 import torch
-from timing import benchmark_parser, measure, report, row
+from timing import benchmark_parser, measure, measure_interleaved, report, row
 
 from speechbrain_meta.losses import ctc_loss_pure
 
@@ -95,11 +95,11 @@ def main(argv=None):
         inputs = _inputs(T, S, B, device)
         shape = f"T={T} S={S} B={B}"
         diff = check(T, S, B, device)
-        ours = measure(
-            lambda: _fwd_bwd(ctc_loss_pure, *inputs), args.repeats, sync=sync
-        )
-        native = measure(
-            lambda: _fwd_bwd(torch.nn.functional.ctc_loss, *inputs),
+        ours, native = measure_interleaved(
+            [
+                lambda: _fwd_bwd(ctc_loss_pure, *inputs),
+                lambda: _fwd_bwd(torch.nn.functional.ctc_loss, *inputs),
+            ],
             args.repeats,
             sync=sync,
         )

@@ -74,22 +74,61 @@ def measure(fn, repeats=5, warmup=1, sync=None):
     >>> t["min"] <= t["median"] <= t["max"]
     True
     """
+    return measure_interleaved([fn], repeats, warmup, sync)[0]
+
+
+def measure_interleaved(fns, repeats=5, warmup=1, sync=None):
+    """``measure`` of several functions, their runs taken in turn.
+
+    One run of each, then again: a machine whose speed drifts during the
+    run (a shared or burstable virtual machine slows down under sustained
+    load) slows them alike, and their ratio stays fair.
+
+    Arguments
+    ---------
+    fns : list of callable
+        What to time.
+    repeats : int
+        Timed runs of each.
+    warmup : int
+        Untimed runs of each first.
+    sync : callable, optional
+        Called before each clock read.
+
+    Returns
+    -------
+    list of dict
+        ``measure``'s result for each function.
+
+    Example
+    -------
+    >>> fast, slow = measure_interleaved(
+    ...     [lambda: sum(range(10)), lambda: sum(range(100000))]
+    ... )
+    >>> fast["median"] < slow["median"]
+    True
+    """
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        if sync is not None:
-            sync()
-        start = time.perf_counter()
-        fn()
-        if sync is not None:
-            sync()
-        times.append(time.perf_counter() - start)
-    return {
-        "median": statistics.median(times),
-        "min": min(times),
-        "max": max(times),
-    }
+        for fn, fn_times in zip(fns, times):
+            if sync is not None:
+                sync()
+            start = time.perf_counter()
+            fn()
+            if sync is not None:
+                sync()
+            fn_times.append(time.perf_counter() - start)
+    return [
+        {
+            "median": statistics.median(t),
+            "min": min(t),
+            "max": max(t),
+        }
+        for t in times
+    ]
 
 
 def row(case, ours, peer, unit="s", goal=None, **extra):

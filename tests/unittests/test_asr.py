@@ -1,0 +1,64 @@
+"""CTCASR with SpeechBrain's Conformer encoder: the padding is masked."""
+
+import torch
+from speechbrain.lobes.models.transformer.TransformerASR import (
+    EncoderWrapper,
+    TransformerASR,
+)
+from speechbrain.nnet.activations import Softmax
+from speechbrain.nnet.linear import Linear
+from speechbrain.processing.features import InputNormalization
+
+from speechbrain_meta.asr import CTCASR
+
+
+def _asr(takes_lengths):
+    torch.manual_seed(0)
+    conformer = TransformerASR(
+        input_size=6,
+        tgt_vocab=5,
+        d_model=16,
+        nhead=2,
+        num_encoder_layers=1,
+        num_decoder_layers=0,
+        d_ffn=32,
+        dropout=0.0,
+        encoder_module="conformer",
+        attention_type="RelPosMHAXL",
+        activation=torch.nn.GELU,
+        normalize_before=True,
+        kernel_size=3,
+        causal=False,  # the frames attend to later ones, padding included
+    )
+    modules = {
+        "normalize": InputNormalization(norm_type="sentence"),
+        "encoder": EncoderWrapper(conformer),
+        "ctc_lin": Linear(input_size=16, n_neurons=5),
+    }
+    hparams = {
+        # Features in, to compare frame by frame.
+        "compute_features": torch.nn.Identity(),
+        "log_softmax": Softmax(apply_log=True),
+        "encoder_takes_lengths": takes_lengths,
+    }
+    asr = CTCASR(modules=modules, hparams=hparams, run_opts={"device": "cpu"})
+    asr.modules.eval()
+    return asr
+
+
+def test_encoder_takes_lengths_masks_the_padding():
+    gen = torch.Generator().manual_seed(1)
+    feats = torch.randn(1, 20, 6, generator=gen)
+    padded = torch.cat([feats, 50 * torch.randn(1, 20, 6, generator=gen)], 1)
+    half = torch.tensor([0.5])
+    with torch.no_grad():
+        asr = _asr(takes_lengths=True)
+        alone = asr.log_probs(feats, torch.ones(1))
+        masked = asr.log_probs(padded, half)[:, :20]
+        asr = _asr(takes_lengths=False)
+        leaked = asr.log_probs(padded, half)[:, :20]
+    # All frames but the last: SpeechBrain's Conformer convolution module
+    # (kernel 3) still reads one padding frame past the end.
+    torch.testing.assert_close(masked[:, :19], alone[:, :19])
+    # Without the lengths, the attention reads the padding from every frame.
+    assert float((leaked - alone)[:, :19].abs().amax(-1).min()) > 1e-3
