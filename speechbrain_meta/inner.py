@@ -518,7 +518,7 @@ class _RecomputedStep(torch.autograd.Function):
     """One inner step, checkpointed.
 
     The forward keeps no graph; the backward reruns the step with
-    ``create_graph`` (same random numbers, same statistics) and
+    ``create_graph`` (same random numbers, statistics and autocast) and
     differentiates it, so the meta-gradient is the one through the kept
     graph.
     """
@@ -531,6 +531,12 @@ class _RecomputedStep(torch.autograd.Function):
         )
         ctx.cpu_rng = torch.get_rng_state()
         ctx.cuda_rng = [torch.cuda.get_rng_state(d) for d in ctx.devices]
+        # Mixed precision as in this forward (the backward runs outside it).
+        ctx.autocast = [
+            (kind, torch.get_autocast_dtype(kind))
+            for kind in ("cpu", "cuda")
+            if torch.is_autocast_enabled(kind)
+        ]
         fast_in = tensors[: len(names)]
         ctx.save_for_backward(*fast_in)
         with torch.enable_grad():
@@ -546,8 +552,12 @@ class _RecomputedStep(torch.autograd.Function):
             torch.set_rng_state(ctx.cpu_rng)
             for device, state in zip(ctx.devices, ctx.cuda_rng):
                 torch.cuda.set_rng_state(state, device)
-            replay = ctx.replay() if ctx.replay else contextlib.nullcontext()
-            with replay, torch.enable_grad():
+            with contextlib.ExitStack() as stack:
+                if ctx.replay:
+                    stack.enter_context(ctx.replay())
+                for kind, dtype in ctx.autocast:
+                    stack.enter_context(torch.autocast(kind, dtype=dtype))
+                stack.enter_context(torch.enable_grad())
                 out = ctx.run(
                     OrderedDict(zip(ctx.names, leaves)), create_graph=True
                 )

@@ -428,3 +428,28 @@ def test_recomputed_inner_steps_refuse_a_rule_with_moments():
         inner.adapt(loss_fn, params, support)
     # First order keeps no graph: nothing to recompute, nothing refused.
     inner.adapt(loss_fn, params, support, first_order=True)
+
+
+def test_recomputed_inner_steps_replay_mixed_precision():
+    """Under ``torch.autocast`` (``--precision=bf16``) the recomputed step
+    runs in bf16 too, as the step it stands for."""
+    model, support, query, _ = _regression_problem(4)
+    model = model.float()
+    support = tuple(t.float() for t in support)
+    query = tuple(t.float() for t in query)
+
+    def loss_fn(fast, batch):
+        out = functional_call(model, fast, (batch[0],))
+        return torch.nn.functional.mse_loss(out.float(), batch[1])
+
+    grads = []
+    for recompute in (False, True):
+        inner = InnerLoop(
+            inner_steps=2, inner_lr=0.4, recompute_inner_steps=recompute
+        )
+        params = _as_leaves(dict(model.named_parameters()))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            objective = loss_fn(inner.adapt(loss_fn, params, support), query)
+        grads.append(torch.autograd.grad(objective, list(params.values())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
