@@ -50,7 +50,7 @@ BACKEND = os.environ.get(
 )
 TASKS_PER_META_BATCH = 4
 META_BATCHES = 3
-METHODS = ["fomaml", "reptile", "maml", "metasgd", "lhuc"]
+METHODS = ["fomaml", "reptile", "maml", "maml_recompute", "metasgd", "lhuc"]
 
 
 def _brain_class(base):
@@ -91,6 +91,8 @@ def _brain(method, accumulate, rank=0):
         algorithm = Reptile(InnerLoop(**inner))
     elif method == "maml":
         algorithm = MAML(InnerLoop(**inner))
+    elif method == "maml_recompute":  # the inner steps rerun in backward
+        algorithm = MAML(InnerLoop(**inner, recompute_inner_steps=True))
     elif method == "metasgd":
         base = MetaOptimizerBrain
         algorithm = MAML(InnerLoop(**inner, update_rule=MetaSGD(init_lr=0.1)))
