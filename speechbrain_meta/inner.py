@@ -10,7 +10,9 @@ is a small choice made here:
   patterns over parameter names, as in ``speechbrain.nnet.adapters``),
 * how they update (``update_rule``: plain SGD, or a learned rule),
 * whether gradients flow through the inner loop (``first_order``),
-* how many steps it takes (``inner_steps``).
+* how many steps it takes (``inner_steps``),
+* whether a second-order graph is kept through the steps or rebuilt one
+  step at a time in the backward (``recompute_inner_steps``).
 
 Buffer policy
 -------------
@@ -438,17 +440,19 @@ class InnerLoop(torch.nn.Module):
         fast = OrderedDict(params)
         history = [fast]
         for step in range(steps):
-
-            def run(fast, create_graph, step=step):
+            # ``keep_graph``: this run's gradient keeps its graph; False in
+            # the forward of a recomputed step, whose loss is still the
+            # twice-differentiable one (``double_backward``), as in its rerun.
+            def run(fast, keep_graph, step=step):
                 return self._step(
                     loss_fn,
                     fast,
                     support,
                     step,
-                    create_graph,
+                    keep_graph,
                     forward_context,
                     loss_scale,
-                    double_backward=True if recompute else create_graph,
+                    double_backward=create_graph,
                 )
 
             if recompute:
@@ -506,7 +510,7 @@ class InnerLoop(torch.nn.Module):
 
 
 def _recomputed_step(run, fast, others, replay):
-    """``run(fast, create_graph)`` whose graph is rebuilt in the backward."""
+    """``run(fast, keep_graph)`` whose graph is rebuilt in the backward."""
     names = list(fast)
     outputs = _RecomputedStep.apply(
         run, names, others, replay, *[fast[n] for n in names], *others
@@ -541,7 +545,7 @@ class _RecomputedStep(torch.autograd.Function):
         ctx.save_for_backward(*fast_in)
         with torch.enable_grad():
             leaves = [t.detach().requires_grad_() for t in fast_in]
-            out = run(OrderedDict(zip(names, leaves)), create_graph=False)
+            out = run(OrderedDict(zip(names, leaves)), keep_graph=False)
         return tuple(out[n].detach() for n in names)
 
     @staticmethod
@@ -559,7 +563,7 @@ class _RecomputedStep(torch.autograd.Function):
                     stack.enter_context(torch.autocast(kind, dtype=dtype))
                 stack.enter_context(torch.enable_grad())
                 out = ctx.run(
-                    OrderedDict(zip(ctx.names, leaves)), create_graph=True
+                    OrderedDict(zip(ctx.names, leaves)), keep_graph=True
                 )
         inputs = leaves + list(ctx.others)
         grads = torch.autograd.grad(
