@@ -110,6 +110,17 @@ class StatisticsGuard:
         -------
         list of dict
             One state per statistics module.
+
+        Example
+        -------
+        >>> bn = torch.nn.BatchNorm1d(2)
+        >>> before = StatisticsGuard(bn).capture()
+        >>> _ = bn(torch.randn(8, 2) + 3.0)  # updates the running mean
+        >>> with StatisticsGuard(bn, replay=before):
+        ...     float(bn.running_mean.abs().sum())
+        0.0
+        >>> bool(bn.running_mean.abs().sum() > 0)  # and back after
+        True
         """
         states = []
         for m in self.modules:
