@@ -57,7 +57,8 @@ def benchmarks(out, device, quick):
         ("adaptation", ["--json", out, "--device", device] + repeats),
         ("peers", ["--json", out, "--device", device] + repeats
          + (["--quick"] if quick else [])),
-        ("scaling", ["--json", out] + repeats),
+        ("scaling", ["--json", out] + repeats
+         + (["--rounds", "1"] if quick else [])),
     ]  # fmt: skip
 
 

@@ -9,9 +9,13 @@ two processes started as ``torchrun`` starts them (``RANK``,
 one task each. The row compares the time of an outer step on two
 processes with one process's; the efficiency is the speed-up over 2. The
 goal (issue 14) is an efficiency of at least 80 %, a ratio of at most
-0.625. Prints a markdown table, writes ``DIR/scaling.json``.
+0.625. The two runs alternate ``--rounds`` times (this VM's speed drifts
+over minutes); each figure is the median of the rounds' medians, min and
+max over all rounds. Prints a markdown table, writes
+``DIR/scaling.json``.
 
-    python benchmarks/scaling.py [--repeats 5] [--json DIR] [--method fomaml]
+    python benchmarks/scaling.py [--repeats 5] [--rounds 3] [--json DIR]
+        [--method fomaml]
 
 Authors
  * speechbrain-meta developers 2026
@@ -20,6 +24,7 @@ Authors
 import argparse
 import os
 import socket
+import statistics
 import sys
 
 import torch
@@ -77,15 +82,30 @@ def _run(world_size, args):
     return queue.get()
 
 
+def _pooled(rounds):
+    """Median of the rounds' medians; min and max over all rounds."""
+    return {
+        "median": statistics.median(r["median"] for r in rounds),
+        "min": min(r["min"] for r in rounds),
+        "max": max(r["max"] for r in rounds),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default="results/benchmarks")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--method", default="fomaml")
     args = parser.parse_args(argv)
-    one, steps_one = _run(1, args)
-    two, steps_two = _run(2, args)
-    assert steps_one == steps_two, (steps_one, steps_two)  # same updates
+    ones, twos = [], []
+    for _ in range(args.rounds):
+        one, steps_one = _run(1, args)
+        two, steps_two = _run(2, args)
+        assert steps_one == steps_two, (steps_one, steps_two)  # same updates
+        ones.append(one)
+        twos.append(two)
+    one, two = _pooled(ones), _pooled(twos)
     r = row(
         f"{args.method} outer step ({TASKS_PER_OUTER_STEP} tasks), "
         "2 processes vs 1",
@@ -102,7 +122,13 @@ def main(argv=None):
             "scaling",
             [r],
             args.json,
-            settings={"method": args.method, "threads_per_process": 1},
+            settings={
+                "method": args.method,
+                "threads_per_process": 1,
+                "rounds": args.rounds,
+                "round_medians_1": [r["median"] for r in ones],
+                "round_medians_2": [r["median"] for r in twos],
+            },
         )
     )
     print(

@@ -26,6 +26,15 @@ statistics are then updated once per task, by the query forward of the outer
 step, i.e. with the adapted weights, which is the model that is evaluated at
 test time.
 
+Under ``torch.distributed``, SpeechBrain's ``InputNormalization`` combines
+its statistics over all processes (three ``all_reduce`` calls) at every
+training forward. Inside ``StatisticsGuard`` the combination is local to the
+process: the statistics are discarded on exit anyway, and a combined update
+would make one process's support forward depend on the other processes'
+tasks and stop every process at every inner step. A support forward so
+computes what it computes in one process; the query forward's update stays
+combined over the processes, as in SpeechBrain.
+
 Authors
  * speechbrain-meta developers 2026
 """
@@ -34,6 +43,7 @@ import contextlib
 from collections import OrderedDict
 
 import torch
+from speechbrain.processing import features as sb_features
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.naming import select_parameters
@@ -73,11 +83,19 @@ def _is_statistics_module(module):
     return all(hasattr(module, a) for a in ("glob_mean", "glob_std", "count"))
 
 
+def _local_statistics(statistics):
+    """``combine_gaussian_statistics_distributed`` of one process alone."""
+    return statistics
+
+
 class StatisticsGuard:
     """Snapshots running statistics on entry and restores them on exit.
 
     Covers BatchNorm-like modules (their running buffers) and SpeechBrain's
-    ``InputNormalization`` (``count``, ``glob_mean``, ``glob_std``).
+    ``InputNormalization`` (``count``, ``glob_mean``, ``glob_std``). Inside,
+    ``InputNormalization`` updates its statistics from this process's batch
+    alone, without the ``all_reduce`` it does under ``torch.distributed``
+    (the update is discarded on exit).
 
     Arguments
     ---------
@@ -102,6 +120,7 @@ class StatisticsGuard:
         self.modules = [m for m in module.modules() if _is_statistics_module(m)]
         self.replay = replay
         self._saved = []
+        self._combine = None
 
     def capture(self):
         """A snapshot of the statistics, for ``StatisticsGuard(replay=...)``.
@@ -156,9 +175,20 @@ class StatisticsGuard:
         self._saved = self.capture()
         if self.replay is not None:
             self._load(self.replay, copy=True)
+        has_input_norm = any(
+            not isinstance(m, torch.nn.modules.batchnorm._NormBase)
+            for m in self.modules
+        )
+        name = "combine_gaussian_statistics_distributed"
+        if has_input_norm and hasattr(sb_features, name):
+            self._combine = getattr(sb_features, name)
+            setattr(sb_features, name, _local_statistics)
         return self
 
     def __exit__(self, *exc):
+        if self._combine is not None:
+            sb_features.combine_gaussian_statistics_distributed = self._combine
+            self._combine = None
         self._load(self._saved)
         self._saved = []
         return False

@@ -125,3 +125,132 @@ def test_ddp_ranks_sync_meta_gradients(tmp_path, kind):
         rates = r0["weights"][3:]
         assert rates.numel() == 3
         assert not torch.allclose(rates, torch.full_like(rates, math.log(0.1)))
+
+
+def _normalised_regressor():
+    """A FOMAML brain whose model starts with a global InputNormalization,
+    its statistics set as after 12 training frames of mean 0 and std 1."""
+    from speechbrain.processing.features import InputNormalization
+
+    from speechbrain_meta import FOMAML, InnerLoop, MetaInitBrain
+
+    class Regressor(MetaInitBrain):
+        def compute_forward(self, batch, stage):
+            feats = self.modules.normalize(batch.x.data.unsqueeze(1))
+            return self.modules.model(feats.squeeze(1))
+
+        def compute_objectives(self, predictions, batch, stage):
+            return torch.nn.functional.mse_loss(predictions, batch.y.data)
+
+    torch.manual_seed(0)
+    normalize = InputNormalization()
+    normalize.count = 12
+    normalize.glob_mean = torch.zeros(2)
+    normalize.glob_std = torch.ones(2)
+    return Regressor(
+        modules={"normalize": normalize, "model": torch.nn.Linear(2, 1)},
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.5),
+        meta_algorithm=FOMAML(InnerLoop(inner_steps=2, inner_lr=0.1)),
+        run_opts={
+            "device": "cpu",
+            "distributed_backend": "gloo",
+            "noprogressbar": True,
+        },
+    )
+
+
+def _scaled_episode(rank):
+    """A task whose inputs sit far from the other rank's (mean +-4)."""
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from speechbrain_meta.data import Episode
+
+    gen = torch.Generator().manual_seed(rank)
+    shift = 4.0 if rank == 0 else -4.0
+
+    def batch(n):
+        x = torch.randn(n, 2, generator=gen) + shift
+        y = torch.randn(n, 1, generator=gen)
+        return PaddedBatch(
+            [{"id": str(i), "x": x[i], "y": y[i]} for i in range(n)]
+        )
+
+    return Episode(batch(3), batch(3), task=f"t{rank}")
+
+
+def _adapted(brain, episode):
+    fast = brain.adapt(
+        brain.meta_parameters(brain.inner_loop),
+        episode.support,
+        brain.inner_loop,
+    )
+    return {k.replace("module.", ""): v.detach() for k, v in fast.items()}
+
+
+def _statistics_worker(rank, port, out_dir):
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    import speechbrain as sb
+
+    sb.utils.distributed.ddp_init_group(
+        {"device": "cpu", "distributed_backend": "gloo"}
+    )
+    brain = _normalised_regressor()
+    brain.on_fit_start()
+    episode = _scaled_episode(rank)
+    calls = []
+    all_reduce = torch.distributed.all_reduce
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return all_reduce(*args, **kwargs)
+
+    torch.distributed.all_reduce = counted
+    try:
+        fast = _adapted(brain, episode)
+        support_calls = len(calls)
+        brain.step = 1
+        brain.fit_batch(episode)
+    finally:
+        torch.distributed.all_reduce = all_reduce
+    normalize = brain.modules.normalize
+    torch.save(
+        {
+            "fast": fast,
+            "support_calls": support_calls,
+            "count": normalize.count,
+            "mean": normalize.glob_mean,
+        },
+        os.path.join(out_dir, f"stats{rank}.pt"),
+    )
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def test_support_statistics_stay_in_their_process(tmp_path):
+    """A rank's support forwards normalise as one process would on its task
+    (no all_reduce of the statistics they discard); the query forward's
+    update is still combined over the ranks, as SpeechBrain's is."""
+    try:
+        mp.spawn(
+            _statistics_worker, args=(_free_port(), str(tmp_path)), nprocs=2
+        )
+    except mp.ProcessExitedException:  # gloo's teardown, as above
+        if not all((tmp_path / f"stats{r}.pt").exists() for r in (0, 1)):
+            raise
+    ranks = [torch.load(tmp_path / f"stats{r}.pt") for r in (0, 1)]
+    for rank, result in enumerate(ranks):
+        alone = _adapted(_normalised_regressor(), _scaled_episode(rank))
+        assert result["support_calls"] == 0
+        for name, weight in alone.items():
+            torch.testing.assert_close(result["fast"][name], weight)
+    # Both ranks' queries (3 frames each, means +4 and -4) joined the
+    # 12 frames of mean 0 on both ranks.
+    assert ranks[0]["count"] == ranks[1]["count"] == 18
+    torch.testing.assert_close(ranks[0]["mean"], ranks[1]["mean"])
+    assert float(ranks[0]["mean"].abs().max()) < 0.5
