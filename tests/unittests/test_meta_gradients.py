@@ -195,6 +195,29 @@ def test_non_finite_support_loss_is_reported():
     assert err.value.step == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_non_finite_gradient_is_told_from_large_half_gradients(dtype):
+    """Large but finite half precision gradients (their sum overflows the
+    dtype) pass; one NaN or infinity among them is reported."""
+    weight = torch.zeros(64, dtype=dtype, requires_grad=True)
+
+    def loss_fn(fast, grad):  # a finite loss whose gradient is ``grad``
+        out = fast["w"] * 1.0
+        out.register_hook(lambda _: grad)
+        return out.sum()
+
+    inner = InnerLoop(inner_steps=1, inner_lr=1e-6, first_order=True)
+    big = torch.full((64,), 60000.0, dtype=dtype)
+    fast = inner.adapt(loss_fn, {"w": weight}, big)
+    assert torch.isfinite(fast["w"]).all()
+    for bad in (float("nan"), float("inf")):
+        grad = big.clone()
+        grad[17] = bad
+        with pytest.raises(NonFiniteInnerLoss) as err:
+            inner.adapt(loss_fn, {"w": weight}, grad)
+        assert err.value.what == "gradient"
+
+
 def _directional_check(model, loss_fn, support, query, inner, eps=1e-5):
     """<grad F, v> against (F(theta + eps v) - F(theta - eps v)) / 2 eps.
 

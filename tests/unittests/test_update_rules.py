@@ -12,6 +12,7 @@ from speechbrain_meta.update_rules import (
     LayerStepLR,
     LearnedUpdate,
     MetaSGD,
+    descend,
     preprocess,
 )
 
@@ -86,6 +87,42 @@ def _sgd_trajectory(lr, steps=3):
         loss_fn,
         params,
     )
+
+
+def test_descend_is_the_per_tensor_update_bit_for_bit():
+    """The foreach update equals ``fast - rate * grad`` tensor by tensor,
+    value and gradients (to the rates, weights and gradients), exactly."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(5, 3), (3,), (2, 4, 3), ()]
+
+    def leaves():
+        return [
+            torch.randn(s, generator=gen).requires_grad_(True) for s in shapes
+        ]
+
+    fast, grads = leaves(), leaves()
+    rates = [r.abs() for r in leaves()[:2]] + [
+        torch.rand((), generator=gen).requires_grad_(True) for _ in range(2)
+    ]
+    names = ["a", "b", "c", "d"]
+    for rate in (0.37, rates):
+        per_rate = rate if isinstance(rate, list) else [rate] * 4
+        want = [w - r * g for w, r, g in zip(fast, per_rate, grads)]
+        got = list(
+            descend(
+                dict(zip(names, fast)), dict(zip(names, grads)), rate
+            ).values()
+        )
+        inputs = fast + grads + (rates if isinstance(rate, list) else [])
+        weights = [torch.randn(s, generator=gen) for s in shapes]
+        d_want = torch.autograd.grad(
+            sum((x * c).sum() for x, c in zip(want, weights)), inputs
+        )
+        d_got = torch.autograd.grad(
+            sum((x * c).sum() for x, c in zip(got, weights)), inputs
+        )
+        for a, b in zip(want + list(d_want), got + list(d_got)):
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize(
