@@ -219,11 +219,49 @@ class _Rate(torch.nn.Module):
 
     def rate(self, raw):
         """The positive, clamped rate of a raw tensor."""
+        return self.rates([raw])[0]
+
+    def rates(self, raws):
+        """``rate`` of each raw tensor, as ``_foreach`` operations.
+
+        Both parametrisations are positive: a clamp at ``min_lr <= 0``
+        with no ``max_lr`` would change nothing, and is left out.
+
+        Arguments
+        ---------
+        raws : list of torch.Tensor
+            Raw (unconstrained) rates.
+
+        Returns
+        -------
+        list of torch.Tensor
+            The rates, one per raw tensor.
+        """
         if self.parametrization == "log":
-            lr = torch.exp(raw)
+            lrs = torch._foreach_exp(raws)
         else:
-            lr = torch.nn.functional.softplus(raw)
-        return torch.clamp(lr, min=self.min_lr, max=self.max_lr)
+            lrs = [torch.nn.functional.softplus(raw) for raw in raws]
+        if self.min_lr > 0:
+            lrs = torch._foreach_clamp_min(lrs, self.min_lr)
+        if self.max_lr is not None:
+            lrs = torch._foreach_clamp_max(lrs, self.max_lr)
+        return list(lrs)
+
+    def step_raws(self, names, step):
+        """The raw rates of the named tensors at one inner step.
+
+        Arguments
+        ---------
+        names : list of str
+            Adapted parameter names.
+        step : int
+            The inner step.
+
+        Returns
+        -------
+        list of torch.Tensor
+        """
+        raise NotImplementedError
 
     def _shape(self, param):
         """Shape of the raw rates of one adapted parameter."""
@@ -271,7 +309,7 @@ class _Rate(torch.nn.Module):
 
     def forward(self, fast_weights, grads, step):
         """The next fast weights (see ``SGD.forward``)."""
-        rates = [self.learning_rates(name, step) for name in fast_weights]
+        rates = self.rates(self.step_raws(list(fast_weights), step))
         return descend(fast_weights, grads, rates)
 
 
@@ -324,6 +362,22 @@ class MetaSGD(_Rate):
         torch.Tensor
         """
         return self.rate(self._raw(name))
+
+    def step_raws(self, names, step):
+        """The raw rates of the named tensors (the same at every step).
+
+        Arguments
+        ---------
+        names : list of str
+            Adapted parameter names.
+        step : int
+            The inner step (unused).
+
+        Returns
+        -------
+        list of torch.Tensor
+        """
+        return [self._raw(name) for name in names]
 
 
 class LayerStepLR(_Rate):
@@ -383,6 +437,27 @@ class LayerStepLR(_Rate):
         torch.Tensor
         """
         return self.rate(self._raw(name)[min(step, self.inner_steps - 1)])
+
+    def step_raws(self, names, step):
+        """The raw rates of the named tensors at one inner step.
+
+        One stack and one column for all the tensors, not one indexing
+        per tensor.
+
+        Arguments
+        ---------
+        names : list of str
+            Adapted parameter names.
+        step : int
+            The inner step; later steps reuse the last rate.
+
+        Returns
+        -------
+        list of torch.Tensor
+            Scalars.
+        """
+        raws = torch.stack([self._raw(name) for name in names])
+        return list(raws[:, min(step, self.inner_steps - 1)].unbind(0))
 
 
 def preprocess(x, p=10.0):

@@ -126,6 +126,66 @@ def test_descend_is_the_per_tensor_update_bit_for_bit():
 
 
 @pytest.mark.parametrize(
+    "make, raw_of",
+    [
+        (lambda: MetaSGD(0.2), lambda raw, step: raw),
+        (
+            lambda: MetaSGD(
+                0.2, min_lr=0.15, max_lr=0.3, parametrization="softplus"
+            ),
+            lambda raw, step: raw,
+        ),
+        (
+            lambda: LayerStepLR(0.2, inner_steps=2),
+            lambda raw, step: raw[min(step, 1)],
+        ),
+        (
+            lambda: LayerStepLR(0.2, inner_steps=3, min_lr=0.1, max_lr=0.25),
+            lambda raw, step: raw[min(step, 2)],
+        ),
+    ],
+    ids=["metasgd", "metasgd-softplus-clamped", "lsl", "lsl-clamped"],
+)
+def test_learned_rates_update_is_the_per_tensor_formula(make, raw_of):
+    """The foreach rates and update equal ``w - clamp(f(raw)) * g`` written
+    tensor by tensor, value and gradients (rates, weights), bit for bit."""
+    gen = torch.Generator().manual_seed(3)
+    shapes = {"a": (4, 3), "b": (3,), "c": ()}
+    rule = make()
+    rule.setup({n: torch.zeros(s) for n, s in shapes.items()})
+    with torch.no_grad():  # spread the rates over the clamping range
+        for raw in rule.parameters():
+            raw.add_(0.5 * torch.randn(raw.shape, generator=gen))
+    fast = {
+        n: torch.randn(s, generator=gen).requires_grad_(True)
+        for n, s in shapes.items()
+    }
+    grads = {n: torch.randn(s, generator=gen) for n, s in shapes.items()}
+    inputs = list(fast.values()) + list(rule.parameters())
+    for step in range(3):
+        want = {}
+        for n, w in fast.items():
+            raw = raw_of(rule.raw_lr[n], step)
+            if rule.parametrization == "log":
+                lr = torch.exp(raw)
+            else:
+                lr = torch.nn.functional.softplus(raw)
+            lr = torch.clamp(lr, min=rule.min_lr, max=rule.max_lr)
+            want[n] = w - lr * grads[n]
+        got = rule(fast, grads, step)
+        for n in shapes:
+            assert torch.equal(want[n], got[n])
+        d_want = torch.autograd.grad(
+            sum((v * v).sum() for v in want.values()), inputs
+        )
+        d_got = torch.autograd.grad(
+            sum((v * v).sum() for v in got.values()), inputs
+        )
+        for a, b in zip(d_want, d_got):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
     "rule",
     [
         MetaSGD(init_lr=0.2),
