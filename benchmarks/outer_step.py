@@ -13,6 +13,16 @@ order at most 1.1x the floor, second order at most 2.5x. Prints a
 markdown table and writes ``DIR/outer_step.json`` (rows as in
 ``timing.report``).
 
+Three more rows per model take second-order MAML apart. Each of its k
+inner steps is a Hessian-vector product (HVP) of the support loss: the
+gradient with a graph in the forward, its derivative in the outer
+backward. So the outer step should cost k HVPs and one query gradient,
+and the 2.5x goal asks one HVP for at most (2.5 (k+1) - 1) / k support
+gradients (3.0 at k = 3). The rows: the outer step against k HVPs + 1
+gradient; one HVP against one gradient (native CTC, no optimiser step);
+the twice-differentiable CTC's own HVP, on the support's
+log-probabilities, against the model's HVP.
+
     python benchmarks/outer_step.py [--repeats 5] [--json DIR] [--device cuda:0]
         [--models crdnn,conformer]
 
@@ -48,6 +58,7 @@ from speechbrain_meta import (  # noqa: E402
 from speechbrain_meta.asr import CTCASR as ASR  # noqa: E402
 from speechbrain_meta.data import TaskSampler  # noqa: E402
 from speechbrain_meta.layered_yaml import load_layered_hparams  # noqa: E402
+from speechbrain_meta.losses import differentiable_ctc  # noqa: E402
 
 ALGORITHMS = {
     "maml": ("maml.yaml", {"inner_steps": 3}),
@@ -152,6 +163,7 @@ def main(argv=None):
             model, data, episode, support, build, args.repeats, device
         )
         rows += model_rows
+        rows += hvp_rows(model, data, episode, build, args.repeats, device)
         settings[model] = model_settings
         plain = model_settings["plain_fit_batch_s"]["median"]
         print(
@@ -224,6 +236,85 @@ def outer_steps(model, data, episode, support, build, repeats, device):
         "plain_fit_batch_s": plain_step,
     }
     return rows, settings
+
+
+def hvp_rows(model, data, episode, build, repeats, device):
+    """Second-order MAML's outer step against the HVPs it needs."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    hparams = load("maml", data, model)
+    brain = build(meta_brain_class(ASR, hparams["meta_brain_class"]), hparams)
+    k = hparams["meta_algorithm"].inner_loop.inner_steps
+    weights = list(
+        brain.meta_parameters(hparams["meta_algorithm"].inner_loop).items()
+    )
+    names, tensors = [n for n, _ in weights], [w for _, w in weights]
+    support = episode.support
+    gen = torch.Generator().manual_seed(0)
+    vector = [torch.randn(w.shape, generator=gen).to(w) for w in tensors]
+
+    def support_loss(create_graph):
+        with brain.support_forward_context(create_graph):
+            return brain.task_loss(dict(zip(names, tensors)), support)
+
+    def gradient():
+        torch.autograd.grad(support_loss(False), tensors)
+
+    def hvp_of(loss, inputs, v):
+        grads = torch.autograd.grad(
+            loss, inputs, create_graph=True, allow_unused=True
+        )
+        dot = sum((g * u).sum() for g, u in zip(grads, v) if g is not None)
+        torch.autograd.grad(dot, inputs, allow_unused=True)
+
+    def hvp():
+        hvp_of(support_loss(True), tensors, vector)
+
+    with torch.no_grad(), brain.support_forward_context(False):
+        log_probs, wav_lens = brain.compute_forward(support, sb.Stage.TRAIN)
+    log_probs = log_probs.detach().requires_grad_(True)
+    tokens, token_lens = support.to(brain.device).tokens
+    ctc_vector = torch.randn(log_probs.shape, generator=gen).to(log_probs)
+
+    def ctc_hvp():
+        with differentiable_ctc():
+            loss = brain.hparams.ctc_cost(
+                log_probs, tokens, wav_lens, token_lens
+            )
+        hvp_of(loss, [log_probs], [ctc_vector])
+
+    step, grad, one_hvp, ctc = measure_interleaved(
+        [lambda: brain.fit_batch(episode), gradient, hvp, ctc_hvp],
+        repeats,
+        2,
+        sync,
+    )
+    needed = {key: k * one_hvp[key] + grad[key] for key in grad}
+    shape = "x".join(str(d) for d in log_probs.shape)
+    return [
+        row(
+            f"{model}: maml outer step vs {k} support HVPs + 1 gradient",
+            step,
+            needed,
+            peer_name=f"{k} HVPs + 1 gradient of the support loss",
+            model=model,
+        ),
+        row(
+            f"{model}: one HVP of the support loss vs one gradient",
+            one_hvp,
+            grad,
+            goal=(2.5 * (k + 1) - 1) / k,
+            peer_name="one gradient (native CTC)",
+            model=model,
+        ),
+        row(
+            f"{model}: pure CTC's HVP alone ({shape} log-probs) vs the "
+            "model's HVP",
+            ctc,
+            one_hvp,
+            peer_name="the model's HVP",
+            model=model,
+        ),
+    ]
 
 
 if __name__ == "__main__":
