@@ -28,7 +28,7 @@ import tempfile
 
 import speechbrain as sb
 import torch
-from timing import benchmark_parser, measure, report, row
+from timing import benchmark_parser, measure_interleaved, report, row
 
 from speechbrain_meta.asr import CTCASR
 from speechbrain_meta.data.checks import read_audio
@@ -102,12 +102,6 @@ def main(argv=None):
     texts = [t for _, t in support]
     steps = asr.adaptation.steps
 
-    adapt = measure(
-        lambda: asr.adapt(wavs, texts, safe=False),
-        args.repeats,
-        sync=sync,
-    )
-    safe = measure(lambda: asr.adapt(wavs, texts), args.repeats, sync=sync)
     state = asr.adapt(wavs, texts, safe=False)
 
     # The floor: S plain fit_batch steps on a copy of the same modules.
@@ -127,7 +121,16 @@ def main(argv=None):
         for _ in range(steps):
             plain.fit_batch(batch)
 
-    plain_steps = measure(floor, args.repeats, sync=sync)
+    # Timed in turn, repeat by repeat (this VM's speed drifts over minutes).
+    adapt, safe, plain_steps = measure_interleaved(
+        [
+            lambda: asr.adapt(wavs, texts, safe=False),
+            lambda: asr.adapt(wavs, texts),
+            floor,
+        ],
+        args.repeats,
+        sync=sync,
+    )
 
     audio = [
         read_audio(w, asr.hparams.sample_rate).to(args.device)
@@ -144,8 +147,9 @@ def main(argv=None):
 
         return run
 
-    with_state = measure(decode(state), args.repeats, sync=sync)
-    without = measure(decode(None), args.repeats, sync=sync)
+    with_state, without = measure_interleaved(
+        [decode(state), decode(None)], args.repeats, sync=sync
+    )
     rtf = {
         name: {k: v / seconds for k, v in t.items()}
         for name, t in (("with", with_state), ("without", without))
