@@ -15,7 +15,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, port, out_dir, kind="init"):
+def _torchrun_env(rank, port):
+    """The variables torchrun sets for rank ``rank`` of 2 local processes."""
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -23,6 +24,10 @@ def _worker(rank, port, out_dir, kind="init"):
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
+
+
+def _worker(rank, port, out_dir, kind="init"):
+    _torchrun_env(rank, port)
     import speechbrain as sb
 
     from speechbrain_meta import (
@@ -188,13 +193,7 @@ def _adapted(brain, episode):
 
 
 def _statistics_worker(rank, port, out_dir):
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    _torchrun_env(rank, port)
     import speechbrain as sb
 
     sb.utils.distributed.ddp_init_group(

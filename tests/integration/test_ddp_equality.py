@@ -29,7 +29,7 @@ import torch
 import torch.multiprocessing as mp
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.adapters import AdaptedModel
-from test_ddp import _free_port
+from test_ddp import _free_port, _torchrun_env
 
 from speechbrain_meta import (
     FOMAML,
@@ -183,13 +183,7 @@ def _train(method, rank, world_size):
 
 
 def _worker(rank, port, out_dir, method):
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    _torchrun_env(rank, port)
     from speechbrain_meta.distributed import init_process_group
 
     init_process_group(
