@@ -717,21 +717,29 @@ class MetaBrain(sb.Brain):
         return dataloader
 
     def _wrap_distributed(self):
-        """Brain's DDP wrapping; on CPU without the SyncBatchNorm conversion.
+        """Brain's DDP wrapping, without the SyncBatchNorm conversion.
 
-        SpeechBrain converts BatchNorm layers to ``SyncBatchNorm``, which
-        runs on GPUs only, so a CRDNN under ``torchrun`` on CPU (gloo)
-        would stop there. The meta-gradients are averaged by
-        ``optimizers_step`` anyway; on CPU each rank normalises its own
-        batches, as DDP without SyncBatchNorm does.
+        SpeechBrain converts BatchNorm layers to ``SyncBatchNorm`` under
+        ``torchrun``. A meta-brain keeps plain BatchNorm on every device,
+        so that each rank's inner loop normalises its own task's batches,
+        as one process does: ``SyncBatchNorm`` would normalise a task's
+        support with the other ranks' tasks, its backward has no
+        derivative (``batch_norm_backward_reduce``/``_elemt``: second
+        order would fail), and its collectives inside the inner loop
+        would tie the ranks' inner steps together (a rank that runs a task
+        again after an fp16 overflow would leave the others waiting). On
+        the CPU, ``SyncBatchNorm`` does not run at all. The meta-gradients
+        are averaged by ``optimizers_step``. Outside ``torchrun``
+        (DataParallel, or one process) this is Brain's wrapping.
         """
-        if not self.distributed_launch or self.device_type == "cuda":
+        if not self.distributed_launch:
             return super()._wrap_distributed()
+        gpu = self.device_type == "cuda" and self.distributed_backend != "gloo"
         for name, module in self.modules.items():
             if any(p.requires_grad for p in module.parameters()):
                 self.modules[name] = torch.nn.parallel.DistributedDataParallel(
                     module,
-                    device_ids=None,
+                    device_ids=[self.device] if gpu else None,
                     find_unused_parameters=self.find_unused_parameters,
                 )
 

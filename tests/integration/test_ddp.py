@@ -253,3 +253,84 @@ def test_support_statistics_stay_in_their_process(tmp_path):
     assert ranks[0]["count"] == ranks[1]["count"] == 18
     torch.testing.assert_close(ranks[0]["mean"], ranks[1]["mean"])
     assert float(ranks[0]["mean"].abs().max()) < 0.5
+
+
+def _batchnorm_worker(rank, port, out_dir):
+    _torchrun_env(rank, port)
+    import speechbrain as sb
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from speechbrain_meta import MAML, InnerLoop, MetaInitBrain
+    from speechbrain_meta.data import Episode
+
+    sb.utils.distributed.ddp_init_group(
+        {"device": "cpu", "distributed_backend": "gloo"}
+    )
+
+    class Regressor(MetaInitBrain):
+        def compute_forward(self, batch, stage):
+            return self.modules.model(batch.x.data)
+
+        def compute_objectives(self, predictions, batch, stage):
+            return torch.nn.functional.mse_loss(predictions, batch.y.data)
+
+    torch.manual_seed(0)
+    brain = Regressor(
+        modules={
+            "model": torch.nn.Sequential(
+                torch.nn.Linear(2, 4),
+                torch.nn.BatchNorm1d(4),
+                torch.nn.Tanh(),
+                torch.nn.Linear(4, 1),
+            )
+        },
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.5),
+        meta_algorithm=MAML(InnerLoop(inner_steps=2, inner_lr=0.1)),
+        run_opts={"device": "cpu", "distributed_backend": "gloo"},
+    )
+    # The wrapping a GPU run gets (its DDP built here for CPU tensors).
+    brain.device_type = "cuda"
+    brain.on_fit_start()
+    brain.device_type = "cpu"
+    kinds = sorted({type(m).__name__ for m in brain.modules.modules()})
+    gen = torch.Generator().manual_seed(rank)
+
+    def batch(n):
+        x = torch.randn(n, 2, generator=gen) * (1 + 3 * rank)
+        y = torch.randn(n, 1, generator=gen)
+        return PaddedBatch(
+            [{"id": str(i), "x": x[i], "y": y[i]} for i in range(n)]
+        )
+
+    brain.step = 1
+    brain.fit_batch(Episode(batch(4), batch(4), task=f"t{rank}"))
+    weights = torch.cat(
+        [p.detach().reshape(-1) for p in brain.modules.parameters()]
+    )
+    torch.save(
+        {"kinds": kinds, "weights": weights},
+        os.path.join(out_dir, f"bn{rank}.pt"),
+    )
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def test_batchnorm_stays_per_rank_and_second_order_runs(tmp_path):
+    """Under torchrun a meta-brain keeps plain BatchNorm, also where
+    SpeechBrain would convert it to SyncBatchNorm (GPUs): second-order
+    MAML through it runs, and the ranks end with equal weights."""
+    try:
+        mp.spawn(
+            _batchnorm_worker, args=(_free_port(), str(tmp_path)), nprocs=2
+        )
+    except mp.ProcessExitedException:  # gloo's teardown, as above
+        if not all((tmp_path / f"bn{r}.pt").exists() for r in (0, 1)):
+            raise
+    ranks = [torch.load(tmp_path / f"bn{r}.pt") for r in (0, 1)]
+    for result in ranks:
+        assert "SyncBatchNorm" not in result["kinds"]
+        assert "BatchNorm1d" in result["kinds"]
+        assert "DistributedDataParallel" in result["kinds"]
+    torch.testing.assert_close(
+        ranks[0]["weights"], ranks[1]["weights"], rtol=0, atol=0
+    )
