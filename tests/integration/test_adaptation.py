@@ -159,7 +159,7 @@ def test_a_plain_batch_trains_as_in_a_plain_brain():
     loss = torch.nn.functional.mse_loss(batch.x.data @ w.T + b, batch.y.data)
     grad_w, grad_b = torch.autograd.grad(loss, [w, b])
     reported = brain.fit_batch(batch)
-    assert float(reported) == pytest.approx(float(loss))
+    assert float(reported) == pytest.approx(loss.item())
     torch.testing.assert_close(model.weight.detach(), w - 0.1 * grad_w)
     torch.testing.assert_close(model.bias.detach(), b - 0.1 * grad_b)
     assert brain.optimizer_step == 1
