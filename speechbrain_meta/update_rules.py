@@ -217,12 +217,8 @@ class _Rate(torch.nn.Module):
         # softplus^-1(y) = log(exp(y) - 1)
         return math.log(math.expm1(self.init_lr))
 
-    def rate(self, raw):
-        """The positive, clamped rate of a raw tensor."""
-        return self.rates([raw])[0]
-
     def rates(self, raws):
-        """``rate`` of each raw tensor, as ``_foreach`` operations.
+        """The positive, clamped rate of each raw tensor (``_foreach``).
 
         Both parametrisations are positive: a clamp at ``min_lr <= 0``
         with no ``max_lr`` would change nothing, and is left out.
@@ -262,6 +258,23 @@ class _Rate(torch.nn.Module):
         list of torch.Tensor
         """
         raise NotImplementedError
+
+    def learning_rates(self, name, step=0):
+        """The rates applied to one parameter at an inner step.
+
+        Arguments
+        ---------
+        name : str
+            The parameter name.
+        step : int
+            The inner step.
+
+        Returns
+        -------
+        torch.Tensor
+            The rates, shaped as ``step_raws`` gives them.
+        """
+        return self.rates(self.step_raws([name], step))[0]
 
     def _shape(self, param):
         """Shape of the raw rates of one adapted parameter."""
@@ -347,22 +360,6 @@ class MetaSGD(_Rate):
     def _shape(self, param):
         return param.shape
 
-    def learning_rates(self, name, step=0):
-        """The rates applied to one parameter at an inner step.
-
-        Arguments
-        ---------
-        name : str
-            The parameter name.
-        step : int
-            The inner step (unused: Meta-SGD's rates are per element only).
-
-        Returns
-        -------
-        torch.Tensor
-        """
-        return self.rate(self._raw(name))
-
     def step_raws(self, names, step):
         """The raw rates of the named tensors (the same at every step).
 
@@ -421,22 +418,6 @@ class LayerStepLR(_Rate):
 
     def _shape(self, param):
         return (self.inner_steps,)
-
-    def learning_rates(self, name, step=0):
-        """The (scalar) rate of one tensor at one inner step.
-
-        Arguments
-        ---------
-        name : str
-            The parameter name.
-        step : int
-            The inner step.
-
-        Returns
-        -------
-        torch.Tensor
-        """
-        return self.rate(self._raw(name)[min(step, self.inner_steps - 1)])
 
     def step_raws(self, names, step):
         """The raw rates of the named tensors at one inner step.
