@@ -83,6 +83,10 @@ def _is_statistics_module(module):
     return all(hasattr(module, a) for a in ("glob_mean", "glob_std", "count"))
 
 
+# SpeechBrain's all_reduce of InputNormalization's statistics.
+_COMBINE = "combine_gaussian_statistics_distributed"
+
+
 def _local_statistics(statistics):
     """``combine_gaussian_statistics_distributed`` of one process alone."""
     return statistics
@@ -120,6 +124,11 @@ class StatisticsGuard:
         self.modules = [m for m in module.modules() if _is_statistics_module(m)]
         self.replay = replay
         self._saved = []
+        # InputNormalization (not BatchNorm) combines over the processes.
+        self._localise = hasattr(sb_features, _COMBINE) and any(
+            not isinstance(m, torch.nn.modules.batchnorm._NormBase)
+            for m in self.modules
+        )
         self._combine = None
 
     def capture(self):
@@ -175,19 +184,14 @@ class StatisticsGuard:
         self._saved = self.capture()
         if self.replay is not None:
             self._load(self.replay, copy=True)
-        has_input_norm = any(
-            not isinstance(m, torch.nn.modules.batchnorm._NormBase)
-            for m in self.modules
-        )
-        name = "combine_gaussian_statistics_distributed"
-        if has_input_norm and hasattr(sb_features, name):
-            self._combine = getattr(sb_features, name)
-            setattr(sb_features, name, _local_statistics)
+        if self._localise:
+            self._combine = getattr(sb_features, _COMBINE)
+            setattr(sb_features, _COMBINE, _local_statistics)
         return self
 
     def __exit__(self, *exc):
         if self._combine is not None:
-            sb_features.combine_gaussian_statistics_distributed = self._combine
+            setattr(sb_features, _COMBINE, self._combine)
             self._combine = None
         self._load(self._saved)
         self._saved = []
