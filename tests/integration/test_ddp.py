@@ -26,6 +26,23 @@ def _torchrun_env(rank, port):
     )
 
 
+def _run_two_ranks(worker, out_dir, prefix, *args):
+    """``worker(rank, port, out_dir, *args)`` on 2 ranks; what each saved.
+
+    Each rank saves ``out_dir/<prefix><rank>.pt``. gloo occasionally
+    aborts in its own teardown ("terminate called without an active
+    exception") after both ranks wrote their results; a failure before
+    that leaves a file missing: it is re-raised.
+    """
+    paths = [os.path.join(out_dir, f"{prefix}{rank}.pt") for rank in (0, 1)]
+    try:
+        mp.spawn(worker, args=(_free_port(), str(out_dir), *args), nprocs=2)
+    except mp.ProcessExitedException:
+        if not all(os.path.exists(path) for path in paths):
+            raise
+    return [torch.load(path) for path in paths]
+
+
 def _worker(rank, port, out_dir, kind="init"):
     _torchrun_env(rank, port)
     import speechbrain as sb
@@ -112,16 +129,7 @@ def _worker(rank, port, out_dir, kind="init"):
 def test_ddp_ranks_sync_meta_gradients(tmp_path, kind):
     """Both the initialisation and a learned rule (its own optimiser, its
     gradients formed outside any DDP wrapper) stay identical across ranks."""
-    try:
-        mp.spawn(_worker, args=(_free_port(), str(tmp_path), kind), nprocs=2)
-    except mp.ProcessExitedException:
-        # gloo occasionally aborts in its own teardown ("terminate called
-        # without an active exception") after both ranks wrote their
-        # results; a failure before that leaves a file missing: re-raise.
-        if not all((tmp_path / f"rank{r}.pt").exists() for r in (0, 1)):
-            raise
-    r0 = torch.load(tmp_path / "rank0.pt")
-    r1 = torch.load(tmp_path / "rank1.pt")
+    r0, r1 = _run_two_ranks(_worker, tmp_path, "rank", kind)
     assert r0["steps"] == r1["steps"] == 3
     assert all(a != b for a, b in zip(r0["tasks"], r1["tasks"]))
     torch.testing.assert_close(r0["weights"], r1["weights"], rtol=0, atol=0)
@@ -235,14 +243,7 @@ def test_support_statistics_stay_in_their_process(tmp_path):
     """A rank's support forwards normalise as one process would on its task
     (no all_reduce of the statistics they discard); the query forward's
     update is still combined over the ranks, as SpeechBrain's is."""
-    try:
-        mp.spawn(
-            _statistics_worker, args=(_free_port(), str(tmp_path)), nprocs=2
-        )
-    except mp.ProcessExitedException:  # gloo's teardown, as above
-        if not all((tmp_path / f"stats{r}.pt").exists() for r in (0, 1)):
-            raise
-    ranks = [torch.load(tmp_path / f"stats{r}.pt") for r in (0, 1)]
+    ranks = _run_two_ranks(_statistics_worker, tmp_path, "stats")
     for rank, result in enumerate(ranks):
         alone = _adapted(_normalised_regressor(), _scaled_episode(rank))
         assert result["support_calls"] == 0
@@ -319,14 +320,7 @@ def test_batchnorm_stays_per_rank_and_second_order_runs(tmp_path):
     """Under torchrun a meta-brain keeps plain BatchNorm, also where
     SpeechBrain would convert it to SyncBatchNorm (GPUs): second-order
     MAML through it runs, and the ranks end with equal weights."""
-    try:
-        mp.spawn(
-            _batchnorm_worker, args=(_free_port(), str(tmp_path)), nprocs=2
-        )
-    except mp.ProcessExitedException:  # gloo's teardown, as above
-        if not all((tmp_path / f"bn{r}.pt").exists() for r in (0, 1)):
-            raise
-    ranks = [torch.load(tmp_path / f"bn{r}.pt") for r in (0, 1)]
+    ranks = _run_two_ranks(_batchnorm_worker, tmp_path, "bn")
     for result in ranks:
         assert "SyncBatchNorm" not in result["kinds"]
         assert "BatchNorm1d" in result["kinds"]

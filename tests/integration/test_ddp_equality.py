@@ -26,10 +26,9 @@ import os
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.adapters import AdaptedModel
-from test_ddp import _free_port, _torchrun_env
+from test_ddp import _run_two_ranks, _torchrun_env
 
 from speechbrain_meta import (
     FOMAML,
@@ -208,14 +207,7 @@ def _assert_equal_trees(a, b, path=""):
 @pytest.mark.parametrize("method", METHODS)
 def test_two_ranks_equal_one_process(tmp_path, method):
     one = _train(method, rank=0, world_size=1)
-    try:
-        mp.spawn(_worker, args=(_free_port(), str(tmp_path), method), nprocs=2)
-    except mp.ProcessExitedException:
-        # gloo may abort in its own teardown after both ranks saved; a
-        # failure before that leaves a file missing: re-raise.
-        if not all((tmp_path / f"{r}.pt").exists() for r in (0, 1)):
-            raise
-    ranks = [torch.load(tmp_path / f"{r}.pt") for r in (0, 1)]
+    ranks = _run_two_ranks(_worker, tmp_path, "", method)
     assert one["steps"] == META_BATCHES
     # The weights moved (the task parameters, for meta-transfer).
     moved = [
