@@ -78,6 +78,7 @@ def learned_rates(brain, support, inner_steps=None):
     -------
     >>> from speechbrain_meta import MetaInitBrain, MAML, InnerLoop
     >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> _ = torch.manual_seed(0)  # the weights and the batch
     >>> class Reg(MetaInitBrain):
     ...     def compute_forward(self, batch, stage):
     ...         return self.modules.lin(batch.x.data)
