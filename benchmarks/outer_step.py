@@ -255,12 +255,12 @@ def hvp_rows(model, data, episode, build, repeats, device):
     gen = torch.Generator().manual_seed(0)
     vector = [torch.randn(w.shape, generator=gen).to(w) for w in tensors]
 
-    def support_loss(create_graph):
+    def support_loss(weights, create_graph):
         with brain.support_forward_context(create_graph):
-            return brain.task_loss(dict(zip(names, tensors)), support)
+            return brain.task_loss(dict(zip(names, weights)), support)
 
     def gradient():
-        torch.autograd.grad(support_loss(False), tensors)
+        torch.autograd.grad(support_loss(tensors, False), tensors)
 
     def hvp_of(loss, inputs, v):
         grads = torch.autograd.grad(
@@ -270,7 +270,7 @@ def hvp_rows(model, data, episode, build, repeats, device):
         torch.autograd.grad(dot, inputs, allow_unused=True)
 
     def hvp():
-        hvp_of(support_loss(True), tensors, vector)
+        hvp_of(support_loss(tensors, True), tensors, vector)
 
     def forward_over_reverse():
         # The HVP as the forward-mode derivative of the gradient: runs only
@@ -279,8 +279,7 @@ def hvp_rows(model, data, episode, build, repeats, device):
             duals = [
                 forward_ad.make_dual(w, u) for w, u in zip(tensors, vector)
             ]
-            with brain.support_forward_context(True):
-                loss = brain.task_loss(dict(zip(names, duals)), support)
+            loss = support_loss(duals, True)
             torch.autograd.grad(loss, duals, allow_unused=True)
 
     try:
