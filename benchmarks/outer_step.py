@@ -21,9 +21,7 @@ and the 2.5x goal asks one HVP for at most (2.5 (k+1) - 1) / k support
 gradients (3.0 at k = 3). The rows: the outer step against k HVPs + 1
 gradient; one HVP against one gradient (native CTC, no optimiser step);
 the twice-differentiable CTC's own HVP, on the support's
-log-probabilities, against the model's HVP. Whether the model can take
-its HVP forward-over-reverse (``torch.autograd.forward_ad`` through the
-gradient) is printed and kept in the HVP row's ``forward_over_reverse``.
+log-probabilities, against the model's HVP.
 
     python benchmarks/outer_step.py [--repeats 5] [--json DIR] [--device cuda:0]
         [--models crdnn,conformer]
@@ -39,7 +37,6 @@ import sys
 import ruamel.yaml
 import speechbrain as sb
 import torch
-import torch.autograd.forward_ad as forward_ad
 from timing import benchmark_parser, measure, measure_interleaved, report, row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -272,23 +269,6 @@ def hvp_rows(model, data, episode, build, repeats, device):
     def hvp():
         hvp_of(support_loss(tensors, True), tensors, vector)
 
-    def forward_over_reverse():
-        # The HVP as the forward-mode derivative of the gradient: runs only
-        # where every backward formula of the model has a forward-mode one.
-        with forward_ad.dual_level():
-            duals = [
-                forward_ad.make_dual(w, u) for w, u in zip(tensors, vector)
-            ]
-            loss = support_loss(duals, True)
-            torch.autograd.grad(loss, duals, allow_unused=True)
-
-    try:
-        forward_over_reverse()
-        forward_mode = "runs"
-    except (NotImplementedError, RuntimeError) as error:
-        forward_mode = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-    print(f"{model}: forward-over-reverse HVP: {forward_mode}")
-
     with torch.no_grad(), brain.support_forward_context(False):
         log_probs, wav_lens = brain.compute_forward(support, sb.Stage.TRAIN)
     log_probs = log_probs.detach().requires_grad_(True)
@@ -325,7 +305,6 @@ def hvp_rows(model, data, episode, build, repeats, device):
             goal=(2.5 * (k + 1) - 1) / k,
             peer_name="one gradient (native CTC)",
             model=model,
-            forward_over_reverse=forward_mode,
         ),
         row(
             f"{model}: pure CTC's HVP alone ({shape} log-probs) vs the "

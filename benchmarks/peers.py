@@ -9,7 +9,9 @@ each order (second, first) one meta-gradient (inner loop, query loss,
 gradient with respect to the initial weights) is made by:
 
 * **ours**: ``speechbrain_meta.InnerLoop.adapt`` (``functional_call`` on
-  the module's own parameters), second order also with
+  the module's own parameters; the support forwards whose graph is
+  differentiated twice in ``twice_differentiable_lstms``, as
+  ``MetaBrain`` runs them), second order also with
   ``recompute_inner_steps`` (each inner step's graph rebuilt when the
   meta-gradient reaches it), which is also compared with ours keeping
   the graph;
@@ -53,6 +55,7 @@ from timing import benchmark_parser, measure, report, row
 
 from speechbrain_meta.inner import InnerLoop
 from speechbrain_meta.losses import ctc_loss_pure
+from speechbrain_meta.lstm import twice_differentiable_lstms
 
 FEATURES, CLASSES, LABELS = 40, 30, 30
 LR = 0.01
@@ -105,7 +108,12 @@ def ours(model, support, query, k, first_order, recompute=False):
         out = torch.func.functional_call(model, fast, (batch[0],))
         return ctc(out, batch)
 
-    fast = inner.adapt(loss_fn, params, support)
+    fast = inner.adapt(
+        loss_fn,
+        params,
+        support,
+        forward_context=lambda twice: twice_differentiable_lstms(model, twice),
+    )
     return torch.autograd.grad(loss_fn(fast, query), list(params.values()))
 
 

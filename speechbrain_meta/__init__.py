@@ -4,13 +4,15 @@ Three families on one engine: meta-initialisation (MAML, first-order MAML,
 Reptile, ANIL, multi-step loss), meta-optimisation (Meta-SGD, per-tensor
 per-step rates, a learned update network) and meta-transfer (scaling and
 shifting, LHUC, LoRA and bottleneck adapters on a frozen model). One
-functional inner loop, a twice-differentiable CTC, episodic data loading
-and the few-shot protocol, as SpeechBrain Brains.
+functional inner loop, a CTC and an LSTM with written-out second
+derivatives, episodic data loading and the few-shot protocol, as
+SpeechBrain Brains.
 
 Layout (each module imports only those above it):
 
 * ``naming``: parameter names and selection patterns;
-* ``update_rules``, ``inner``, ``losses``, ``distributed``: the engine;
+* ``update_rules``, ``inner``, ``autograd``, ``losses``, ``lstm``,
+  ``distributed``: the engine;
 * ``algorithms``: one short file per algorithm, on ``MetaAlgorithm``;
 * ``data``: tasks, episodes, manifests, the synthetic corpora;
 * ``brains``: ``MetaBrain`` and ``MetaTransferBrain``;
@@ -40,6 +42,7 @@ from speechbrain_meta.brains import (
 from speechbrain_meta.data import Episode, EpisodeCollate, TaskSampler
 from speechbrain_meta.inner import CudnnRNNGuard, InnerLoop, StatisticsGuard
 from speechbrain_meta.losses import ctc_loss, ctc_loss_pure
+from speechbrain_meta.lstm import lstm_forward, twice_differentiable_lstms
 from speechbrain_meta.update_rules import (
     SGD,
     Adam,
@@ -98,6 +101,8 @@ __all__ = [
     "CudnnRNNGuard",
     "ctc_loss",
     "ctc_loss_pure",
+    "lstm_forward",
+    "twice_differentiable_lstms",
     "SGD",
     "Adam",
     "MetaSGD",

@@ -36,6 +36,7 @@ from speechbrain_meta.inner import (
     StatisticsGuard,
 )
 from speechbrain_meta.losses import differentiable_ctc
+from speechbrain_meta.lstm import twice_differentiable_lstms
 
 logger = get_logger(__name__)
 
@@ -795,9 +796,11 @@ class MetaBrain(sb.Brain):
 
         Normalisation statistics are guarded (the inner loop must not update
         them k times per task); when a double backward follows, the CTC loss
-        is the twice-differentiable one. The RNNs run without cuDNN where
-        its kernels cannot be differentiated (``CudnnRNNGuard``). A
-        ``task_init`` runs its support forwards in it too.
+        and the LSTMs are the ones with written-out second derivatives
+        (``differentiable_ctc``, ``twice_differentiable_lstms``). The other
+        RNNs run without cuDNN where its kernels cannot be differentiated
+        (``CudnnRNNGuard``). A ``task_init`` runs its support forwards in it
+        too.
 
         Arguments
         ---------
@@ -809,8 +812,9 @@ class MetaBrain(sb.Brain):
         None
         """
         with StatisticsGuard(self.modules), differentiable_ctc(create_graph):
-            with self._cudnn_rnn_guard(create_graph):
-                yield
+            with twice_differentiable_lstms(self.modules, create_graph):
+                with self._cudnn_rnn_guard(create_graph):
+                    yield
 
     def _statistics_replay(self):
         """The normalisation statistics now, to recompute an inner step."""

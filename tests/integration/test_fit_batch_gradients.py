@@ -25,6 +25,7 @@ from speechbrain.nnet.normalization import BatchNorm1d
 from speechbrain.nnet.RNN import LSTM
 from speechbrain.processing.features import InputNormalization
 
+import speechbrain_meta.lstm
 from speechbrain_meta import (
     FOMAML,
     MAML,
@@ -193,9 +194,18 @@ def test_second_order_maml_gradient_through_fit_batch():
 
 
 @pytest.mark.parametrize("train_mode", [True, False])
-def test_second_order_maml_gradient_through_an_lstm(train_mode):
-    """Through an LSTM, in train and in eval mode (on CUDA, its double
-    backward and its eval-mode backward need cuDNN off)."""
+def test_second_order_maml_gradient_through_an_lstm(train_mode, monkeypatch):
+    """Through an LSTM, in train and in eval mode: the support forwards
+    take the LSTM with written-out second derivatives (on CUDA the other
+    forwards' eval-mode backward needs cuDNN off)."""
+    calls = []
+    forward = speechbrain_meta.lstm.lstm_forward
+
+    def counted(*args, **kwargs):
+        calls.append(torch.is_grad_enabled())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(speechbrain_meta.lstm, "lstm_forward", counted)
     brain = _brain(
         MAML(InnerLoop(inner_steps=2, inner_lr=0.3)),
         recurrent=True,
@@ -206,6 +216,17 @@ def test_second_order_maml_gradient_through_an_lstm(train_mode):
     # The LSTM's third derivatives are larger: the central difference's
     # O(eps^2) error is 4e-7 relative at eps=1e-5, 3e-9 at 1e-6.
     _check_against_fd(brain, _episode(), params, eps=1e-6)
+    assert calls, "the second-order support forwards took the native LSTM"
+
+
+def test_first_order_inner_steps_keep_the_native_lstm(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        speechbrain_meta.lstm, "lstm_forward", lambda *a: calls.append(a)
+    )
+    brain = _brain(FOMAML(InnerLoop(inner_steps=2, inner_lr=0.3)), True)
+    _fit_batch_gradient(brain, _episode())
+    assert calls == []
 
 
 def test_learned_rule_gradients_through_fit_batch():

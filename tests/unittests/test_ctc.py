@@ -89,6 +89,70 @@ def test_second_derivatives_match_finite_differences():
     )
 
 
+@pytest.mark.parametrize("blank", [0, 5])
+def test_gradgradcheck_with_every_lattice_case(blank):
+    # Repeated labels (no skip), an empty target, an impossible alignment,
+    # padding frames, a blank that is not 0; on the log-probabilities
+    # directly (all second derivatives, the incoming gradient's included).
+    logits, targets, il, tl = _case()
+    targets = torch.where(targets == blank, (blank + 1) % 6, targets)
+    weights = torch.tensor([0.5, -1.0, 2.0, 1.5, 0.25], dtype=torch.float64)
+
+    def f(lp):
+        loss = ctc_loss_pure(lp, targets, il, tl, blank, "none", True)
+        return (weights * loss).sum()
+
+    lp = logits.log_softmax(-1).requires_grad_()
+    assert torch.autograd.gradcheck(f, (lp,))
+    assert torch.autograd.gradgradcheck(f, (lp,))
+
+
+def _native_grad(x, targets, il, tl, blank=0):
+    x = x.detach().requires_grad_()
+    loss = torch.nn.functional.ctc_loss(
+        x.log_softmax(-1), targets, il, tl, blank, "sum", True
+    )
+    return torch.autograd.grad(loss, x)[0]
+
+
+@pytest.mark.parametrize("scale", [1.0, 20.0])
+def test_hessian_vector_product_matches_native_gradient_differences(scale):
+    # An independent reference: central differences of native CTC's
+    # gradient along the vector; ``scale`` makes the outputs confident.
+    logits, targets, il, tl = _case()
+    logits = scale * logits
+    x = logits.clone().requires_grad_()
+    loss = ctc_loss_pure(x.log_softmax(-1), targets, il, tl, 0, "sum", True)
+    (g,) = torch.autograd.grad(loss, x, create_graph=True)
+    torch.testing.assert_close(
+        g, _native_grad(logits, targets, il, tl), rtol=1e-7, atol=1e-9
+    )
+    v = torch.randn(
+        logits.shape,
+        dtype=logits.dtype,
+        generator=torch.Generator().manual_seed(3),
+    )
+    (hv,) = torch.autograd.grad((g * v).sum(), x)
+    eps = 1e-6
+    fd = (
+        _native_grad(logits + eps * v, targets, il, tl)
+        - _native_grad(logits - eps * v, targets, il, tl)
+    ) / (2 * eps)
+    assert float(fd.abs().max()) > 1e-2  # the check is not vacuous
+    torch.testing.assert_close(hv, fd, rtol=1e-5, atol=1e-6)
+    assert torch.all(hv[:, 2] == 0)  # the impossible item
+
+
+def test_a_third_derivative_is_refused():
+    logits, targets, il, tl = _case()
+    x = logits.clone().requires_grad_()
+    loss = ctc_loss_pure(x.log_softmax(-1), targets, il, tl, 0, "sum", True)
+    (g,) = torch.autograd.grad(loss, x, create_graph=True)
+    (hv,) = torch.autograd.grad((g * g).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiable twice"):
+        torch.autograd.grad(hv.sum(), x)
+
+
 def test_peaked_outputs_match_native():
     # A confident model: neighbouring states' log-alphas differ by hundreds
     # of nats (exp underflows; the sentinels must stay harmless).
