@@ -8,7 +8,8 @@
 # 1. second-order MAML's meta-gradient of the SynthDigits CRDNN on CUDA
 #    against the CPU's, float64 (scripts/cuda_gradient_check.py);
 #    tests on CUDA: fit_batch meta-gradients against finite differences
-#    (second order through an LSTM in train and eval mode), bf16 and fp16
+#    (second order through an LSTM in train and eval mode), the CTC's and
+#    the LSTM's written-out derivatives (gradgradcheck), bf16 and fp16
 #    against float32, DDP equality with gloo on CUDA tensors, and with NCCL
 #    where there are 2 GPUs (NCCL needs one GPU per rank);
 # 2. 500 outer steps of second-order MAML on the SynthDigits model: host
@@ -40,7 +41,8 @@ torch.cuda.get_device_name())"
 step crdnn_gradient 300 python3 scripts/cuda_gradient_check.py
 step gradients 300 env SBM_TEST_DEVICE=cuda python3 -m pytest -q \
     -p no:cacheprovider tests/integration/test_fit_batch_gradients.py \
-    tests/integration/test_precision.py
+    tests/integration/test_precision.py tests/unittests/test_ctc.py \
+    tests/unittests/test_lstm.py
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
 if [ "$gpus" -ge 2 ]; then
     step ddp_nccl 300 env SBM_TEST_DEVICE=cuda SBM_TEST_BACKEND=nccl \

@@ -1,4 +1,9 @@
-"""The pure CTC against torch's native CTC."""
+"""The pure CTC against torch's native CTC.
+
+``SBM_TEST_DEVICE=cuda`` runs these tests on a GPU.
+"""
+
+import os
 
 import pytest
 import torch
@@ -8,6 +13,8 @@ from speechbrain_meta.losses import (
     ctc_loss_pure,
     differentiable_ctc,
 )
+
+DEVICE = os.environ.get("SBM_TEST_DEVICE", "cpu")
 
 
 def _case(dtype=torch.float64):
@@ -19,7 +26,9 @@ def _case(dtype=torch.float64):
     targets[1, :3] = torch.tensor([4, 4, 4])
     input_lengths = torch.tensor([25, 20, 3, 18, 25])  # item 2 impossible
     target_lengths = torch.tensor([5, 3, 4, 0, 2])  # item 3 empty target
-    return logits, targets, input_lengths, target_lengths
+    return tuple(
+        t.to(DEVICE) for t in (logits, targets, input_lengths, target_lengths)
+    )
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
@@ -68,9 +77,9 @@ def test_float32_and_padding_beyond_lengths_ignored():
 
 def test_second_derivatives_match_finite_differences():
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(7, 2, 4, dtype=torch.float64, generator=gen)
-    targets = torch.tensor([[1, 2, 2], [3, 1, 0]])
-    il, tl = torch.tensor([7, 6]), torch.tensor([3, 2])
+    x = torch.randn(7, 2, 4, dtype=torch.float64, generator=gen).to(DEVICE)
+    targets = torch.tensor([[1, 2, 2], [3, 1, 0]], device=DEVICE)
+    il, tl = (torch.tensor(v, device=DEVICE) for v in ([7, 6], [3, 2]))
 
     def f(x):
         return ctc_loss_pure(x.log_softmax(-1), targets, il, tl)
@@ -96,7 +105,9 @@ def test_gradgradcheck_with_every_lattice_case(blank):
     # directly (all second derivatives, the incoming gradient's included).
     logits, targets, il, tl = _case()
     targets = torch.where(targets == blank, (blank + 1) % 6, targets)
-    weights = torch.tensor([0.5, -1.0, 2.0, 1.5, 0.25], dtype=torch.float64)
+    weights = torch.tensor(
+        [0.5, -1.0, 2.0, 1.5, 0.25], dtype=torch.float64, device=DEVICE
+    )
 
     def f(lp):
         loss = ctc_loss_pure(lp, targets, il, tl, blank, "none", True)
@@ -131,7 +142,7 @@ def test_hessian_vector_product_matches_native_gradient_differences(scale):
         logits.shape,
         dtype=logits.dtype,
         generator=torch.Generator().manual_seed(3),
-    )
+    ).to(DEVICE)
     (hv,) = torch.autograd.grad((g * v).sum(), x)
     eps = 1e-6
     fd = (
@@ -177,7 +188,7 @@ def test_native_ctc_has_no_double_backward_but_wrapper_does():
     blp = logits.transpose(0, 1).log_softmax(-1)  # [B, T, C]
     rel_in = il.float() / blp.shape[1]
     rel_tgt = tl.float() / targets.shape[1]
-    w = torch.ones(1, requires_grad=True)
+    w = torch.ones(1, device=DEVICE, requires_grad=True)
 
     def first_grad():
         loss = ctc_loss(blp * w, targets, rel_in, rel_tgt, 0)
