@@ -78,6 +78,7 @@ def measure(case, device):
         MetaTransferBrain,
         meta_brain_class,
     )
+    from speechbrain_meta.asr import CTCASR
     from speechbrain_meta.data import Episode
     from speechbrain_meta.layered_yaml import load_layered_hparams
     from speechbrain_meta.task_params import insert_adapters
@@ -111,7 +112,7 @@ def measure(case, device):
         )
         patterns, meta_class = ["*task_*", "*adapter_*"], MetaTransferBrain
     algorithm = MAML(InnerLoop(2, inner_lr=0.1, adapt_params=patterns))
-    brain = meta_brain_class(recipe.ASR, meta_class)(
+    brain = meta_brain_class(CTCASR, meta_class)(
         modules=modules,
         opt_class=lambda p: torch.optim.SGD(p, lr=1e-4),
         hparams=hparams,
