@@ -5,9 +5,11 @@ Second-order MAML differentiates each inner step's gradient once more. For
 then records the differentiable form of the fused LSTM backward, a few
 small operations per frame and gate, and walks that graph again in the
 outer backward: on the SynthTones CRDNN an inner step's Hessian-vector
-product cost 12 gradients, most of it there (``benchmarks/README.md``).
+product cost 15 support gradients, most of it there; with this module 3.6
+(``benchmarks/README.md``).
 
-Here one layer and direction is a ``torch.autograd.Function`` with
+Here one layer (both directions of a bidirectional one, as one batched
+recursion) is a ``torch.autograd.Function`` with
 
 * **forward**: the input projection for all frames in one product, then
   per frame one product with ``W_hh`` and the gate activations;
@@ -37,12 +39,8 @@ import contextlib
 import types
 
 import torch
-from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.autograd import refuse_third_derivative
-
-logger = get_logger(__name__)
-
 
 # Shapes: D directions run together (a bidirectional layer's two
 # recursions as one, the reverse one on the time-reversed input), T frames,
@@ -224,25 +222,16 @@ class _LSTMLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dc_last):
-        x, h0, c0, w_ih, w_hh, b, y, gates, c, tanh_c = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        gates, c, tanh_c = saved[7:]
         # A second-order step back-propagates through the same forward twice
         # (the inner gradient, then the outer backward): its local
         # derivatives are computed once.
         if ctx.local is None:
             ctx.local = _local_derivatives(gates, c, tanh_c)
+        # x, h0, c0, W_ih, W_hh, b, y, gates; tanh(c); D, G, K
         return _LSTMLayerGradient.apply(
-            dy,
-            dc_last,
-            x,
-            h0,
-            c0,
-            w_ih,
-            w_hh,
-            b,
-            y,
-            gates,
-            tanh_c,
-            *ctx.local,
+            dy, dc_last, *saved[:8], tanh_c, *ctx.local
         )
 
 
@@ -258,23 +247,9 @@ class _LSTMLayerGradient(torch.autograd.Function):
         da, dh, dc = _backprop(dy, dc_last, G, K, f, w_hh)
         h_prev = _before(h0, y)
         ctx.save_for_backward(
-            x,
-            h0,
-            c0,
-            w_ih,
-            w_hh,
-            b,
-            h_prev,
-            gates,
-            tanh_c,
-            D,
-            G,
-            K,
-            da,
-            dh,
-            dc,
-            dy,
-        )
+            x, h0, c0, w_ih, w_hh, b, h_prev, gates, tanh_c, D, G, K, da, dh,
+            dc, dy,
+        )  # fmt: skip
         ctx.set_materialize_grads(False)
         return (
             _project(da, w_ih.transpose(1, 2)),
@@ -286,59 +261,31 @@ class _LSTMLayerGradient(torch.autograd.Function):
         )
 
     @staticmethod
-    def backward(ctx, u_x, u_h0, u_c0, u_w_ih, u_w_hh, u_b):
+    def backward(ctx, *direction):
         saved = ctx.saved_tensors
-        x, h0, c0, w_ih, w_hh, b, h_prev, gates, tanh_c = saved[:9]
-        D, G, K, da, dh, dc, dy = saved[9:]
         with torch.no_grad():
-            grads = _lstm_hessian_vector_product(
-                (u_x, u_h0, u_c0, u_w_ih, u_w_hh, u_b),
-                x,
-                w_ih,
-                w_hh,
-                h_prev,
-                gates,
-                tanh_c,
-                D,
-                G,
-                K,
-                da,
-                dh,
-                dc,
-            )
+            grads = _lstm_hessian_vector_product(direction, saved)
+        inputs = saved[:6]  # x, h0, c0, W_ih, W_hh, b
         grads = refuse_third_derivative(
             "the twice-differentiable LSTM",
             list(grads),
-            [
-                u_x,
-                u_h0,
-                u_c0,
-                u_w_ih,
-                u_w_hh,
-                u_b,
-                x,
-                h0,
-                c0,
-                w_ih,
-                w_hh,
-                b,
-                dy,
-            ],
+            [*direction, *inputs, saved[-1]],  # and dy
         )
         return (*grads, None, None, None, None, None, None)
 
 
-def _lstm_hessian_vector_product(
-    direction, x, w_ih, w_hh, h_prev, gates, tanh_c, D, G, K, da, dh, dc
-):
+def _lstm_hessian_vector_product(direction, saved):
     """The backward of ``_LSTMLayerGradient`` along ``direction``.
 
     ``direction`` holds the vectors for ``(dx, dh0, dc0, dW_ih, dW_hh,
-    db)`` (``None`` for zero). Returns the gradients for ``(dy, dc_last,
-    x, h0, c0, W_ih, W_hh, b)``: the forward's tangent along the direction
-    (``J u``) for the first two, the back-propagation's tangent
-    (Hessian times ``u``) for the rest.
+    db)`` (``None`` for zero), ``saved`` what ``_LSTMLayerGradient``
+    saved. Returns the gradients for ``(dy, dc_last, x, h0, c0, W_ih,
+    W_hh, b)``: the forward's tangent along the direction (``J u``) for the
+    first two, the back-propagation's tangent (Hessian times ``u``) for the
+    rest.
     """
+    x, w_ih, w_hh = saved[0], saved[3], saved[4]
+    h_prev, gates, tanh_c, D, G, K, da, dh, dc, _ = saved[6:]
     u_x, u_h0, u_c0, u_w_ih, u_w_hh, u_b = direction
     H = tanh_c.shape[-1]
     # The forward's tangent: the pre-activations (all but the recurrent
@@ -454,8 +401,7 @@ def lstm_forward(lstm, input, hx=None):
         input = input.transpose(0, 1)
     directions = 2 if lstm.bidirectional else 1
     B, H = input.shape[1], lstm.hidden_size
-    weight = getattr(lstm, "weight_ih_l0")
-    dtype = weight.dtype
+    dtype = lstm.weight_ih_l0.dtype
     input = input.to(dtype)
     if hx is None:
         zeros = input.new_zeros((lstm.num_layers * directions, B, H))
