@@ -155,41 +155,37 @@ def _shares_from(shares):
     return out
 
 
-def _forward_linear(shares, source):
-    """``x[t, s] = sum_m W[m, t - 1, s] x[t - 1, s - m] + source[t, s]``."""
-    T, B, L = source.shape
-    x = source.new_empty((T, B, L + 2))
-    x[:, :, :2] = 0.0  # two zero states in front
-    x[0, :, 2:] = source[0]
-    out = x[:, :, 2:].unbind(0)
-    prev = [x[:, :, 2 - m : 2 - m + L].unbind(0) for m in range(3)]
-    w = [shares[m].unbind(0) for m in range(3)]
-    src = source.unbind(0)
-    for t in range(1, T):
-        torch.addcmul(src[t], w[0][t - 1], prev[0][t - 1], out=out[t])
-        out[t].addcmul_(w[1][t - 1], prev[1][t - 1])
-        out[t].addcmul_(w[2][t - 1], prev[2][t - 1])
-    return x[:, :, 2:]
+def _linear_recursion(weights, source, backward):
+    """The linear recursion through the move shares, forwards or backwards.
 
-
-def _backward_linear(shares_from, source):
-    """``y[t-1, s] = sum_m W[m, t-1, s+m] y[t, s+m] + source[t-1, s]``.
-
-    ``shares_from`` is ``_shares_from(W)``; ``y[T - 1]`` is ``source[T - 1]``.
+    Forwards (``weights`` = the shares ``W``, from ``x[0] = source[0]``):
+    ``x[t, s] = sum_m W[m, t-1, s] x[t-1, s-m] + source[t, s]``.
+    Backwards (``weights`` = ``_shares_from(W)``, from ``x[T-1] =
+    source[T-1]``): ``x[t-1, s] = sum_m W[m, t-1, s+m] x[t, s+m] +
+    source[t-1, s]``.
     """
     T, B, L = source.shape
-    y = source.new_empty((T, B, L + 2))
-    y[:, :, L:] = 0.0  # two zero states behind
-    y[-1, :, :L] = source[-1]
-    out = y[:, :, :L].unbind(0)
-    nxt = [y[:, :, m : m + L].unbind(0) for m in range(3)]
-    w = [shares_from[m].unbind(0) for m in range(3)]
+    x = source.new_empty((T, B, L + 2))
+    # Two zero states on the side the moves read beyond the lattice.
+    own = slice(0, L) if backward else slice(2, L + 2)
+    outside = slice(L, L + 2) if backward else slice(0, 2)
+    first = T - 1 if backward else 0
+    steps = range(T - 1, 0, -1) if backward else range(1, T)
+    x[:, :, outside] = 0.0
+    x[first, :, own] = source[first]
+    out = x[:, :, own].unbind(0)
+    read = [
+        x[:, :, o : o + L].unbind(0)
+        for o in ((0, 1, 2) if backward else (2, 1, 0))
+    ]
+    w = [weights[m].unbind(0) for m in range(3)]
     src = source.unbind(0)
-    for t in range(T - 1, 0, -1):
-        torch.addcmul(src[t - 1], w[0][t - 1], nxt[0][t], out=out[t - 1])
-        out[t - 1].addcmul_(w[1][t - 1], nxt[1][t])
-        out[t - 1].addcmul_(w[2][t - 1], nxt[2][t])
-    return y[:, :, :L]
+    for t in steps:
+        to, prev = (t - 1, t) if backward else (t, t - 1)
+        torch.addcmul(src[to], w[0][t - 1], read[0][prev], out=out[to])
+        out[to].addcmul_(w[1][t - 1], read[1][prev])
+        out[to].addcmul_(w[2][t - 1], read[2][prev])
+    return x[:, :, own]
 
 
 def _at_ends(shape, ends, values):
@@ -238,8 +234,10 @@ class _CTCGradient(torch.autograd.Function):
     ):
         end_share, ends = ends[0], ends[1:]
         shares = _move_shares(pre + emit, pre, skip_bias)
-        occupancy = _backward_linear(
-            _shares_from(shares), _at_ends(pre.shape, ends, end_share)
+        occupancy = _linear_recursion(
+            _shares_from(shares),
+            _at_ends(pre.shape, ends, end_share),
+            backward=True,
         )
         index = states.unsqueeze(0).expand(pre.shape[0], -1, -1)
         grad = torch.zeros_like(log_probs).scatter_add_(2, index, occupancy)
@@ -285,7 +283,7 @@ def _hessian_vector_product(
     tangent_emit = vector.gather(2, index).masked_fill_(~valid, 0.0)
     grad_grad_nll = -(occupancy * tangent_emit).sum((0, 2))
     # Tangents along the vector: the alphas, log Z, the end occupancies,
-    tangent_alpha = _forward_linear(shares, tangent_emit)
+    tangent_alpha = _linear_recursion(shares, tangent_emit, backward=False)
     tangent_end = tangent_alpha[ends]
     tangent_log_z = (end_share * tangent_end).sum(1, keepdim=True)
     source = _at_ends(
@@ -299,7 +297,11 @@ def _hessian_vector_product(
         carried = padded[:, :, 2 - m : 2 - m + L] - tangent_pre
         carried.mul_(shares[m]).mul_(occupancy[1:])
         source[:-1, :, : L - m] += carried[..., m:]
-    tangent_occupancy = _backward_linear(_shares_from(shares), source)
+    # The shares by the state moved from are rebuilt, not kept from the
+    # gradient's forward: one copy less in memory per inner step.
+    tangent_occupancy = _linear_recursion(
+        _shares_from(shares), source, backward=True
+    )
     hvp = torch.zeros_like(vector).scatter_add_(2, index, tangent_occupancy)
     return grad_grad_nll, hvp.mul_(-grad_nll[None, :, None])
 
