@@ -3,21 +3,33 @@
 An ``Adaptation`` is the recipe a method follows when it meets k utterances
 of a new speaker, accent or language: which update rule (the method's own,
 learned or plain, or SGD or Adam at a given rate), how many steps, whether
-normalisation and dropout run in training mode, and whether the adaptation
-is *safe*. The few-shot protocol scores methods with them, the selection
-chooses them on meta-dev tasks, and an exported model carries the one it
-was evaluated with.
+normalisation and dropout run in training mode, how strongly the adapted
+weights are held near the unadapted ones, and whether the adaptation is
+*validated* before it is used. The few-shot protocol scores methods with
+them, the selection chooses them on meta-dev tasks, and an exported model
+carries the one it was evaluated with.
 
-Safe adaptation
----------------
-With ``holdout`` > 0, a share of the support (at least one utterance) is
-held out; the model adapts on the rest, and the held-out loss is measured
-after every ``check_every`` steps. The number of steps with the lowest
-held-out loss is kept, and if no step count beats the unadapted model by
-more than ``tolerance`` (relative), the unadapted weights are returned.
-The model then adapts on the whole support for the chosen number of
-steps. With fewer than two utterances nothing can be held out: a safe
-adaptation then returns the unadapted weights.
+Conservative adaptation
+-----------------------
+``l2sp`` adds ``l2sp / 2 * ||fast - start||^2`` to the support loss
+(L2-SP, Li et al. 2018) and ``max_update`` bounds the relative norm of the
+change of the adapted weights (``update_rules.Anchored``): a few
+utterances cannot move the model far from what it knew.
+
+Validated (safe) adaptation
+---------------------------
+With ``folds`` >= 2, the number of steps is chosen by cross-validation
+over the support: it is split into ``min(folds, k)`` parts; for each part
+the model adapts on the others and the part's loss is measured after every
+``check_every`` steps, relative to the unadapted model's. The step count
+with the lowest mean relative held-out loss is kept if it lowers that
+loss by more than ``tolerance`` on average *and* on at least ``agree`` of
+the folds; otherwise the adaptation abstains and the unadapted weights are
+returned. The kept number of steps then runs on the whole support: the
+procedure that ships (rule, rate, steps) is the one every fold validated.
+With fewer than two utterances nothing can be validated, and a validated
+adaptation abstains. ``validate`` returns the evidence, so the caller can
+say why it adapted or abstained.
 
 Authors
  * speechbrain-meta developers 2026
@@ -29,7 +41,7 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 
-from speechbrain_meta.update_rules import SGD, Adam
+from speechbrain_meta.update_rules import SGD, Adam, Anchored
 
 RULES = ("own", "sgd", "adam")
 
@@ -45,23 +57,31 @@ class Adaptation:
     lr : float, optional
         The rate of ``sgd`` / ``adam`` (ignored by ``own``).
     steps : int
-        Adaptation steps.
+        Adaptation steps (with ``folds``: the most that can be kept).
     train_mode : bool
         Normalisation (batch statistics) and dropout in training mode while
         adapting; False keeps the modules in inference mode.
-    holdout : float
-        Share of the support held out to choose the number of steps or
-        reject the adaptation (0: off; see the module docstring).
+    l2sp : float
+        Pull towards the unadapted weights (see the module docstring).
+    max_update : float, optional
+        Bound on the relative norm of the weights' change.
+    folds : int
+        Cross-validation folds that choose the steps or abstain (0: adapt
+        unvalidated; see the module docstring).
     check_every : int
-        With ``holdout``: the held-out loss is measured every so many steps.
+        With ``folds``: the held-out loss is measured every so many steps.
     tolerance : float
-        With ``holdout``: the relative held-out loss gain an adaptation must
-        show to be kept.
+        With ``folds``: the mean relative held-out loss gain an adaptation
+        must show to be kept.
+    agree : float
+        With ``folds``: the share of folds whose held-out loss the kept
+        step count must lower.
 
     Example
     -------
     >>> Adaptation("adam", lr=1e-3, steps=20).describe()
-    {'rule': 'adam', 'lr': 0.001, 'steps': 20, 'mode': 'eval', 'holdout': 0.0}
+    {'rule': 'adam', 'lr': 0.001, 'steps': 20, 'mode': 'eval', 'l2sp': 0.0, \
+'max_update': None, 'folds': 0}
     """
 
     def __init__(
@@ -70,23 +90,33 @@ class Adaptation:
         lr=None,
         steps=5,
         train_mode=False,
-        holdout=0.0,
+        l2sp=0.0,
+        max_update=None,
+        folds=0,
         check_every=1,
         tolerance=0.01,
+        agree=0.5,
     ):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if rule != "own" and (lr is None or lr <= 0):
             raise ValueError(f"rule {rule!r} needs a positive lr, got {lr}")
-        if not 0.0 <= holdout < 1.0:
-            raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+        if folds < 0 or folds == 1:
+            raise ValueError(f"folds must be 0 (off) or >= 2, got {folds}")
+        if l2sp < 0:
+            raise ValueError(f"l2sp must be >= 0, got {l2sp}")
+        if max_update is not None and max_update <= 0:
+            raise ValueError(f"max_update must be > 0, got {max_update}")
         self.rule = rule
         self.lr = None if rule == "own" else float(lr)
         self.steps = int(steps)
         self.train_mode = bool(train_mode)
-        self.holdout = float(holdout)
+        self.l2sp = float(l2sp)
+        self.max_update = None if max_update is None else float(max_update)
+        self.folds = int(folds)
         self.check_every = max(int(check_every), 1)
         self.tolerance = float(tolerance)
+        self.agree = float(agree)
 
     @classmethod
     def from_dict(cls, settings):
@@ -96,7 +126,8 @@ class Adaptation:
         ---------
         settings : dict
             ``rule``, ``lr``, ``steps``, ``mode`` (``train``/``eval``) and
-            optionally ``holdout``, ``check_every``, ``tolerance``.
+            optionally ``l2sp``, ``max_update``, ``folds``,
+            ``check_every``, ``tolerance``, ``agree``.
 
         Returns
         -------
@@ -104,7 +135,7 @@ class Adaptation:
 
         Example
         -------
-        >>> a = Adaptation("sgd", lr=0.1, steps=10, train_mode=True)
+        >>> a = Adaptation("sgd", lr=0.1, steps=10, train_mode=True, folds=3)
         >>> Adaptation.from_dict(a.describe()).describe() == a.describe()
         True
         """
@@ -124,7 +155,9 @@ class Adaptation:
             "lr": self.lr,
             "steps": self.steps,
             "mode": "train" if self.train_mode else "eval",
-            "holdout": self.holdout,
+            "l2sp": self.l2sp,
+            "max_update": self.max_update,
+            "folds": self.folds,
         }
 
     def replace(self, **changes):
@@ -149,9 +182,12 @@ class Adaptation:
             "lr": self.lr,
             "steps": self.steps,
             "train_mode": self.train_mode,
-            "holdout": self.holdout,
+            "l2sp": self.l2sp,
+            "max_update": self.max_update,
+            "folds": self.folds,
             "check_every": self.check_every,
             "tolerance": self.tolerance,
+            "agree": self.agree,
         }
         settings.update(changes)
         return Adaptation(**settings)
@@ -178,6 +214,8 @@ class Adaptation:
             rule = SGD(self.lr)
         else:
             rule = Adam(self.lr)
+        if self.l2sp > 0 or self.max_update is not None:
+            rule = Anchored(rule, self.l2sp, self.max_update)
         return brain.inner_loop.replace(
             update_rule=rule, inner_steps=self.steps, first_order=True
         )
@@ -228,43 +266,99 @@ class Adaptation:
         dict
             The adapted (detached) weights.
         """
-        if self.holdout <= 0.0:
-            return self.trajectory(brain, support)[-1]
-        return self._safe(brain, support)
+        steps = self.steps
+        if self.folds:
+            steps = self.validate(brain, support)["steps"]
+        return self.replace(folds=0, steps=steps).trajectory(brain, support)[-1]
 
-    def chosen_steps(self, brain, support):
-        """The number of steps a safe adaptation keeps (0: reject).
+    def validate(self, brain, support):
+        """Cross-validates the step count on the support (``folds``).
 
         Arguments
         ---------
         brain : MetaBrain
             The model.
         support : list of dict
-            The whole support set; its last utterances are held out.
+            The whole support set.
+
+        Returns
+        -------
+        dict
+            ``steps`` (0: abstain), ``folds`` used, ``relative_loss``
+            (step count to the mean held-out loss relative to the
+            unadapted model's), ``improved_folds`` at the kept steps, and
+            ``reason``: why it adapted or abstained, in words.
+        """
+        k = len(support or [])
+        n_folds = min(max(self.folds, 2), k)
+        if k < 2:
+            return {
+                "steps": 0,
+                "folds": 0,
+                "relative_loss": {},
+                "improved_folds": 0,
+                "reason": f"{k} utterance(s): at least 2 are needed to "
+                "validate an adaptation; the model is left unadapted",
+            }
+        parts = [list(range(f, k, n_folds)) for f in range(n_folds)]
+        plain = self.replace(folds=0)
+        checked = sorted(set(range(0, self.steps + 1, self.check_every)))
+        ratios = {s: [] for s in checked if s > 0}
+        for held in parts:
+            rest = [support[i] for i in range(k) if i not in held]
+            path = plain.trajectory(brain, rest)
+            batch = _batch([support[i] for i in held], brain.device)
+            base = held_out_loss(brain, path[0], batch)
+            for s in ratios:
+                loss = held_out_loss(brain, path[s], batch)
+                ratios[s].append(loss / base if base > 0 else math.inf)
+        mean = {s: sum(r) / len(r) for s, r in ratios.items()}
+        report = {"folds": n_folds, "relative_loss": mean}
+        if not mean:
+            return {
+                **report,
+                "steps": 0,
+                "improved_folds": 0,
+                "reason": "no adaptation step to validate",
+            }
+        best = min(mean, key=lambda s: (mean[s], s))
+        improved = sum(r < 1.0 for r in ratios[best])
+        report["improved_folds"] = improved
+        if mean[best] > 1.0 - self.tolerance:
+            reason = (
+                f"no step count lowered the held-out loss by more than "
+                f"{100 * self.tolerance:g} % ({n_folds} folds, best "
+                f"{100 * (1 - mean[best]):+.1f} % at {best} steps); the "
+                "model is left unadapted"
+            )
+            return {**report, "steps": 0, "reason": reason}
+        if improved < self.agree * n_folds:
+            reason = (
+                f"{best} steps lowered the held-out loss on only {improved} "
+                f"of {n_folds} folds; the model is left unadapted"
+            )
+            return {**report, "steps": 0, "reason": reason}
+        reason = (
+            f"{best} steps kept: held-out loss {100 * (mean[best] - 1):+.1f} "
+            f"% on average, lower on {improved} of {n_folds} folds"
+        )
+        return {**report, "steps": best, "reason": reason}
+
+    def chosen_steps(self, brain, support):
+        """The number of steps a validated adaptation keeps (0: abstain).
+
+        Arguments
+        ---------
+        brain : MetaBrain
+            The model.
+        support : list of dict
+            The whole support set.
 
         Returns
         -------
         int
         """
-        if not support or len(support) < 2:
-            return 0
-        n_held = max(1, int(math.ceil(self.holdout * len(support))))
-        n_held = min(n_held, len(support) - 1)
-        path = self.replace(holdout=0.0).trajectory(brain, support[:-n_held])
-        held = _batch(support[-n_held:], brain.device)
-        losses = {}
-        for step in range(0, len(path), self.check_every):
-            losses[step] = held_out_loss(brain, path[step], held)
-        best = min(losses, key=lambda s: (losses[s], s))
-        if losses[best] > (1.0 - self.tolerance) * losses[0]:
-            return 0
-        return best
-
-    def _safe(self, brain, support):
-        steps = self.chosen_steps(brain, support)
-        return self.replace(holdout=0.0, steps=steps).trajectory(
-            brain, support
-        )[-1]
+        return self.validate(brain, support)["steps"]
 
 
 def held_out_loss(brain, fast_weights, batch):

@@ -11,8 +11,12 @@ Hparams read: ``compute_features``, ``log_softmax``, ``ctc_cost``,
 ``blank_index``, ``cer_computer``, ``wer_computer``, ``train_logger``,
 ``epoch_counter``, optionally ``encoder_takes_lengths`` (default False:
 True calls ``encoder(feats, wav_lens)``, as SpeechBrain's Transformer and
-Conformer ``EncoderWrapper`` needs); modules: ``normalize``, ``encoder``,
-``ctc_lin``.
+Conformer ``EncoderWrapper`` needs), ``wav_augment`` (a SpeechBrain
+``Augmenter`` applied to the waveforms of plain training batches, as
+upstream's recipes do; never to an episode's support or query, nor while
+a model adapts) and ``lr_annealing`` (a SpeechBrain scheduler called with
+the optimiser after every optimiser step, e.g. ``LinearWarmupScheduler``;
+checkpointed); modules: ``normalize``, ``encoder``, ``ctc_lin``.
 
 Authors
  * speechbrain-meta developers 2026
@@ -37,6 +41,27 @@ class CTCASR(sb.Brain):
     True
     """
 
+    augmenting = False  # True inside fit_batch of a plain training batch
+
+    def fit_batch(self, batch):
+        """``sb.Brain.fit_batch``, with ``wav_augment`` on the batch.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            A plain training batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The detached loss.
+        """
+        self.augmenting = getattr(self.hparams, "wav_augment", None) is not None
+        try:
+            return super().fit_batch(batch)
+        finally:
+            self.augmenting = False
+
     def compute_forward(self, batch, stage):
         """CTC log-probabilities of a batch.
 
@@ -54,6 +79,8 @@ class CTCASR(sb.Brain):
         """
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
+        if self.augmenting and stage == sb.Stage.TRAIN:
+            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
         return self.log_probs(wavs, wav_lens), wav_lens
 
     def log_probs(self, wavs, wav_lens):
@@ -99,6 +126,10 @@ class CTCASR(sb.Brain):
         """
         p_ctc, wav_lens = predictions
         tokens, tokens_lens = batch.tokens
+        if self.augmenting and stage == sb.Stage.TRAIN:
+            # The augmenter may add augmented copies to the batch.
+            tokens = self.hparams.wav_augment.replicate_labels(tokens)
+            tokens_lens = self.hparams.wav_augment.replicate_labels(tokens_lens)
         loss = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
         if stage != sb.Stage.TRAIN:
             sequences = sb.decoders.ctc_greedy_decode(
@@ -113,6 +144,35 @@ class CTCASR(sb.Brain):
                 [w.split() for w in batch.wrd],
             )
         return loss
+
+    def on_fit_start(self):
+        """Registers ``lr_annealing`` with the checkpointer, then Brain's."""
+        annealing = getattr(self.hparams, "lr_annealing", None)
+        if (
+            annealing is not None
+            and self.checkpointer is not None
+            and "lr_annealing" not in self.checkpointer.recoverables
+        ):
+            self.checkpointer.add_recoverable("lr_annealing", annealing)
+        super().on_fit_start()
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Anneals the learning rate after every optimiser step.
+
+        Arguments
+        ---------
+        batch : PaddedBatch or Episode
+            The batch.
+        outputs : object
+            What the forward returned.
+        loss : torch.Tensor
+            The batch's loss.
+        should_step : bool
+            Whether the optimiser stepped.
+        """
+        annealing = getattr(self.hparams, "lr_annealing", None)
+        if should_step and annealing is not None:
+            annealing(self.optimizer)
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh error-rate trackers for each evaluation stage.

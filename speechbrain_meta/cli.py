@@ -150,9 +150,9 @@ def adapt_main(argv=None):
     parser.add_argument(
         "--no-safe",
         action="store_true",
-        help="adapt for every step on every utterance (default: safe "
-        "adaptation, which never keeps an adaptation worse on held-out "
-        "support utterances)",
+        help="adapt for every step on every utterance (default: the steps "
+        "are chosen by cross-validation over the support, and the model "
+        "stays unadapted when the folds do not agree that adapting helps)",
     )
     parser.add_argument(
         "--drop-unknown",
@@ -211,31 +211,18 @@ def _adapt(args):
         )
     if held:
         for name, task_state in (("before", None), ("after", state)):
-            cer, wer = _error_rates(asr, held, task_state)
+            cer, wer = asr.error_rates(held, task_state)
             print(
                 f"held-out ({len(held)} utterances) {name} adaptation: "
                 f"CER {100 * cer:.1f} %, WER {100 * wer:.1f} %"
             )
+    print(f"adaptation: {state.info['why']}")
     size = state.save(args.out)
     print(
         f"{args.out}: {len(state.weights)} adapted tensors, {size} bytes, "
         f"{state.info['steps_kept']} steps kept of {steps}"
     )
     return 0
-
-
-def _error_rates(asr, utterances, task_state):
-    from speechbrain.dataio.batch import PaddedBatch
-    from speechbrain.utils.metric_stats import ErrorRateStats
-
-    batch = PaddedBatch([{"sig": u["sig"]} for u in utterances])
-    words, _ = asr.transcribe_batch(*batch.sig, task_state=task_state)
-    cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
-    ids = [u["id"] for u in utterances]
-    refs = [u["wrd"] for u in utterances]
-    cer.append(ids, [list(w) for w in words], [list(r) for r in refs])
-    wer.append(ids, [w.split() for w in words], [r.split() for r in refs])
-    return cer.summarize("error_rate") / 100, wer.summarize("error_rate") / 100
 
 
 def transcribe_main(argv=None):

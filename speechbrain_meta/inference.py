@@ -5,8 +5,9 @@ a self-contained folder::
 
     inference/
         hyperparams.yaml      the modules, the label encoder, the decoding,
-                              the adaptation (rule, rate, steps, mode, safe
-                              hold-out, which parameters adapt), a Pretrainer
+                              the adaptation (rule, rate, steps, mode,
+                              anchoring, validation folds, which parameters
+                              adapt), a Pretrainer
         normalize.ckpt encoder.ckpt ctc_lin.ckpt label_encoder.ckpt
         update_rule.ckpt      a learned update rule's state, if any
 
@@ -20,8 +21,10 @@ Copying the folder is enough to use the model elsewhere::
 Adaptation runs the model's own meta-learned adaptation (through the same
 ``MetaBrain`` machinery as in training and in the few-shot protocol) on a
 copy of the weights: the base model never changes, and several task
-states can be used alternately. Safe adaptation (``Adaptation.holdout``) is
-on by default.
+states can be used alternately. Validated adaptation (``Adaptation.folds``:
+the steps are chosen by cross-validation over the support, or the model
+abstains and stays unadapted) is on by default; the task state says which
+happened and why.
 
 Authors
  * speechbrain-meta developers 2026
@@ -423,9 +426,10 @@ class AdaptiveASR(Pretrained):
         steps : int, optional
             Adaptation steps (default: the exported adaptation's).
         safe : bool
-            Hold out part of the support to choose the number of steps or
-            reject the adaptation (the exported ``holdout``); False adapts
-            for all the steps on every utterance.
+            Validate the adaptation by cross-validation over the support
+            (the exported ``folds``): keep the step count the folds agree
+            on, or abstain; False adapts for all the steps on every
+            utterance.
         drop_unknown : bool
             Drop characters outside the model's labels instead of refusing.
         notes : list, optional
@@ -452,11 +456,12 @@ class AdaptiveASR(Pretrained):
         if steps is not None:
             adaptation = adaptation.replace(steps=int(steps))
         if not safe:
-            adaptation = adaptation.replace(holdout=0.0)
-        kept = adaptation.steps
-        if adaptation.holdout > 0:
-            kept = adaptation.chosen_steps(self.brain, support)
-        path = adaptation.replace(holdout=0.0, steps=kept).trajectory(
+            adaptation = adaptation.replace(folds=0)
+        kept, reason = adaptation.steps, "not validated (safe=False)"
+        if adaptation.folds:
+            evidence = adaptation.validate(self.brain, support)
+            kept, reason = evidence["steps"], evidence["reason"]
+        path = adaptation.replace(folds=0, steps=kept).trajectory(
             self.brain, support, progress
         )
         base = dict(self.mods.named_parameters())
@@ -471,8 +476,42 @@ class AdaptiveASR(Pretrained):
             {
                 "adaptation": adaptation.describe(),
                 "steps_kept": kept,
+                "abstained": kept == 0,
+                "why": reason,
                 "utterances": len(support),
             },
+        )
+
+    def error_rates(self, utterances, task_state=None):
+        """CER and WER of the model's transcripts of some utterances.
+
+        Arguments
+        ---------
+        utterances : list of dict
+            Each with ``id``, ``sig`` (a waveform at the model's rate) and
+            ``wrd`` (what it says), as ``utterance`` returns them.
+        task_state : TaskState, optional
+            Adapted weights to use.
+
+        Returns
+        -------
+        tuple of float
+            ``(cer, wer)`` as fractions (CER over characters, spaces
+            included, as the recipes score).
+        """
+        from speechbrain.dataio.batch import PaddedBatch
+        from speechbrain.utils.metric_stats import ErrorRateStats
+
+        batch = PaddedBatch([{"sig": u["sig"]} for u in utterances])
+        words, _ = self.transcribe_batch(*batch.sig, task_state=task_state)
+        cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
+        ids = [u["id"] for u in utterances]
+        refs = [u["wrd"] for u in utterances]
+        cer.append(ids, [list(w) for w in words], [list(r) for r in refs])
+        wer.append(ids, [w.split() for w in words], [r.split() for r in refs])
+        return (
+            cer.summarize("error_rate") / 100,
+            wer.summarize("error_rate") / 100,
         )
 
     def loss(self, utterances, task_state=None):
@@ -571,8 +610,8 @@ def export_model(
     label_encoder : CTCTextEncoder
         The labels.
     adaptation : Adaptation
-        The adaptation the model was evaluated with (safe by default:
-        give it a ``holdout``).
+        The adaptation the model was evaluated with (validated by default:
+        give it ``folds``).
     adapt_params : list of str
         fnmatch patterns of the parameters that adapt.
     update_rule : torch.nn.Module, optional

@@ -10,9 +10,11 @@ hparams, and takes these steps in order (``recipes/*/.../train.py``):
 3. ``train_method``: meta-training, joint training, or none;
 4. ``choose_adaptations``: each method's adaptation settings, chosen on the
    meta-dev tasks;
-5. ``few_shot_evaluation``: the few-shot protocol on the evaluation sets;
-6. ``speechbrain_meta.inference.export_run``: the model for
-   ``AdaptiveASR`` (4 to 6 are ``evaluate_and_export``).
+5. ``speechbrain_meta.inference.export_run``: the model for
+   ``AdaptiveASR``, adapting the ``default`` way;
+6. ``few_shot_evaluation``: the few-shot protocol on the evaluation sets,
+   the ``default`` adaptation through the exported model (4 to 6 are
+   ``evaluate_and_export``).
 
 Every trained model is selected by the same criterion: CER on meta-dev
 episodes after adapting with its own rule.
@@ -27,7 +29,7 @@ import os
 import speechbrain as sb
 import torch
 import yaml
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.asr import CTCASR
@@ -39,7 +41,7 @@ from speechbrain_meta.evaluation import (
     select_adaptation,
     write_results,
 )
-from speechbrain_meta.inference import export_run
+from speechbrain_meta.inference import AdaptiveASR, export_run
 from speechbrain_meta.interpret import learned_rates, write_rate_report
 from speechbrain_meta.layered_yaml import layer_keys
 
@@ -304,15 +306,18 @@ def train_method(make_brain, hparams, run_opts, datasets):
 def choose_adaptations(hparams, brain, dev_data, dataset_name):
     """The method's adaptations, chosen on the meta-dev tasks.
 
-    ``tuned`` (the best settings), ``quick`` (the best at a small fixed
-    budget) and ``safe`` (the tuned ones, with safe adaptation). The search
-    is cached in the output folder.
+    ``tuned``: the settings best on meta-dev that are not on a cliff edge
+    (``select_adaptation``), run as they are; ``default``: the same, made
+    conservative and validated (``default_adaptation``: L2-SP, a bound on
+    the update, cross-validated steps that may abstain): what the exported
+    model does for a user. The search (mean CER and 95 % interval per
+    candidate) is written to ``adaptation_search.{json,md}``.
 
     Arguments
     ---------
     hparams : dict
         ``adaptation_search``, ``group_by``, ``few_shot``,
-        ``output_folder``, ``safe_holdout`` (and ``n_support``,
+        ``output_folder``, ``default_adaptation`` (and ``n_support``,
         ``eval_inner_steps`` for a learned rule's report).
     brain : MetaBrain
         The trained method.
@@ -324,7 +329,7 @@ def choose_adaptations(hparams, brain, dev_data, dataset_name):
     Returns
     -------
     dict
-        ``tuned``, ``quick`` and ``safe`` Adaptations.
+        ``tuned`` and ``default`` Adaptations.
     """
     search = hparams["adaptation_search"]
     dev = FewShotProtocol(
@@ -336,38 +341,96 @@ def choose_adaptations(hparams, brain, dev_data, dataset_name):
         seed=hparams["few_shot"]["seed"],
         dataset_name=dataset_name,
     )
+    candidates = candidate_adaptations(
+        search["rules"],
+        search["sgd_lrs"],
+        search["adam_lrs"],
+        search["modes"],
+        search.get("l2sps", [0.0]),
+    )
     chosen = select_adaptation(
         brain,
         dev,
-        candidate_adaptations(
-            search["rules"],
-            search["sgd_lrs"],
-            search["adam_lrs"],
-            search["modes"],
-        ),
+        candidates,
         steps=search["steps"],
-        quick_steps=search["quick_steps"],
         cache_path=os.path.join(
             hparams["output_folder"], "adaptation_search.json"
         ),
+        cliff=search.get("cliff", 0.02),
+        cliff_factor=search.get("cliff_factor", 2),
+    )
+    write_search_table(
+        chosen["scores"],
+        os.path.join(hparams["output_folder"], "adaptation_search.md"),
+        f"{dataset_name}: adaptation search of {hparams['method']}",
     )
     if brain.learns_update_rule():
         report_learned_rates(brain, hparams, dev, dataset_name)
     return {
         "tuned": chosen["tuned"],
-        "quick": chosen["quick"],
-        "safe": chosen["tuned"].replace(holdout=hparams["safe_holdout"]),
+        "default": chosen["tuned"].replace(**hparams["default_adaptation"]),
     }
 
 
+def write_search_table(scores, path, title):
+    """The adaptation search as a markdown table (one row per setting).
+
+    Arguments
+    ---------
+    scores : list of dict
+        ``select_adaptation``'s ``scores``.
+    path : str
+        The ``.md`` file written.
+    title : str
+        Its heading.
+
+    Returns
+    -------
+    str
+        The table.
+    """
+    from speechbrain_meta.evaluation.reports import describe_adaptation
+    from speechbrain_meta.reports import markdown_table
+
+    rows = []
+    for r in sorted(scores, key=lambda r: r["cer"]):
+        settings = describe_adaptation({**r["candidate"], "steps": r["steps"]})
+        ci = "" if r.get("ci95") is None else f" ± {100 * r['ci95']:.1f}"
+        rows.append(
+            [
+                settings,
+                f"{100 * r['cer']:.1f}{ci}",
+                f"{100 * r['cer_later']:.1f}",
+                "yes" if r["eligible"] else "no (cliff)",
+                r.get("n_episodes", ""),
+            ]
+        )
+    table = markdown_table(
+        [
+            "setting",
+            "meta-dev CER %",
+            "CER % at 2x steps",
+            "eligible",
+            "episodes",
+        ],
+        rows,
+    )
+    if if_main_process():
+        with open(path, "w", encoding="utf-8") as fout:
+            fout.write(f"# {title}\n\n{table}")
+    return table
+
+
 def few_shot_evaluation(
-    hparams, brain, datasets, adaptations, corpus, tasks=None
+    hparams, brain, datasets, adaptations, corpus, tasks=None, exported=None
 ):
     """Runs the few-shot protocol on every evaluation set, unless done.
 
     The method adapts with each of its ``adaptations`` (see
-    ``choose_adaptations``); results go to
-    ``<output_folder>/few_shot/<set>/``.
+    ``choose_adaptations``) through its brain, except ``default``, which
+    is measured through the exported model (``exported``, an
+    ``AdaptiveASR``: ``adapt`` and ``transcribe_batch``, the path a user
+    calls). Results go to ``<output_folder>/few_shot/<set>/``.
 
     Arguments
     ---------
@@ -384,6 +447,8 @@ def few_shot_evaluation(
         Named in the results (``<corpus>/<set>``).
     tasks : dict, optional
         Set name to the tasks evaluated (default: all).
+    exported : AdaptiveASR, optional
+        The exported model; without it ``default`` runs through the brain.
 
     Returns
     -------
@@ -391,6 +456,8 @@ def few_shot_evaluation(
         Set name to its results.
     """
     wanted = {name: a.describe() for name, a in adaptations.items()}
+    if exported is not None and "default" in adaptations:
+        wanted["default"] = {**wanted["default"], "through": "AdaptiveASR"}
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
         if datasets.get(split) is None:
@@ -412,7 +479,13 @@ def few_shot_evaluation(
             continue
         rows = []
         for budget, adaptation in adaptations.items():
-            for row in protocol.evaluate(brain, hparams["method"], adaptation):
+            if budget == "default" and exported is not None:
+                scored = protocol.evaluate_interface(
+                    exported, hparams["method"]
+                )
+            else:
+                scored = protocol.evaluate(brain, hparams["method"], adaptation)
+            for row in scored:
                 row.update(budget=budget, seeds=[hparams["seed"]])
                 rows.append(row)
         results[split] = write_results(
@@ -464,9 +537,10 @@ def evaluate_and_export(
     """Steps 4 to 6: adaptations, few-shot protocol, the exported model.
 
     With ``run_few_shot`` the method's adaptations are chosen on
-    ``datasets["dev"]`` and every set of ``few_shot_sets`` is evaluated;
-    the model is exported (main process) to adapt the ``safe`` way (its
-    own rule without the search).
+    ``datasets["dev"]``, the model is exported (main process) to adapt the
+    ``default`` way, and every set of ``few_shot_sets`` is evaluated, the
+    ``default`` budget through the exported model. Without it the export
+    adapts its own rule, made conservative and validated.
 
     Arguments
     ---------
@@ -492,26 +566,32 @@ def evaluate_and_export(
     """
     corpus = recipe.split("/")[0]
     results = {}
+    adaptations = None
     if hparams["run_few_shot"]:
         adaptations = choose_adaptations(
             hparams, brain, datasets["dev"], f"{corpus}/dev"
         )
-        results = few_shot_evaluation(
-            hparams, brain, datasets, adaptations, corpus, tasks
-        )
-        exported = adaptations["safe"]
+        exported = adaptations["default"]
     else:
         exported = brain.own_adaptation().replace(
-            holdout=hparams["safe_holdout"]
+            **hparams["default_adaptation"]
         )
-    if if_main_process():
-        # The model for AdaptiveASR, adapting the way it was evaluated.
-        export_run(
-            hparams["output_folder"],
-            brain,
-            tokenizer,
-            exported,
-            info={"method": hparams["method"], "recipe": recipe},
+    # The model for AdaptiveASR, adapting the way it is evaluated (written
+    # by the main process, the others wait for it).
+    run_on_main(
+        export_run,
+        args=[hparams["output_folder"], brain, tokenizer, exported],
+        kwargs={"info": {"method": hparams["method"], "recipe": recipe}},
+    )
+    folder = os.path.join(hparams["output_folder"], "inference")
+    if adaptations is not None:
+        asr = AdaptiveASR.from_hparams(
+            source=os.path.abspath(folder),
+            savedir=os.path.join(hparams["output_folder"], "inference_load"),
+            run_opts={"device": str(brain.device)},
+        )
+        results = few_shot_evaluation(
+            hparams, brain, datasets, adaptations, corpus, tasks, asr
         )
     if skipped and any(skipped.values()):
         logger.warning(

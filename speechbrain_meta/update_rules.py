@@ -594,3 +594,99 @@ class LearnedUpdate(torch.nn.Module):
                 - self.max_update * correction
             )
         return out
+
+
+class Anchored(torch.nn.Module):
+    """Any update rule, held near the weights the adaptation started from.
+
+    Conservative adaptation for small support sets, in two forms that can
+    be combined:
+
+    * **L2-SP** (Li et al., ICML 2018): the rule sees the gradient of
+      ``loss + l2sp / 2 * ||fast - start||^2``, a pull towards the
+      unadapted weights ``start`` (the weights of step 0) instead of
+      towards zero;
+    * **a bound on the update**: after each step, the change of all the
+      adapted tensors together is scaled down, if needed, so that
+      ``||fast - start|| <= max_update * ||start||`` (a relative trust
+      region, the same for any model size).
+
+    Arguments
+    ---------
+    rule : torch.nn.Module
+        The update rule held (``SGD``, ``Adam``, a learned rule...).
+    l2sp : float
+        Weight of the pull towards the start (0: none).
+    max_update : float, optional
+        Largest relative norm of the change (None: unbounded).
+
+    Example
+    -------
+    >>> rule = Anchored(SGD(lr=1.0), l2sp=0.5)
+    >>> fast = {"w": torch.ones(2)}
+    >>> out = rule(fast, {"w": torch.ones(2)}, step=0)  # at the start
+    >>> out["w"]
+    tensor([0., 0.])
+    >>> rule(out, {"w": torch.zeros(2)}, step=1)["w"]  # pulled back
+    tensor([0.5000, 0.5000])
+    >>> bounded = Anchored(SGD(lr=1.0), max_update=0.1)
+    >>> w = bounded({"w": torch.ones(4)}, {"w": torch.ones(4)}, step=0)["w"]
+    >>> round(float((w - 1).norm() / torch.ones(4).norm()), 4)
+    0.1
+    """
+
+    has_step_state = True  # the start weights, taken at step 0
+
+    def __init__(self, rule, l2sp=0.0, max_update=None):
+        super().__init__()
+        if l2sp < 0:
+            raise ValueError(f"l2sp must be >= 0, got {l2sp}")
+        if max_update is not None and max_update <= 0:
+            raise ValueError(f"max_update must be > 0, got {max_update}")
+        self.rule = rule
+        self.l2sp = float(l2sp)
+        self.max_update = None if max_update is None else float(max_update)
+        self._start = {}
+
+    def forward(self, fast_weights, grads, step):
+        """The held rule's step, pulled towards and bounded around the start.
+
+        Arguments
+        ---------
+        fast_weights : dict
+            Parameter name to current fast weight.
+        grads : dict
+            Parameter name to the gradient of the support loss.
+        step : int
+            The inner step, counted from 0 (0 takes the start weights).
+
+        Returns
+        -------
+        dict
+            Parameter name to the updated fast weight.
+        """
+        if step == 0:
+            self._start = {n: w.detach() for n, w in fast_weights.items()}
+        start = self._start
+        if self.l2sp > 0:
+            grads = {
+                n: g + self.l2sp * (fast_weights[n] - start[n])
+                for n, g in grads.items()
+            }
+        out = self.rule(fast_weights, grads, step)
+        if self.max_update is None or not out:
+            return out
+        names = list(out)
+        deltas = [out[n] - start[n] for n in names]
+        change = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(d) for d in deltas])
+        )
+        size = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(start[n]) for n in names])
+        )
+        scale = torch.clamp(self.max_update * size / (change + 1e-12), max=1.0)
+        return {n: start[n] + d * scale for n, d in zip(names, deltas)}
+
+    def extra_repr(self):
+        """Shows the anchoring when the module is printed."""
+        return f"l2sp={self.l2sp}, max_update={self.max_update}"

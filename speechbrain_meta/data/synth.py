@@ -147,6 +147,38 @@ def synthesize_fresh(requests):
             return int(data["sample_rate"]), samples
 
 
+def spoken_text(text, rng, digit_by_digit):
+    """What espeak-ng reads for a transcript: one phrase, or digit by digit.
+
+    Read digit by digit (with probability ``digit_by_digit``), each digit
+    ends a phrase (a comma): espeak-ng pauses after it and gives it a
+    phrase-final intonation, as in a list of isolated digits.
+
+    Arguments
+    ---------
+    text : str
+        The transcript, digits separated by spaces.
+    rng : numpy.random.Generator
+        Draws the reading style.
+    digit_by_digit : float
+        Probability of the digit-by-digit style.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> spoken_text("4 1 7", np.random.default_rng(0), 1.0)
+    '4, 1, 7'
+    >>> spoken_text("4 1 7", np.random.default_rng(0), 0.0)
+    '4 1 7'
+    """
+    if digit_by_digit > 0 and rng.uniform() < digit_by_digit:
+        return ", ".join(text.split())
+    return text
+
+
 def telephone_channel(wav, sample_rate=SAMPLE_RATE):
     """A narrowband telephone channel: 8 kHz and GSM 6.10, back to the rate.
 
@@ -282,6 +314,7 @@ def prepare_synth_digits(
     snr_db=(15.0, 35.0),
     speed=(0.9, 1.1),
     telephone=0.0,
+    digit_by_digit=0.0,
     rate=(140, 200),
     pitch=(25, 75),
     pitch_range=(30, 70),
@@ -303,7 +336,8 @@ def prepare_synth_digits(
     heldout_variants : list of str
         Variants kept out of training, for ``test_voices.csv``.
     speakers_per_language : int
-        Speakers per language (variants drawn cyclically).
+        Speakers per language (variants taken in turn from a place in the
+        list that depends on the language).
     utts_per_speaker : int
         Utterances per speaker.
     heldout_speakers : int
@@ -319,6 +353,10 @@ def prepare_synth_digits(
     telephone : float
         Share of the utterances passed through a telephone channel (8 kHz,
         GSM 6.10; ``telephone_channel``).
+    digit_by_digit : float
+        Share of the utterances read digit by digit, each digit its own
+        phrase with a pause after it (``spoken_text``), as people read out
+        a phone number; the others are read as one phrase.
     rate, pitch, pitch_range, volume : list of int
         Ranges of the espeak speaker parameters.
     seed : int
@@ -369,6 +407,7 @@ def prepare_synth_digits(
         "snr_db": None if snr_db is None else list(snr_db),
         "speed": None if speed is None else list(speed),
         **({"telephone": telephone} if telephone else {}),
+        **({"digit_by_digit": digit_by_digit} if digit_by_digit else {}),
         "ranges": {
             "rate": list(rate),
             "pitch": list(pitch),
@@ -397,7 +436,10 @@ def prepare_synth_digits(
             speakers.append(("test_voices", lang, heldout_variants, s))
     jobs = []
     for split, lang, variants, s in speakers:
-        variant = variants[s % len(variants)]
+        # Each language starts at its own place in the variant list, so a
+        # long list gives every language a different set of voices.
+        offset = stable_seed(seed, "variants", lang) % len(variants)
+        variant = variants[(offset + s) % len(variants)]
         spk_id = f"{lang}_{variant}_{s}"
         speaker = _speaker(seed, lang, variant, s, ranges)
         n_utts = (
@@ -412,7 +454,14 @@ def prepare_synth_digits(
             for u in range(n_utts)
         ]
         requests = [
-            {"text": t, "seed": u + 1, **speaker} for u, t in enumerate(texts)
+            {
+                "text": spoken_text(
+                    t, _rng(seed, split, spk_id, u, "style"), digit_by_digit
+                ),
+                "seed": u + 1,
+                **speaker,
+            }
+            for u, t in enumerate(texts)
         ]
         jobs.append((split, lang, spk_id, texts, requests))
 

@@ -245,6 +245,70 @@ class FewShotProtocol:
         )
         brain.modules.eval()
         queries = self.queries(brain.device)
+        return self._run(
+            method,
+            adapt=lambda support: adaptation(brain, support),
+            score=lambda fast, task: score(brain, fast, queries[task]),
+            settings=adaptation.describe(),
+            trainable=trainable,
+        )
+
+    def evaluate_interface(self, asr, method):
+        """Runs the protocol through an ``AdaptiveASR``, as a user would.
+
+        Each support set goes to ``asr.adapt(wavs, transcripts)`` (the
+        model's exported adaptation, validated by default) and each query
+        set to ``asr.transcribe_batch`` with the task state it returned.
+
+        Arguments
+        ---------
+        asr : speechbrain_meta.inference.AdaptiveASR
+            The exported model.
+        method : str
+            The method's name in the results.
+
+        Returns
+        -------
+        list of dict
+            As ``evaluate``; each row with k > 0 also counts the episodes
+            where the adaptation abstained (``abstained_episodes``).
+        """
+        queries = {t: self.examples(self._query[t]) for t in self.tasks}
+        abstained = []
+
+        def adapt(support):
+            if not support:
+                return None
+            state = asr.adapt(
+                [u["sig"] for u in support], [u["wrd"] for u in support]
+            )
+            abstained.append(state.info["abstained"])
+            return state
+
+        def count_abstentions(row):
+            row["abstained_episodes"] = sum(abstained) if row["k_shot"] else 0
+            abstained.clear()
+
+        inner_loop = asr.adaptation.inner_loop(asr.brain)
+        return self._run(
+            method,
+            adapt=adapt,
+            score=lambda state, task: asr.error_rates(queries[task], state),
+            settings=asr.adaptation.describe(),
+            trainable=sum(
+                p.numel()
+                for p in asr.brain.meta_parameters(inner_loop).values()
+            ),
+            on_k_done=count_abstentions,
+        )
+
+    def _run(self, method, adapt, score, settings, trainable, on_k_done=None):
+        """The protocol's loop: adapt on every support, score every query.
+
+        ``adapt(support) -> state`` (weights or a task state) and
+        ``score(state, task) -> (cer, wer)``; ``on_k_done(row)`` is called
+        with each k's row.
+        """
         rows = []
         for k in self.k_shots:
             cers, wers, seconds, per_task = [], [], [], {}
@@ -256,7 +320,7 @@ class FewShotProtocol:
                     support = self.examples(self.episode(task, e, k)[0])
                     start = time.perf_counter()
                     try:
-                        fast = adaptation(brain, support)
+                        state = adapt(support)
                     except NonFiniteInnerLoss as err:
                         # The method's adaptation diverged on this episode:
                         # it failed it (error rates of 1), and it is counted.
@@ -274,23 +338,24 @@ class FewShotProtocol:
                     else:
                         if k:
                             seconds.append(time.perf_counter() - start)
-                        cer, wer = score(brain, fast, queries[task])
+                        cer, wer = score(state, task)
                     cers.append(cer)
                     wers.append(wer)
                     task_cers.append(cer)
                 per_task[task] = sum(task_cers) / len(task_cers)
-            rows.append(
-                summary_row(
-                    method,
-                    k,
-                    cers,
-                    wers,
-                    adaptation=adaptation.describe() if k else None,
-                    n_tasks=len(self.tasks),
-                    trainable_params=trainable if k else 0,
-                    adapt_seconds=seconds,
-                    cer_per_task=per_task,
-                    diverged_episodes=diverged,
-                )
+            row = summary_row(
+                method,
+                k,
+                cers,
+                wers,
+                adaptation=settings if k else None,
+                n_tasks=len(self.tasks),
+                trainable_params=trainable if k else 0,
+                adapt_seconds=seconds,
+                cer_per_task=per_task,
+                diverged_episodes=diverged,
             )
+            if on_k_done is not None:
+                on_k_done(row)
+            rows.append(row)
         return rows

@@ -52,17 +52,25 @@ def describe_adaptation(settings):
     Example
     -------
     >>> describe_adaptation({"rule": "adam", "lr": 0.001, "steps": 20,
-    ...                      "mode": "eval", "holdout": 0.0})
+    ...                      "mode": "eval", "folds": 0})
     'adam 0.001 x20 eval'
+    >>> describe_adaptation({"rule": "sgd", "lr": 0.1, "steps": 10,
+    ...     "mode": "eval", "l2sp": 0.01, "max_update": 0.05, "folds": 5})
+    'sgd 0.1 x<=10 eval l2sp(0.01) bound(0.05) cv(5)'
     """
     if not settings:
         return ""
     rule = settings["rule"]
     if settings.get("lr") is not None:
         rule += f" {settings['lr']:g}"
-    text = f"{rule} x{settings['steps']} {settings['mode']}"
-    if settings.get("holdout"):
-        text += f" safe({settings['holdout']:g})"
+    bound = "<=" if settings.get("folds") else ""
+    text = f"{rule} x{bound}{settings['steps']} {settings['mode']}"
+    if settings.get("l2sp"):
+        text += f" l2sp({settings['l2sp']:g})"
+    if settings.get("max_update") is not None:
+        text += f" bound({settings['max_update']:g})"
+    if settings.get("folds"):
+        text += f" cv({settings['folds']})"
     return text
 
 

@@ -6,8 +6,15 @@ the rate, the number of steps and the normalisation mode, chosen by the
 protocol's own score on *meta-dev* episodes, never on meta-test ones.
 Each candidate (rule, rate, mode) adapts once for the largest step count;
 its trajectory is scored at every step count of the grid, so the choice
-among step counts costs decoding only. The same search gives the best
-settings at a fixed small step budget (the "quick" adaptation).
+among step counts costs decoding only.
+
+Cliff edges are refused: a (candidate, steps) is eligible only if the
+same candidate at ``cliff_factor`` times the steps (scored on the same
+trajectory, which runs that far) is at most ``cliff`` worse in CER
+(absolute). A setting that is good at 5 steps and bad at 10 is one small
+change of speaker away from being bad, and a user who adapts a little
+longer falls off it. Every (candidate, steps) is written with its mean
+CER, a 95 % interval over the meta-dev episodes and whether it passed.
 
 Authors
  * speechbrain-meta developers 2026
@@ -20,14 +27,17 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_meta.adaptation import Adaptation
 from speechbrain_meta.evaluation.results import load_results
 from speechbrain_meta.evaluation.scoring import recipe_error_rates
+from speechbrain_meta.evaluation.stats import confidence_interval
 from speechbrain_meta.inner import NonFiniteInnerLoss
 from speechbrain_meta.reports import write_json
 
 logger = get_logger(__name__)
 
 
-def candidate_adaptations(rules, sgd_lrs=(), adam_lrs=(), modes=("eval",)):
-    """The (rule, rate, mode) combinations a search tries.
+def candidate_adaptations(
+    rules, sgd_lrs=(), adam_lrs=(), modes=("eval",), l2sps=(0.0,)
+):
+    """The (rule, rate, mode, L2-SP weight) combinations a search tries.
 
     Arguments
     ---------
@@ -37,6 +47,8 @@ def candidate_adaptations(rules, sgd_lrs=(), adam_lrs=(), modes=("eval",)):
         Rates tried with ``sgd`` and ``adam``.
     modes : list of str
         ``eval`` and/or ``train`` (normalisation and dropout mode).
+    l2sps : list of float
+        L2-SP weights tried with each (0: plain fine-tuning).
 
     Returns
     -------
@@ -45,9 +57,9 @@ def candidate_adaptations(rules, sgd_lrs=(), adam_lrs=(), modes=("eval",)):
 
     Example
     -------
-    >>> [a.describe()["rule"] for a in candidate_adaptations(
-    ...     ["own", "adam"], adam_lrs=[1e-3, 1e-2], modes=["eval"])]
-    ['own', 'adam', 'adam']
+    >>> [(a.rule, a.l2sp) for a in candidate_adaptations(
+    ...     ["own", "adam"], adam_lrs=[1e-3], l2sps=[0.0, 1.0])]
+    [('own', 0.0), ('own', 1.0), ('adam', 0.0), ('adam', 1.0)]
     """
     out = []
     for mode in modes:
@@ -56,9 +68,16 @@ def candidate_adaptations(rules, sgd_lrs=(), adam_lrs=(), modes=("eval",)):
         for rule in rules:
             lrs = {"own": [None], "sgd": sgd_lrs, "adam": adam_lrs}[rule]
             for lr in lrs:
-                out.append(
-                    Adaptation(rule, lr=lr, steps=0, train_mode=mode == "train")
-                )
+                for l2sp in l2sps:
+                    out.append(
+                        Adaptation(
+                            rule,
+                            lr=lr,
+                            steps=0,
+                            train_mode=mode == "train",
+                            l2sp=l2sp,
+                        )
+                    )
     return out
 
 
@@ -67,9 +86,10 @@ def select_adaptation(
     protocol,
     candidates,
     steps,
-    quick_steps=None,
     score=None,
     cache_path=None,
+    cliff=0.02,
+    cliff_factor=2,
 ):
     """The candidate and step count with the lowest meta-dev CER.
 
@@ -83,27 +103,31 @@ def select_adaptation(
         From ``candidate_adaptations``.
     steps : list of int
         Step counts to choose from.
-    quick_steps : int, optional
-        Also choose the best candidate at this fixed step count.
     score : callable, optional
         As for ``FewShotProtocol.evaluate``.
     cache_path : str, optional
         A JSON file that remembers the search (reused when the candidates,
         steps and episodes are the same).
+    cliff : float
+        The largest CER increase (absolute) allowed at ``cliff_factor``
+        times the steps.
+    cliff_factor : int
+        How much longer the adaptation must stay good (1: no check).
 
     Returns
     -------
     dict
-        ``tuned`` (and ``quick``) : the chosen ``Adaptation``; ``scores``:
-        the meta-dev CER of every (candidate, steps).
+        ``tuned``: the chosen ``Adaptation``; ``scores``: the meta-dev CER
+        of every (candidate, steps), with ``ci95``, the CER at
+        ``cliff_factor`` times the steps and ``eligible``.
     """
     score = recipe_error_rates if score is None else score
-    steps = sorted(
-        {int(s) for s in steps} | ({int(quick_steps)} if quick_steps else set())
-    )
+    steps = sorted({int(s) for s in steps})
+    factor = max(int(cliff_factor), 1)
+    scored = sorted(set(steps) | {s * factor for s in steps})
     key = {
         "candidates": [c.describe() for c in candidates],
-        "steps": steps,
+        "steps": scored,
         "episodes": protocol.description(),
     }
     scores = None
@@ -112,29 +136,33 @@ def select_adaptation(
         if cached.get("key") == key:
             scores = cached["scores"]
     if scores is None:
-        scores = _search(brain, protocol, candidates, steps, score)
+        scores = _search(brain, protocol, candidates, scored, score)
         if cache_path is not None:
             write_json(cache_path, {"key": key, "scores": scores})
-
-    def best(allowed):
-        rows = [r for r in scores if r["steps"] in allowed]
-        return min(rows, key=lambda r: (r["cer"], r["steps"]))
-
-    chosen = {"scores": scores}
-    for name, allowed in (("tuned", steps), ("quick", [quick_steps])):
-        if name == "quick" and not quick_steps:
+    by_key = {
+        (repr(sorted(r["candidate"].items())), r["steps"]): r for r in scores
+    }
+    table = []
+    for row in scores:
+        if row["steps"] not in steps:
             continue
-        row = best(allowed)
-        chosen[name] = Adaptation.from_dict(
-            {**row["candidate"], "steps": row["steps"]}
+        later = by_key[
+            (repr(sorted(row["candidate"].items())), row["steps"] * factor)
+        ]
+        table.append(
+            {
+                **row,
+                "cer_later": later["cer"],
+                "eligible": later["cer"] <= row["cer"] + cliff,
+            }
         )
-        logger.info(
-            "%s adaptation chosen on meta-dev: %s (CER %.4f)",
-            name,
-            chosen[name],
-            row["cer"],
-        )
-    return chosen
+    eligible = [r for r in table if r["eligible"]] or table
+    row = min(eligible, key=lambda r: (r["cer"], r["steps"]))
+    chosen = Adaptation.from_dict({**row["candidate"], "steps": row["steps"]})
+    logger.info(
+        "adaptation chosen on meta-dev: %s (CER %.4f)", chosen, row["cer"]
+    )
+    return {"scores": table, "tuned": chosen}
 
 
 def _search(brain, protocol, candidates, steps, score):
@@ -158,11 +186,14 @@ def _search(brain, protocol, candidates, steps, score):
                         cer, _ = score(brain, path[s], queries[task])
                         totals[s].append(cer)
         for s in steps:
+            mean, ci95 = confidence_interval(totals[s])
             rows.append(
                 {
                     "candidate": candidate.replace(steps=0).describe(),
                     "steps": s,
-                    "cer": sum(totals[s]) / len(totals[s]),
+                    "cer": mean,
+                    "ci95": ci95,
+                    "n_episodes": len(totals[s]),
                 }
             )
     return rows

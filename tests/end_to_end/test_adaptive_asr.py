@@ -62,6 +62,12 @@ def test_adapting_to_a_new_voice_lowers_its_error(
     checked = [asr.utterance(w, t) for w, t in query]
     assert asr.loss(checked, state) < asr.loss(checked)
     assert state.info["utterances"] == 10
+    assert not state.info["abstained"] and state.info["steps_kept"] == 8
+    # Validated by default: one utterance is too few to validate on, so
+    # the model abstains, says why, and the state changes nothing.
+    alone = asr.adapt([support[0][0]], [support[0][1]])
+    assert alone.info["abstained"] and "at least 2" in alone.info["why"]
+    assert alone.weights == {}
     names = {n for n, p in asr.mods.named_parameters() if p.requires_grad}
     if method == "lhuc":
         assert all("task_" in n for n in names)
@@ -142,6 +148,10 @@ def test_commands_end_to_end(quick_benchmark, tmp_path):
     assert code == 0, err
     assert "held-out (3 utterances) before adaptation: CER" in out
     assert "held-out (3 utterances) after adaptation: CER" in out
+    # It says whether the folds validated an adaptation, and why.
+    why = [line for line in out.splitlines() if line.startswith("adaptation:")]
+    assert len(why) == 1
+    assert "steps kept" in why[0] or "left unadapted" in why[0]
     assert "adapting" in err  # the progress bar, on stderr
     assert os.path.getsize(state) < 20_000
     files = [w for w, _ in utts[6:9]]

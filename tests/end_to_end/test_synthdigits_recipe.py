@@ -108,9 +108,9 @@ def test_quick_main_job(quick_benchmark):
             assert row["n_episodes"] == row["n_tasks"] * episodes
             assert row["seeds"] == [1234]
         budgets = {r["budget"] for r in document["results"]}
-        assert budgets == {"tuned", "quick", "safe"}
+        assert budgets == {"tuned", "default"}
         table = (folder / "few_shot_results.md").read_text()
-        assert table.count("adaptation |") == 3
+        assert table.count("adaptation |") == 2
         assert (folder / "few_shot_cer.png").stat().st_size > 5000
         protocol = document["protocol"]
         assert protocol["k_shots"] == [0, 1, 5]
@@ -132,12 +132,16 @@ def test_quick_main_job(quick_benchmark):
             by[("lora", "tuned", 0)]["cer_mean"]
             == by[("joint", "tuned", 0)]["cer_mean"]
         )
-        # Safe adaptation with one utterance keeps the unadapted model.
+        # The default adaptation (validated, through AdaptiveASR) abstains
+        # with one utterance: the unadapted model, every episode counted.
         for method in module["METHODS"]:
             assert (
-                by[(method, "safe", 1)]["cer_mean"]
-                == by[(method, "safe", 0)]["cer_mean"]
+                by[(method, "default", 1)]["cer_mean"]
+                == by[(method, "default", 0)]["cer_mean"]
             )
+            one = by[(method, "default", 1)]
+            assert one["abstained_episodes"] == one["n_episodes"]
+            assert by[(method, "default", 5)]["adaptation"]["folds"] == 5
     # The meta-optimisers report what they learned.
     for rule in ("metasgd", "layer_step_lr", "learned_update"):
         rates = json.loads(
@@ -163,7 +167,12 @@ def test_quick_main_job(quick_benchmark):
             )
     summary = json.loads((out / "benchmark.json").read_text())
     assert summary["methods"] == module["METHODS"] and summary["quick"]
-    assert set(summary["target"]) == set(merged)
+    assert set(summary["goals"]) == set(merged)
+    report = (out / "benchmark.md").read_text()
+    assert report.count("pairs worse") == len(merged)
+    # Every method's search table, with its interval and cliff check.
+    search = (out / "seed1234" / "joint" / "adaptation_search.md").read_text()
+    assert "CER % at 2x steps" in search and "±" in search
     assert (out / "meta_dev.md").read_text().count("|") > 30
     # Every method exported its model.
     for method in module["METHODS"]:
@@ -189,7 +198,7 @@ def test_one_method_alone_trains_the_joint_model_it_needs(tmp_path):
         "--few_shot={k_shots: [0, 1, 5], episodes_per_task: 1, "
         "query_utterances: 10}",
         "--adaptation_search={rules: [own], modes: [eval], steps: [1], "
-        "quick_steps: 1, query_utterances: 4}",
+        "query_utterances: 4}",
         "--few_shot_voice_tasks=1",
         f"--data_folder={tmp_path / 'data'}",
         f"--joint_folder={tmp_path / 'joint'}",

@@ -1,4 +1,4 @@
-"""Adaptation settings, safe adaptation, and their choice on meta-dev."""
+"""Adaptation settings, validated and anchored adaptation, their choice."""
 
 import pytest
 import torch
@@ -67,32 +67,91 @@ def test_adaptation_runs_its_rule_and_leaves_the_model_alone():
     assert torch.equal(path[0]["model.weight"], before[0])
 
 
-def test_safe_adaptation_rejects_what_hurts_and_keeps_what_helps():
+def test_validated_adaptation_abstains_from_what_hurts_and_keeps_what_helps():
     brain = _brain()
     support = _task(3.0, 10, 3)
-    # A rate that diverges in a few steps: rejected, the unadapted weights.
-    bad = Adaptation("sgd", lr=3.0, steps=6, holdout=0.2)
-    assert bad.chosen_steps(brain, support) == 0
+    # A rate that diverges in a few steps: every fold says so, abstain.
+    bad = Adaptation("sgd", lr=3.0, steps=6, folds=5)
+    evidence = bad.validate(brain, support)
+    assert evidence["steps"] == 0 and evidence["folds"] == 5
+    assert "left unadapted" in evidence["reason"]
+    assert all(r > 1.0 for r in evidence["relative_loss"].values())
     fast = bad(brain, support)
     for name, p in brain.modules.named_parameters():
         assert torch.equal(fast[name], p.detach())
-    # A good rate: adapted, with a number of steps chosen on the held-out
-    # utterances (at most the budget).
-    good = Adaptation("sgd", lr=0.2, steps=6, holdout=0.2)
-    steps = good.chosen_steps(brain, support)
-    assert 1 <= steps <= 6
+    # A good rate: adapted, with the step count the folds chose (at most
+    # the budget), better on new utterances of the task.
+    good = Adaptation("sgd", lr=0.2, steps=6, folds=5)
+    evidence = good.validate(brain, support)
+    assert 1 <= evidence["steps"] <= 6
+    assert evidence["improved_folds"] >= 3
+    assert evidence["relative_loss"][evidence["steps"]] == min(
+        evidence["relative_loss"].values()
+    )
     query = _task(3.0, 20, 4)
     unadapted = _query_loss(brain, Adaptation(steps=0)(brain, support), query)
     assert _query_loss(brain, good(brain, support), query) < unadapted
-    # One utterance: nothing to hold out, nothing risked.
-    assert good.chosen_steps(brain, support[:1]) == 0
+    # One utterance: nothing to validate on, nothing risked, and it says so.
+    one = good.validate(brain, support[:1])
+    assert one["steps"] == 0 and "at least 2" in one["reason"]
+    # Two utterances: two folds of one.
+    assert good.validate(brain, support[:2])["folds"] == 2
+
+
+def test_folds_must_agree():
+    brain = _brain()
+    # Half the support says the slope is 3, half says -3: adapting on one
+    # half makes the other half worse, the folds disagree, abstain.
+    support = _task(3.0, 4, 3) + _task(-3.0, 4, 4)
+    support = [support[i] for i in (0, 4, 1, 5, 2, 6, 3, 7)]
+    evidence = Adaptation("sgd", lr=0.2, steps=6, folds=2).validate(
+        brain, support
+    )
+    assert evidence["steps"] == 0
+
+
+def test_anchored_adaptation_stays_near_the_start():
+    brain = _brain()
+    support = _task(3.0, 10, 3)
+    start = {n: p.detach() for n, p in brain.modules.named_parameters()}
+
+    def moved(adaptation):
+        fast = adaptation(brain, support)
+        delta = torch.cat([(fast[n] - start[n]).flatten() for n in start])
+        size = torch.cat([start[n].flatten() for n in start])
+        return float(delta.norm() / size.norm())
+
+    free = moved(Adaptation("sgd", lr=0.2, steps=10))
+    pulled = moved(Adaptation("sgd", lr=0.2, steps=10, l2sp=2.0))
+    bounded = moved(Adaptation("sgd", lr=0.2, steps=10, max_update=0.1))
+    assert pulled < 0.8 * free
+    assert bounded == pytest.approx(0.1, rel=1e-4) and free > 0.1
+    # L2-SP is the gradient of loss + l2sp / 2 * ||fast - start||^2: one
+    # SGD step from the start equals plain SGD's (the pull is zero there),
+    # the second differs by exactly -lr * l2sp * (fast - start).
+    plain = Adaptation("sgd", lr=0.2, steps=2).trajectory(brain, support)
+    anchored = Adaptation("sgd", lr=0.2, steps=2, l2sp=2.0).trajectory(
+        brain, support
+    )
+    for n in start:
+        torch.testing.assert_close(anchored[1][n], plain[1][n])
+    grads = {
+        n: (anchored[1][n] - anchored[2][n]) / 0.2
+        - 2.0 * (anchored[1][n] - start[n])
+        for n in start
+    }
+    for n in start:
+        torch.testing.assert_close(
+            plain[1][n] - 0.2 * grads[n], plain[2][n], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_the_own_adaptation_of_a_brain():
     brain = _brain(inner_lr=0.05)
     own = brain.own_adaptation()
     assert own.describe() == {
-        "rule": "own", "lr": None, "steps": 3, "mode": "train", "holdout": 0.0
+        "rule": "own", "lr": None, "steps": 3, "mode": "train", "l2sp": 0.0,
+        "max_update": None, "folds": 0,
     }  # fmt: skip
     assert own.inner_loop(brain).update_rule is brain.update_rule
 
@@ -117,32 +176,70 @@ def test_selection_picks_the_best_setting_on_meta_dev(tmp_path):
     )
     cache = tmp_path / "search.json"
     chosen = select_adaptation(
-        brain, protocol, candidates, [1, 4], quick_steps=1, score=mse,
-        cache_path=str(cache),
+        brain, protocol, candidates, [1, 4], score=mse, cache_path=str(cache),
+        cliff=1e9,
     )  # fmt: skip
     scores = {
         (r["candidate"]["rule"], r["candidate"]["lr"], r["steps"]): r["cer"]
         for r in chosen["scores"]
     }
+    assert {s for (_, _, s) in scores} == {1, 4}  # 2 and 8: cliff checks
     best = min(scores, key=scores.get)
     tuned = chosen["tuned"].describe()
     assert (tuned["rule"], tuned["lr"], tuned["steps"]) == best
     assert scores[("sgd", 0.3, 4)] < scores[("sgd", 0.001, 4)]
-    quick = chosen["quick"].describe()
-    assert quick["steps"] == 1
-    assert scores[(quick["rule"], quick["lr"], 1)] == min(
-        v for (r, lr, s), v in scores.items() if s == 1
-    )
+    assert all(r["ci95"] is not None for r in chosen["scores"])
     # The search is cached; a different grid searches again.
     again = select_adaptation(
-        brain, protocol, candidates, [1, 4], quick_steps=1, score=mse,
-        cache_path=str(cache),
+        brain, protocol, candidates, [1, 4], score=mse, cache_path=str(cache),
+        cliff=1e9,
     )  # fmt: skip
     assert again["scores"] == chosen["scores"]
     other = select_adaptation(
         brain, protocol, candidates[:1], [2], score=mse, cache_path=str(cache)
     )
     assert {r["steps"] for r in other["scores"]} == {2}
+
+
+def test_selection_refuses_a_cliff_edge(tmp_path):
+    import json
+
+    brain = _brain()
+    protocol = FewShotProtocol(_lines(), "task", [5], 1, 10, seed=1)
+    candidates = candidate_adaptations(["sgd"], sgd_lrs=[0.3, 1.0])
+    # Meta-dev CER of each candidate after 1 and 2 steps, as a search
+    # would have measured them: 1.0 is the best at 1 step and on a cliff
+    # (far worse at 2), 0.3 a little worse at 1 step and stable.
+    cer = {(0.3, 1): 0.35, (0.3, 2): 0.34, (1.0, 1): 0.30, (1.0, 2): 0.60}
+    cache = tmp_path / "search.json"
+    scores = [
+        {
+            "candidate": c.describe(),
+            "steps": steps,
+            "cer": cer[(c.lr, steps)],
+            "ci95": 0.01,
+            "n_episodes": 3,
+        }
+        for c in candidates
+        for steps in (1, 2)
+    ]
+    key = {
+        "candidates": [c.describe() for c in candidates],
+        "steps": [1, 2],
+        "episodes": protocol.description(),
+    }
+    cache.write_text(json.dumps({"key": key, "scores": scores}))
+    free = select_adaptation(
+        brain, protocol, candidates, [1], cache_path=str(cache), cliff=1e9
+    )
+    assert free["tuned"].lr == 1.0
+    safe = select_adaptation(
+        brain, protocol, candidates, [1], cache_path=str(cache), cliff=0.02
+    )
+    assert safe["tuned"].lr == 0.3
+    rows = {r["candidate"]["lr"]: r for r in safe["scores"]}
+    assert rows[1.0]["cer_later"] == 0.60 and not rows[1.0]["eligible"]
+    assert rows[0.3]["eligible"]
 
 
 def test_a_plain_batch_trains_as_in_a_plain_brain():

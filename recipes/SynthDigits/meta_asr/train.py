@@ -42,6 +42,7 @@ from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
 from speechbrain_meta.data.asterisk import prepare_asterisk_digits
 from speechbrain_meta.data.manifest import load_manifest
+from speechbrain_meta.data.rooms import prepare_simulated_rirs
 from speechbrain_meta.data.tasks import task_values
 from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.layered_yaml import (
@@ -157,13 +158,14 @@ def main(argv):
 
 
 def prepare_corpora(hparams):
-    """Synthesises SynthDigits and builds the real-speech set, unless done.
+    """Synthesises SynthDigits, the simulated room responses of the
+    augmentation and the real-speech set, unless done.
 
     Arguments
     ---------
     hparams : dict
-        Loaded hparams (``data_folder``, ``corpus``, ``real_folder``,
-        ``real_speech``, ``few_shot_sets``).
+        Loaded hparams (``data_folder``, ``corpus``, ``rir_folder``,
+        ``rirs``, ``real_folder``, ``real_speech``, ``few_shot_sets``).
 
     Returns
     -------
@@ -177,6 +179,11 @@ def prepare_corpora(hparams):
         prepare_synth_digits,
         kwargs={"save_folder": hparams["data_folder"], **hparams["corpus"]},
     )
+    if hparams.get("rirs") is not None:
+        run_on_main(
+            prepare_simulated_rirs,
+            kwargs={"save_folder": hparams["rir_folder"], **hparams["rirs"]},
+        )
     if "real" not in (hparams["few_shot_sets"] or {}):
         return None
     kwargs = {"save_folder": hparams["real_folder"], **hparams["real_speech"]}

@@ -114,12 +114,12 @@ def main(argv):
         json.dump(results, fout, indent=2)
     logger.info("Meta-test results: %s", results)
     if if_main_process():
-        # The model for AdaptiveASR: its own adaptation, made safe.
+        # The model for AdaptiveASR: its own adaptation, validated.
         export_run(
             hparams["output_folder"],
             asr_brain,
             tokenizer,
-            asr_brain.own_adaptation().replace(holdout=hparams["safe_holdout"]),
+            asr_brain.own_adaptation().replace(**hparams["default_adaptation"]),
             info={"method": hparams["method"], "recipe": "SynthTones/meta_asr"},
         )
     return results

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""The base recogniser's settings, one at a time: train joint, score it.
+
+Each variant is the joint model of this recipe trained with some hparams
+overrides (``NAME='{yaml}'``), then scored unadapted (k = 0) and after
+plain Adam fine-tuning (k = 10, 20 steps, eval mode) on the same fixed
+episodes of every set (meta-dev languages, unseen languages, unseen
+voices, real voices). Meta-dev is what decides; the other sets are
+reported to explain. It writes ``DIR/ablation.{json,md}``; a rerun skips
+what is done.
+
+Usage::
+
+    python ablation.py --output_folder DIR --seeds 1234,1235 base='{}'
+    python ablation.py --output_folder DIR sentence='{norm_type: sentence}'
+
+Authors
+ * speechbrain-meta developers 2026
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SETS = {
+    "dev": "lang",
+    "test": "lang",
+    "test_voices": "spk_id",
+    "real": "spk_id",
+}
+
+
+def score_joint(folder, overrides, lrs=(0.001, 0.003)):
+    """Trains (unless done) and scores one joint model.
+
+    Arguments
+    ---------
+    folder : str
+        Its output folder.
+    overrides : dict
+        Hparams overrides (``data_folder`` included).
+    lrs : tuple of float
+        Adam rates of the k = 10 fine-tuning.
+
+    Returns
+    -------
+    dict
+        ``<set>/k0`` and ``<set>/k10/adam<lr>`` to CER, and per task.
+    """
+    sys.path.insert(0, HERE)
+    import train
+
+    from speechbrain_meta.adaptation import Adaptation
+    from speechbrain_meta.data.tasks import task_values
+    from speechbrain_meta.evaluation import FewShotProtocol
+
+    overrides = {**overrides, "output_folder": folder, "run_few_shot": False}
+    joint = os.path.join(HERE, "hparams", "joint.yaml")
+    train.run(joint, {"device": "cpu", "noprogressbar": True}, overrides)
+    hparams = train.layered_experiment(joint, train.COMMON, overrides)
+    datasets, tokenizer, _ = train.dataio_prepare(
+        hparams, train.prepare_corpora(hparams)
+    )
+    hparams["checkpointer"].recover_if_possible(min_key="CER")
+    brain = train.make_brain(hparams, {"device": "cpu"}, tokenizer)
+    voices = sorted(
+        {str(v) for v in task_values(datasets["test_voices"], "spk_id")}
+    )[: hparams["few_shot_voice_tasks"]]
+    out = {}
+    for split, group_by in SETS.items():
+        if datasets.get(split) is None:
+            continue
+        protocol = FewShotProtocol(
+            datasets[split],
+            group_by,
+            [0, 10],
+            1,
+            20,
+            seed=hparams["few_shot"]["seed"],
+            tasks=voices if split == "test_voices" else None,
+        )
+        for lr in lrs:
+            rows = protocol.evaluate(
+                brain, "joint", Adaptation("adam", lr=lr, steps=20)
+            )
+            for row in rows:
+                key = f"{split}/k{row['k_shot']}"
+                key += f"/adam{lr:g}" if row["k_shot"] else ""
+                out[key] = row["cer_mean"]
+                out[key + "/tasks"] = row["cer_per_task"]
+    return out
+
+
+def main(argv=None):
+    """Runs the variants and writes the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("variants", nargs="+", help="NAME='{yaml}'")
+    parser.add_argument("--output_folder", required=True)
+    parser.add_argument("--seeds", default="1234")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    path = os.path.join(args.output_folder, "ablation.json")
+    done = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fin:
+            done = json.load(fin)
+    for item in args.variants:
+        name, _, text = item.partition("=")
+        overrides = yaml.safe_load(text) or {}
+        for seed in seeds:
+            key = f"{name}/{seed}"
+            if key in done and done[key]["overrides"] == overrides:
+                continue
+            # Variants with the same corpus settings share its files.
+            corpus = json.dumps(overrides.get("corpus", {}), sort_keys=True)
+            digest = hashlib.sha256(corpus.encode()).hexdigest()[:10]
+            run = {
+                **overrides,
+                "seed": seed,
+                "data_folder": os.path.join(
+                    args.output_folder, f"data_{digest}"
+                ),
+            }
+            folder = os.path.join(args.output_folder, name, str(seed))
+            done[key] = {
+                "overrides": overrides,
+                "scores": score_joint(folder, run),
+            }
+            os.makedirs(args.output_folder, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fout:
+                json.dump(done, fout, indent=1)
+    write_table(done, os.path.join(args.output_folder, "ablation.md"))
+
+
+def write_table(done, path):
+    """The ablation as a markdown table (mean over the seeds run)."""
+    from speechbrain_meta.reports import markdown_table
+
+    columns = [
+        "dev/k0",
+        "dev/k10/adam0.003",
+        "test/k0",
+        "test_voices/k0",
+        "real/k0",
+        "real/k10/adam0.001",
+        "real/k10/adam0.003",
+    ]
+    names = {}
+    for key, entry in done.items():
+        name, seed = key.rsplit("/", 1)
+        names.setdefault(name, []).append(entry["scores"])
+    rows = []
+    for name, runs in names.items():
+        cells = []
+        for column in columns:
+            values = [r[column] for r in runs if column in r]
+            mean = sum(values) / len(values) if values else float("nan")
+            cells.append(f"{100 * mean:.1f}")
+        rows.append([name, len(runs)] + cells)
+    table = markdown_table(["variant", "seeds"] + columns, rows)
+    with open(path, "w", encoding="utf-8") as fout:
+        fout.write(table)
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()
