@@ -327,6 +327,10 @@ def pool_seeds(documents):
             diverged_episodes=sum(p.get("diverged_episodes", 0) for p in parts),
             seeds=[s for p in parts for s in p.get("seeds", [])],
         )
+        if any("abstained_episodes" in p for p in parts):
+            row["abstained_episodes"] = sum(
+                p.get("abstained_episodes", 0) for p in parts
+            )
         if budget is not None:
             row["budget"] = budget
         if any(a != adaptations[0] for a in adaptations):
