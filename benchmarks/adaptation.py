@@ -5,7 +5,8 @@ On one exported model (by default the quick main job's ``fomaml``) and one
 unseen voice of its test set:
 
 * **adaptation**: ``AdaptiveASR.adapt`` on k = 10 utterances for the
-  model's exported number of steps S, without and with safe adaptation,
+  model's exported number of steps S, without and with validation (the
+  steps chosen by cross-validation over the support),
   against the floor: S plain SpeechBrain ``fit_batch`` steps (forward,
   backward, SGD step) of the same model on the same 10 utterances;
 * **decoding**: real-time factor of ``transcribe_batch`` (one utterance
@@ -163,7 +164,7 @@ def main(argv=None):
             peer_name="Brain.fit_batch x steps",
         ),
         row(
-            f"safe adapt k={args.k} (hold-out choice of steps) vs plain",
+            f"validated adapt k={args.k} (steps by cross-validation) vs plain",
             safe,
             plain_steps,
             peer_name="Brain.fit_batch x steps",

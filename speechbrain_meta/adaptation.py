@@ -14,7 +14,13 @@ Conservative adaptation
 ``l2sp`` adds ``l2sp / 2 * ||fast - start||^2`` to the support loss
 (L2-SP, Li et al. 2018) and ``max_update`` bounds the relative norm of the
 change of the adapted weights (``update_rules.Anchored``): a few
-utterances cannot move the model far from what it knew.
+utterances cannot move the model far from what it knew, in weight space.
+``kl`` does it in output space (KL-divergence regularised adaptation, Yu
+et al., ICASSP 2013): the support loss becomes ``(1 - kl) * loss + kl *
+KL(p_start || p_fast)``, the mean over the support's frames of the
+divergence of the adapted frame posteriors from the unadapted model's
+(the recipe's brain says where its posteriors are: ``frame_log_probs``,
+as ``speechbrain_meta.asr.CTCASR`` does).
 
 Validated (safe) adaptation
 ---------------------------
@@ -63,6 +69,9 @@ class Adaptation:
         adapting; False keeps the modules in inference mode.
     l2sp : float
         Pull towards the unadapted weights (see the module docstring).
+    kl : float
+        Weight in [0, 1) of the divergence from the unadapted model's frame
+        posteriors (see the module docstring).
     max_update : float, optional
         Bound on the relative norm of the weights' change.
     folds : int
@@ -96,6 +105,7 @@ class Adaptation:
         check_every=1,
         tolerance=0.01,
         agree=0.5,
+        kl=0.0,
     ):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -105,6 +115,8 @@ class Adaptation:
             raise ValueError(f"folds must be 0 (off) or >= 2, got {folds}")
         if l2sp < 0:
             raise ValueError(f"l2sp must be >= 0, got {l2sp}")
+        if not 0.0 <= kl < 1.0:
+            raise ValueError(f"kl must be in [0, 1), got {kl}")
         if max_update is not None and max_update <= 0:
             raise ValueError(f"max_update must be > 0, got {max_update}")
         self.rule = rule
@@ -117,6 +129,7 @@ class Adaptation:
         self.check_every = max(int(check_every), 1)
         self.tolerance = float(tolerance)
         self.agree = float(agree)
+        self.kl = float(kl)
 
     @classmethod
     def from_dict(cls, settings):
@@ -126,7 +139,7 @@ class Adaptation:
         ---------
         settings : dict
             ``rule``, ``lr``, ``steps``, ``mode`` (``train``/``eval``) and
-            optionally ``l2sp``, ``max_update``, ``folds``,
+            optionally ``l2sp``, ``kl``, ``max_update``, ``folds``,
             ``check_every``, ``tolerance``, ``agree``.
 
         Returns
@@ -150,7 +163,7 @@ class Adaptation:
         -------
         dict
         """
-        return {
+        out = {
             "rule": self.rule,
             "lr": self.lr,
             "steps": self.steps,
@@ -159,6 +172,9 @@ class Adaptation:
             "max_update": self.max_update,
             "folds": self.folds,
         }
+        if self.kl:
+            out["kl"] = self.kl
+        return out
 
     def replace(self, **changes):
         """A copy with some settings changed.
@@ -188,6 +204,7 @@ class Adaptation:
             "check_every": self.check_every,
             "tolerance": self.tolerance,
             "agree": self.agree,
+            "kl": self.kl,
         }
         settings.update(changes)
         return Adaptation(**settings)
@@ -249,7 +266,45 @@ class Adaptation:
             inner_loop=inner_loop,
             train_mode=self.train_mode,
             keep_steps=True,
+            support_loss=self._kl_loss(brain) if self.kl else None,
         )
+
+    def _kl_loss(self, brain):
+        """``start -> loss_fn``: the support loss held near the frame
+        posteriors of the unadapted weights ``start`` (``kl``).
+        """
+        if not hasattr(brain, "frame_log_probs"):
+            raise NotImplementedError(
+                f"{type(brain).__name__} does not say where its frame "
+                "posteriors are: define frame_log_probs(predictions) to "
+                "adapt with kl > 0"
+            )
+        weight = self.kl
+
+        def make(start):
+            reference = {}
+
+            def loss_fn(fast, batch):
+                stage = sb.Stage.TRAIN
+                predictions, loss = brain.call_with(
+                    fast, brain.forward_and_objective, batch, stage
+                )
+                log_p, lens = brain.frame_log_probs(predictions)
+                if id(batch) not in reference:
+                    with torch.no_grad():
+                        unadapted, _ = brain.call_with(
+                            start, brain.forward_and_objective, batch, stage
+                        )
+                        reference[id(batch)] = brain.frame_log_probs(unadapted)[
+                            0
+                        ].detach()
+                return (1 - weight) * loss + weight * frame_kl(
+                    reference[id(batch)], log_p, lens
+                )
+
+            return loss_fn
+
+        return make
 
     def __call__(self, brain, support):
         """Adapts a copy of the brain's weights to a support set.
@@ -359,6 +414,41 @@ class Adaptation:
         int
         """
         return self.validate(brain, support)["steps"]
+
+
+def frame_kl(log_p, log_q, lens):
+    """Mean over the valid frames of ``KL(p || q)`` (log-probabilities).
+
+    Arguments
+    ---------
+    log_p : torch.Tensor
+        Reference log-posteriors ``[batch, frames, classes]``.
+    log_q : torch.Tensor
+        Log-posteriors of the model being adapted, same shape.
+    lens : torch.Tensor
+        Relative lengths of the utterances ``[batch]``.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar divergence.
+
+    Example
+    -------
+    >>> p = torch.log_softmax(torch.randn(2, 5, 3), -1)
+    >>> float(frame_kl(p, p, torch.ones(2)))
+    0.0
+    >>> q = torch.log_softmax(torch.randn(2, 5, 3), -1)
+    >>> bool(frame_kl(p, q, torch.ones(2)) > 0)
+    True
+    """
+    frames = log_p.shape[1]
+    valid = (
+        torch.arange(frames, device=log_p.device)[None, :]
+        < (lens[:, None] * frames).round()
+    )
+    per_frame = (log_p.exp() * (log_p - log_q)).sum(-1)
+    return (per_frame * valid).sum() / valid.sum().clamp(min=1)
 
 
 def held_out_loss(brain, fast_weights, batch):

@@ -14,9 +14,7 @@ True calls ``encoder(feats, wav_lens)``, as SpeechBrain's Transformer and
 Conformer ``EncoderWrapper`` needs), ``wav_augment`` (a SpeechBrain
 ``Augmenter`` applied to the waveforms of plain training batches, as
 upstream's recipes do; never to an episode's support or query, nor while
-a model adapts) and ``lr_annealing`` (a SpeechBrain scheduler called with
-the optimiser after every optimiser step, e.g. ``LinearWarmupScheduler``;
-checkpointed); modules: ``normalize``, ``encoder``, ``ctc_lin``.
+a model adapts); modules: ``normalize``, ``encoder``, ``ctc_lin``.
 
 Authors
  * speechbrain-meta developers 2026
@@ -83,6 +81,21 @@ class CTCASR(sb.Brain):
             wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
         return self.log_probs(wavs, wav_lens), wav_lens
 
+    def frame_log_probs(self, predictions):
+        """The CTC frame posteriors of ``compute_forward``'s predictions.
+
+        Arguments
+        ---------
+        predictions : tuple
+            ``(log_probs, wav_lens)``.
+
+        Returns
+        -------
+        tuple
+            ``(log_probs, wav_lens)``.
+        """
+        return predictions
+
     def log_probs(self, wavs, wav_lens):
         """CTC log-probabilities of waveforms.
 
@@ -144,35 +157,6 @@ class CTCASR(sb.Brain):
                 [w.split() for w in batch.wrd],
             )
         return loss
-
-    def on_fit_start(self):
-        """Registers ``lr_annealing`` with the checkpointer, then Brain's."""
-        annealing = getattr(self.hparams, "lr_annealing", None)
-        if (
-            annealing is not None
-            and self.checkpointer is not None
-            and "lr_annealing" not in self.checkpointer.recoverables
-        ):
-            self.checkpointer.add_recoverable("lr_annealing", annealing)
-        super().on_fit_start()
-
-    def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Anneals the learning rate after every optimiser step.
-
-        Arguments
-        ---------
-        batch : PaddedBatch or Episode
-            The batch.
-        outputs : object
-            What the forward returned.
-        loss : torch.Tensor
-            The batch's loss.
-        should_step : bool
-            Whether the optimiser stepped.
-        """
-        annealing = getattr(self.hparams, "lr_annealing", None)
-        if should_step and annealing is not None:
-            annealing(self.optimizer)
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh error-rate trackers for each evaluation stage.

@@ -345,8 +345,25 @@ class MetaBrain(sb.Brain):
                 model.release_fast_weights()
 
     def _objective(self, batch, stage):
+        return self.forward_and_objective(batch, stage)[1]
+
+    def forward_and_objective(self, batch, stage):
+        """The recipe's ``compute_forward`` and ``compute_objectives``.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            One batch.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        tuple
+            ``(predictions, objective)``.
+        """
         predictions = self.compute_forward(batch, stage)
-        return self.compute_objectives(predictions, batch, stage)
+        return predictions, self.compute_objectives(predictions, batch, stage)
 
     def adapt(
         self,
@@ -356,6 +373,7 @@ class MetaBrain(sb.Brain):
         keep_steps=False,
         inner_steps=None,
         first_order=None,
+        support_loss=None,
     ):
         """Runs the one inner loop on a support batch.
 
@@ -374,6 +392,10 @@ class MetaBrain(sb.Brain):
             Override the loop's number of steps.
         first_order : bool, optional
             Override the loop's order.
+        support_loss : callable, optional
+            ``support_loss(fast_weights, batch)``, the loss the inner loop
+            descends (default: ``task_loss`` at ``Stage.TRAIN``), e.g. a
+            regularised one (``Adaptation(kl=...)``).
 
         Returns
         -------
@@ -382,14 +404,17 @@ class MetaBrain(sb.Brain):
         """
         if support is None:
             return [params] if keep_steps else params
+        if support_loss is None:
+
+            def support_loss(fast, batch):
+                return self.task_loss(fast, batch, sb.Stage.TRAIN)
+
         params = self.meta_algorithm.start_weights(self, params, support)
         while True:
             scale = self._inner_loss_scale()
             try:
                 fast = inner_loop.adapt(
-                    lambda fast, batch: self.task_loss(
-                        fast, batch, sb.Stage.TRAIN
-                    ),
+                    support_loss,
                     params,
                     support,
                     inner_steps=inner_steps,
@@ -585,6 +610,7 @@ class MetaBrain(sb.Brain):
         inner_loop=None,
         train_mode=None,
         keep_steps=False,
+        support_loss=None,
     ):
         """Adapts a copy of the meta-parameters to a support set.
 
@@ -609,6 +635,9 @@ class MetaBrain(sb.Brain):
             default).
         keep_steps : bool
             Return the weights after every step, the unadapted ones first.
+        support_loss : callable, optional
+            Made by ``support_loss(start)`` from the unadapted weights, it
+            is the loss the inner loop descends (see ``adapt``).
 
         Returns
         -------
@@ -643,6 +672,11 @@ class MetaBrain(sb.Brain):
                         inner_steps=inner_steps,
                         first_order=True,
                         keep_steps=True,
+                        support_loss=(
+                            None
+                            if support_loss is None
+                            else support_loss(start)
+                        ),
                     )
             finally:
                 for m, mode in modes.items():

@@ -67,6 +67,8 @@ def describe_adaptation(settings):
     text = f"{rule} x{bound}{settings['steps']} {settings['mode']}"
     if settings.get("l2sp"):
         text += f" l2sp({settings['l2sp']:g})"
+    if settings.get("kl"):
+        text += f" kl({settings['kl']:g})"
     if settings.get("max_update") is not None:
         text += f" bound({settings['max_update']:g})"
     if settings.get("folds"):

@@ -260,3 +260,70 @@ def test_a_plain_batch_trains_as_in_a_plain_brain():
     torch.testing.assert_close(model.weight.detach(), w - 0.1 * grad_w)
     torch.testing.assert_close(model.bias.detach(), b - 0.1 * grad_b)
     assert brain.optimizer_step == 1
+
+
+class Frames(MetaInitBrain):
+    """Frame classifier: x [batch, frames, 2] -> 3 classes per frame."""
+
+    def compute_forward(self, batch, stage):
+        x, lens = batch.x
+        return self.modules.model(x).log_softmax(-1), lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        log_p, _ = predictions
+        y = batch.y.data
+        return torch.nn.functional.nll_loss(log_p.reshape(-1, 3), y.reshape(-1))
+
+    def frame_log_probs(self, predictions):
+        return predictions
+
+
+def _frames_brain():
+    torch.manual_seed(0)
+    return Frames(
+        modules={"model": torch.nn.Linear(2, 3)},
+        meta_algorithm=FineTune(InnerLoop(3, inner_lr=0.5)),
+        run_opts={"device": "cpu"},
+    )
+
+
+def _frames_task(n=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        x = torch.randn(4, 2, generator=gen)
+        out.append({"id": str(i), "x": x, "y": (x[:, 0] > 0).long() * 2})
+    return out
+
+
+def test_kl_adaptation_stays_near_the_unadapted_posteriors():
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from speechbrain_meta.adaptation import frame_kl
+
+    brain = _frames_brain()
+    support = _frames_task()
+    batch = PaddedBatch(support)
+    start = {n: p.detach() for n, p in brain.modules.named_parameters()}
+
+    def divergence(fast):
+        with torch.no_grad():
+            p0 = brain.call_with(start, brain.compute_forward, batch, None)
+            p1 = brain.call_with(fast, brain.compute_forward, batch, None)
+        return float(frame_kl(p0[0], p1[0], p0[1]))
+
+    plain = Adaptation("sgd", lr=0.5, steps=10).trajectory(brain, support)
+    held = Adaptation("sgd", lr=0.5, steps=10, kl=0.9).trajectory(
+        brain, support
+    )
+    assert divergence(held[-1]) < 0.5 * divergence(plain[-1])
+    # At the start the divergence and its gradient are zero: the first
+    # step is plain SGD's on (1 - kl) times the loss.
+    for n in start:
+        torch.testing.assert_close(
+            held[1][n] - start[n], 0.1 * (plain[1][n] - start[n])
+        )
+    assert Adaptation("sgd", lr=0.5, kl=0.9).describe()["kl"] == 0.9
+    # A brain that does not say where its posteriors are is refused.
+    with pytest.raises(NotImplementedError, match="frame_log_probs"):
+        Adaptation("sgd", lr=0.1, steps=1, kl=0.5)(_brain(), _task(1.0, 4, 0))

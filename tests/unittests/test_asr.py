@@ -62,3 +62,62 @@ def test_encoder_takes_lengths_masks_the_padding():
     torch.testing.assert_close(masked[:, :19], alone[:, :19])
     # Without the lengths, the attention reads the padding from every frame.
     assert float((leaked - alone)[:, :19].abs().amax(-1).min()) > 1e-3
+
+
+class _Recorder(torch.nn.Module):
+    """An augmenter that adds a constant and counts its calls (and keeps
+    the batch size, so the labels need no replication)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, wavs, lens):
+        self.calls += 1
+        return wavs + 1.0, lens
+
+    def replicate_labels(self, labels):
+        return labels
+
+
+def test_wav_augment_touches_plain_training_batches_only():
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.dataio.encoder import CTCTextEncoder
+
+    from speechbrain_meta import FineTune, InnerLoop, meta_brain_class
+    from speechbrain_meta.adaptation import Adaptation
+    from speechbrain_meta.asr import CTCASR
+
+    torch.manual_seed(0)
+    augment = _Recorder()
+    modules = {
+        "normalize": InputNormalization(norm_type="sentence"),
+        "encoder": torch.nn.Linear(4, 8),
+        "ctc_lin": Linear(input_size=8, n_neurons=3),
+    }
+    hparams = {
+        "compute_features": lambda wavs: wavs.unfold(1, 4, 4),
+        "log_softmax": Softmax(apply_log=True),
+        "ctc_cost": lambda p, t, pl, tl: -p[..., 1].mean(),
+        "wav_augment": augment,
+        "blank_index": 0,
+    }
+    Brain = meta_brain_class(CTCASR)
+    brain = Brain(
+        modules=modules,
+        hparams=hparams,
+        run_opts={"device": "cpu"},
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+        meta_algorithm=FineTune(InnerLoop(2, inner_lr=0.1)),
+    )
+    brain.tokenizer = CTCTextEncoder()
+    examples = [
+        {"id": str(i), "sig": torch.randn(32), "tokens": torch.tensor([1])}
+        for i in range(4)
+    ]
+    brain.init_optimizers()
+    brain.fit_batch(PaddedBatch(examples))  # joint training: augmented
+    assert augment.calls == 1 and not brain.augmenting
+    Adaptation("sgd", lr=0.1, steps=3)(brain, examples)  # adapting: not
+    brain.task_loss({}, PaddedBatch(examples))  # an episode's loss: not
+    assert augment.calls == 1

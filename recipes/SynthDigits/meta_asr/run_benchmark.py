@@ -481,10 +481,12 @@ def run_all(args, order):
     _load_recipe().prepare_data(method_overrides(args, "joint", args.seeds[0]))
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
 
-        def submit(method, seed):
+        def start(method, seed):
             progress.started(method, seed, run_log(args, method, seed))
-            job = pool.submit(_run_worker, args, method, seed, threads)
-            pending[job] = (seed, method)
+            return _run_worker(args, method, seed, threads)
+
+        def submit(method, seed):
+            pending[pool.submit(start, method, seed)] = (seed, method)
 
         pending = {}
         for seed in args.seeds:
