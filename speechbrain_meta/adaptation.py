@@ -26,13 +26,15 @@ Validated (safe) adaptation
 ---------------------------
 With ``folds`` >= 2, the number of steps is chosen by cross-validation
 over the support: it is split into ``min(folds, k)`` parts; for each part
-the model adapts on the others and the part's loss is measured after every
-``check_every`` steps, relative to the unadapted model's. The step count
-with the lowest mean relative held-out loss is kept if it lowers that
-loss by more than ``tolerance`` on average *and* on at least ``agree`` of
-the folds; otherwise the adaptation abstains and the unadapted weights are
-returned. The kept number of steps then runs on the whole support: the
-procedure that ships (rule, rate, steps) is the one every fold validated.
+the model adapts on the others and the part's loss (``criterion:
+loss``) or the recipe's error rate (``criterion: error``) is measured
+after every ``check_every`` steps. The step count with the lowest mean
+over the folds is kept if it lowers the unadapted model's mean by more
+than ``tolerance`` (relative) *and* makes no more than ``1 - agree`` of
+the folds worse; otherwise the adaptation abstains and the unadapted
+weights are returned. The kept number of steps then runs on the whole
+support: the procedure that ships (rule, rate, steps) is the one every
+fold validated.
 With fewer than two utterances nothing can be validated, and a validated
 adaptation abstains. ``validate`` returns the evidence, so the caller can
 say why it adapted or abstained.
@@ -83,8 +85,13 @@ class Adaptation:
         With ``folds``: the mean relative held-out loss gain an adaptation
         must show to be kept.
     agree : float
-        With ``folds``: the share of folds whose held-out loss the kept
-        step count must lower.
+        With ``folds``: the kept step count may make the held-out
+        criterion worse on at most ``1 - agree`` of the folds.
+    criterion : str
+        With ``folds``: what is measured on the held-out fold: ``loss``
+        (the recipe's training loss) or ``error`` (the recipe's error
+        rate: its decoding and ``cer_metric`` at ``Stage.TEST``, see
+        ``recipe_error_rates``).
 
     Example
     -------
@@ -106,6 +113,7 @@ class Adaptation:
         tolerance=0.01,
         agree=0.5,
         kl=0.0,
+        criterion="loss",
     ):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -117,6 +125,10 @@ class Adaptation:
             raise ValueError(f"l2sp must be >= 0, got {l2sp}")
         if not 0.0 <= kl < 1.0:
             raise ValueError(f"kl must be in [0, 1), got {kl}")
+        if criterion not in ("loss", "error"):
+            raise ValueError(
+                f"criterion must be 'loss' or 'error', got {criterion!r}"
+            )
         if max_update is not None and max_update <= 0:
             raise ValueError(f"max_update must be > 0, got {max_update}")
         self.rule = rule
@@ -130,6 +142,7 @@ class Adaptation:
         self.tolerance = float(tolerance)
         self.agree = float(agree)
         self.kl = float(kl)
+        self.criterion = criterion
 
     @classmethod
     def from_dict(cls, settings):
@@ -140,7 +153,7 @@ class Adaptation:
         settings : dict
             ``rule``, ``lr``, ``steps``, ``mode`` (``train``/``eval``) and
             optionally ``l2sp``, ``kl``, ``max_update``, ``folds``,
-            ``check_every``, ``tolerance``, ``agree``.
+            ``criterion``, ``check_every``, ``tolerance``, ``agree``.
 
         Returns
         -------
@@ -174,6 +187,8 @@ class Adaptation:
         }
         if self.kl:
             out["kl"] = self.kl
+        if self.folds and self.criterion != "loss":
+            out["criterion"] = self.criterion
         return out
 
     def replace(self, **changes):
@@ -205,6 +220,7 @@ class Adaptation:
             "tolerance": self.tolerance,
             "agree": self.agree,
             "kl": self.kl,
+            "criterion": self.criterion,
         }
         settings.update(changes)
         return Adaptation(**settings)
@@ -339,63 +355,67 @@ class Adaptation:
         Returns
         -------
         dict
-            ``steps`` (0: abstain), ``folds`` used, ``relative_loss``
-            (step count to the mean held-out loss relative to the
-            unadapted model's), ``improved_folds`` at the kept steps, and
-            ``reason``: why it adapted or abstained, in words.
+            ``steps`` (0: abstain), ``folds`` used, ``criterion``,
+            ``held_out`` (step count to the mean held-out loss or error
+            rate over the folds, 0: unadapted), ``improved_folds`` and
+            ``worse_folds`` at the best step count, and ``reason``: why it
+            adapted or abstained, in words.
         """
         k = len(support or [])
         n_folds = min(max(self.folds, 2), k)
+        report = {
+            "folds": 0,
+            "criterion": self.criterion,
+            "held_out": {},
+            "improved_folds": 0,
+            "worse_folds": 0,
+        }
         if k < 2:
-            return {
-                "steps": 0,
-                "folds": 0,
-                "relative_loss": {},
-                "improved_folds": 0,
-                "reason": f"{k} utterance(s): at least 2 are needed to "
-                "validate an adaptation; the model is left unadapted",
-            }
+            reason = (
+                f"{k} utterance(s): at least 2 are needed to validate an "
+                "adaptation; the model is left unadapted"
+            )
+            return {**report, "steps": 0, "reason": reason}
+        measure = held_out_loss if self.criterion == "loss" else held_out_error
+        what = "loss" if self.criterion == "loss" else "error rate"
         parts = [list(range(f, k, n_folds)) for f in range(n_folds)]
         plain = self.replace(folds=0)
         checked = sorted(set(range(0, self.steps + 1, self.check_every)))
-        ratios = {s: [] for s in checked if s > 0}
+        scores = {s: [] for s in checked}
         for held in parts:
             rest = [support[i] for i in range(k) if i not in held]
             path = plain.trajectory(brain, rest)
             batch = _batch([support[i] for i in held], brain.device)
-            base = held_out_loss(brain, path[0], batch)
-            for s in ratios:
-                loss = held_out_loss(brain, path[s], batch)
-                ratios[s].append(loss / base if base > 0 else math.inf)
-        mean = {s: sum(r) / len(r) for s, r in ratios.items()}
-        report = {"folds": n_folds, "relative_loss": mean}
-        if not mean:
-            return {
-                **report,
-                "steps": 0,
-                "improved_folds": 0,
-                "reason": "no adaptation step to validate",
-            }
-        best = min(mean, key=lambda s: (mean[s], s))
-        improved = sum(r < 1.0 for r in ratios[best])
-        report["improved_folds"] = improved
-        if mean[best] > 1.0 - self.tolerance:
+            for s in checked:
+                scores[s].append(measure(brain, path[s], batch))
+        mean = {s: sum(v) / len(v) for s, v in scores.items()}
+        report.update(folds=n_folds, held_out=mean)
+        steps = [s for s in checked if s > 0]
+        if not steps:
+            return {**report, "steps": 0, "reason": "no step to validate"}
+        best = min(steps, key=lambda s: (mean[s], s))
+        improved = sum(a < b for a, b in zip(scores[best], scores[0]))
+        worse = sum(a > b for a, b in zip(scores[best], scores[0]))
+        report.update(improved_folds=improved, worse_folds=worse)
+        gain = (mean[0] - mean[best]) / mean[0] if mean[0] > 0 else 0.0
+        if gain <= self.tolerance:
             reason = (
-                f"no step count lowered the held-out loss by more than "
-                f"{100 * self.tolerance:g} % ({n_folds} folds, best "
-                f"{100 * (1 - mean[best]):+.1f} % at {best} steps); the "
-                "model is left unadapted"
+                f"no step count lowered the held-out {what} by more than "
+                f"{100 * self.tolerance:g} % ({n_folds} folds; best "
+                f"{100 * -gain:+.1f} % at {best} steps); the model is left "
+                "unadapted"
             )
             return {**report, "steps": 0, "reason": reason}
-        if improved < self.agree * n_folds:
+        if worse > (1.0 - self.agree) * n_folds:
             reason = (
-                f"{best} steps lowered the held-out loss on only {improved} "
-                f"of {n_folds} folds; the model is left unadapted"
+                f"{best} steps made the held-out {what} worse on {worse} of "
+                f"{n_folds} folds; the model is left unadapted"
             )
             return {**report, "steps": 0, "reason": reason}
         reason = (
-            f"{best} steps kept: held-out loss {100 * (mean[best] - 1):+.1f} "
-            f"% on average, lower on {improved} of {n_folds} folds"
+            f"{best} steps kept: held-out {what} {100 * -gain:+.1f} % on "
+            f"average, lower on {improved} of {n_folds} folds, higher on "
+            f"{worse}"
         )
         return {**report, "steps": best, "reason": reason}
 
@@ -449,6 +469,62 @@ def frame_kl(log_p, log_q, lens):
     )
     per_frame = (log_p.exp() * (log_p - log_q)).sum(-1)
     return (per_frame * valid).sum() / valid.sum().clamp(min=1)
+
+
+def recipe_error_rates(brain, fast_weights, query):
+    """CER and WER from the recipe's own decoding and metrics.
+
+    Runs the recipe's ``on_stage_start(TEST)`` (which must create
+    ``brain.cer_metric`` and ``brain.wer_metric``), then its
+    ``compute_forward``/``compute_objectives`` at ``Stage.TEST`` on the
+    query with the fast weights in place, and reads both trackers.
+
+    Arguments
+    ---------
+    brain : MetaBrain
+        The method's brain (a recipe Brain behind a meta brain).
+    fast_weights : dict
+        Adapted weights (``adapt_to_task``).
+    query : PaddedBatch
+        The query utterances.
+
+    Returns
+    -------
+    tuple of float
+        ``(cer, wer)`` as fractions.
+    """
+    brain.on_stage_start(sb.Stage.TEST, None)
+    with torch.no_grad(), brain.evaluation_ctx:
+        brain.task_loss(fast_weights, query, sb.Stage.TEST)
+    cer = brain.cer_metric.summarize("error_rate") / 100.0
+    wer = brain.wer_metric.summarize("error_rate") / 100.0
+    return float(cer), float(wer)
+
+
+def held_out_error(brain, fast_weights, batch):
+    """The recipe's character error rate on a batch, in inference mode.
+
+    Arguments
+    ---------
+    brain : MetaBrain
+        The model (its recipe decodes and fills ``cer_metric`` at
+        ``Stage.TEST``, see ``recipe_error_rates``).
+    fast_weights : dict
+        Weights to put in place.
+    batch : PaddedBatch
+        The utterances.
+
+    Returns
+    -------
+    float
+    """
+    modes = {m: m.training for m in brain.modules.modules()}
+    brain.modules.eval()
+    try:
+        return recipe_error_rates(brain, fast_weights, batch)[0]
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
 
 
 def held_out_loss(brain, fast_weights, batch):

@@ -477,8 +477,18 @@ def few_shot_evaluation(
             logger.info("Few-shot results already in %s", out_dir)
             results[split] = done
             continue
-        rows = []
+        # A budget whose adaptation did not change keeps its rows.
+        before = (done or {}).get("adaptations") or {}
+        rows = [
+            row
+            for row in (done or {}).get("results", [])
+            if row.get("budget") in wanted
+            and before.get(row["budget"]) == wanted[row["budget"]]
+        ]
         for budget, adaptation in adaptations.items():
+            if any(row.get("budget") == budget for row in rows):
+                logger.info("Few-shot %s: %s rows kept", split, budget)
+                continue
             if budget == "default" and exported is not None:
                 scored = protocol.evaluate_interface(
                     exported, hparams["method"]

@@ -56,7 +56,7 @@ def describe_adaptation(settings):
     'adam 0.001 x20 eval'
     >>> describe_adaptation({"rule": "sgd", "lr": 0.1, "steps": 10,
     ...     "mode": "eval", "l2sp": 0.01, "max_update": 0.05, "folds": 5})
-    'sgd 0.1 x<=10 eval l2sp(0.01) bound(0.05) cv(5)'
+    'sgd 0.1 x<=10 eval l2sp(0.01) bound(0.05) cv(5, loss)'
     """
     if not settings:
         return ""
@@ -72,7 +72,8 @@ def describe_adaptation(settings):
     if settings.get("max_update") is not None:
         text += f" bound({settings['max_update']:g})"
     if settings.get("folds"):
-        text += f" cv({settings['folds']})"
+        criterion = settings.get("criterion", "loss")
+        text += f" cv({settings['folds']}, {criterion})"
     return text
 
 

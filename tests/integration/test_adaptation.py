@@ -75,7 +75,8 @@ def test_validated_adaptation_abstains_from_what_hurts_and_keeps_what_helps():
     evidence = bad.validate(brain, support)
     assert evidence["steps"] == 0 and evidence["folds"] == 5
     assert "left unadapted" in evidence["reason"]
-    assert all(r > 1.0 for r in evidence["relative_loss"].values())
+    held = evidence["held_out"]
+    assert all(held[s] > held[0] for s in held if s > 0)
     fast = bad(brain, support)
     for name, p in brain.modules.named_parameters():
         assert torch.equal(fast[name], p.detach())
@@ -84,10 +85,9 @@ def test_validated_adaptation_abstains_from_what_hurts_and_keeps_what_helps():
     good = Adaptation("sgd", lr=0.2, steps=6, folds=5)
     evidence = good.validate(brain, support)
     assert 1 <= evidence["steps"] <= 6
-    assert evidence["improved_folds"] >= 3
-    assert evidence["relative_loss"][evidence["steps"]] == min(
-        evidence["relative_loss"].values()
-    )
+    assert evidence["worse_folds"] <= 2 and evidence["improved_folds"] >= 3
+    held = evidence["held_out"]
+    assert held[evidence["steps"]] == min(held.values()) < held[0]
     query = _task(3.0, 20, 4)
     unadapted = _query_loss(brain, Adaptation(steps=0)(brain, support), query)
     assert _query_loss(brain, good(brain, support), query) < unadapted
@@ -327,3 +327,52 @@ def test_kl_adaptation_stays_near_the_unadapted_posteriors():
     # A brain that does not say where its posteriors are is refused.
     with pytest.raises(NotImplementedError, match="frame_log_probs"):
         Adaptation("sgd", lr=0.1, steps=1, kl=0.5)(_brain(), _task(1.0, 4, 0))
+
+
+class FramesWithErrors(Frames):
+    """Frames that also decode (argmax per frame) into ErrorRateStats."""
+
+    def on_stage_start(self, stage, epoch=None):
+        from speechbrain.utils.metric_stats import ErrorRateStats
+
+        self.cer_metric, self.wer_metric = ErrorRateStats(), ErrorRateStats()
+
+    def compute_objectives(self, predictions, batch, stage):
+        import speechbrain as sb
+
+        if stage == sb.Stage.TEST:
+            hyps = predictions[0].argmax(-1).tolist()
+            refs = batch.y.data.tolist()
+            self.cer_metric.append(batch.id, hyps, refs)
+            self.wer_metric.append(batch.id, hyps, refs)
+        return super().compute_objectives(predictions, batch, stage)
+
+
+def test_validation_on_the_recipes_error_rate():
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from speechbrain_meta.adaptation import held_out_error
+
+    torch.manual_seed(0)
+    brain = FramesWithErrors(
+        modules={"model": torch.nn.Linear(2, 3)},
+        meta_algorithm=FineTune(InnerLoop(3, inner_lr=0.5)),
+        run_opts={"device": "cpu"},
+    )
+    support = _frames_task(10, seed=1)
+    start = {n: p.detach() for n, p in brain.modules.named_parameters()}
+    unadapted = held_out_error(brain, start, PaddedBatch(support))
+    assert unadapted > 0.2  # the untrained classifier errs
+    good = Adaptation("sgd", lr=1.0, steps=8, folds=5, criterion="error")
+    evidence = good.validate(brain, support)
+    assert evidence["criterion"] == "error" and evidence["steps"] > 0
+    held = evidence["held_out"]
+    assert held[evidence["steps"]] < held[0]
+    assert 0.0 <= min(held.values()) and max(held.values()) <= 1.0
+    query = PaddedBatch(_frames_task(20, seed=2))
+    assert held_out_error(brain, good(brain, support), query) < unadapted
+    assert good.describe()["criterion"] == "error"
+    # A rate too small to change a decision: no gain shown, abstain.
+    still = Adaptation("sgd", lr=1e-9, steps=2, folds=5, criterion="error")
+    evidence = still.validate(brain, support)
+    assert evidence["steps"] == 0 and "left unadapted" in evidence["reason"]

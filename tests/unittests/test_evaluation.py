@@ -94,9 +94,16 @@ class _SpyBrain:
         return dict(self.modules.named_parameters())
 
     def adapt_to_task(
-        self, support, inner_steps, inner_loop, train_mode, keep_steps
+        self,
+        support,
+        inner_steps,
+        inner_loop,
+        train_mode,
+        keep_steps,
+        support_loss=None,
     ):
         assert inner_loop.inner_steps == inner_steps and keep_steps
+        assert support_loss is None  # no kl: the recipe's own loss
         ids = [] if support is None else list(support.id)
         self.seen.append((tuple(ids), inner_steps))
         return [{"n": 0}] + [{"n": len(ids)}] * (inner_steps if ids else 0)
