@@ -32,6 +32,7 @@ Authors
 
 import copy
 import datetime
+import functools
 import hashlib
 import os
 
@@ -42,6 +43,7 @@ from speechbrain.inference.interfaces import Pretrained
 from speechbrain.nnet.adapters import AdaptedModel
 from speechbrain.utils.checkpoints import DEFAULT_SAVE_HOOKS, get_default_hook
 from speechbrain.utils.logger import get_logger
+from speechbrain.utils.metric_stats import ErrorRateStats
 
 from speechbrain_meta.adaptation import Adaptation, held_out_loss
 from speechbrain_meta.algorithms import FineTune
@@ -215,6 +217,11 @@ class AdaptiveASR(Pretrained):
                 "blank_index": self.hparams.blank_index,
                 "ctc_cost": _CTCCost(self.hparams.blank_index),
                 "adapt_in_train_mode": self.adaptation.train_mode,
+                # Validation on the error rate decodes as the recipes do.
+                "cer_computer": functools.partial(
+                    ErrorRateStats, split_tokens=True
+                ),
+                "wer_computer": ErrorRateStats,
             },
             run_opts={"device": self.device},
             meta_algorithm=FineTune(
@@ -500,7 +507,6 @@ class AdaptiveASR(Pretrained):
             included, as the recipes score).
         """
         from speechbrain.dataio.batch import PaddedBatch
-        from speechbrain.utils.metric_stats import ErrorRateStats
 
         batch = PaddedBatch([{"sig": u["sig"]} for u in utterances])
         words, _ = self.transcribe_batch(*batch.sig, task_state=task_state)
