@@ -20,9 +20,9 @@ Authors
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
-import sys
 
 import yaml
 
@@ -52,8 +52,13 @@ def score_joint(folder, overrides, lrs=(0.001, 0.003)):
     dict
         ``<set>/k0`` and ``<set>/k10/adam<lr>`` to CER, and per task.
     """
-    sys.path.insert(0, HERE)
-    import train
+    # train.py under its own name: another recipe's train.py may be
+    # imported as `train` in the same process.
+    spec = importlib.util.spec_from_file_location(
+        "synthdigits_meta_asr_train", os.path.join(HERE, "train.py")
+    )
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
 
     from speechbrain_meta.adaptation import Adaptation
     from speechbrain_meta.data.tasks import task_values

@@ -284,14 +284,16 @@ def main(argv=None):
         )
         print()
         print(results_table(pooled[split]["results"], title=title))
-    sys.path.insert(0, HERE)
-    from goals import write_report
-
+    spec = importlib.util.spec_from_file_location(
+        "synthdigits_meta_asr_goals", os.path.join(HERE, "goals.py")
+    )
+    goals = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(goals)
     command = (
         "python recipes/SynthDigits/meta_asr/run_benchmark.py "
         + " ".join(argv if argv is not None else sys.argv[1:])
     )
-    checks = write_report(
+    checks = goals.write_report(
         args.output_folder,
         args.seeds,
         order,
