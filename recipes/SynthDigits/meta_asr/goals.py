@@ -190,20 +190,25 @@ def write_report(folder, seeds, methods, pooled, names, command, minutes):
         Set to its name in words.
     command : str
         The command that made the results.
-    minutes : float
-        Its wall time.
+    minutes : float or None
+        Its wall time (None: the report of runs made before).
 
     Returns
     -------
     dict
         The checks, per set (``never_worse``, ``claim``).
     """
+    when = (
+        "pooled from the runs in the folder"
+        if minutes is None
+        else f"{minutes:.1f} min wall time"
+    )
     lines = [
-        f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; "
-        f"{minutes:.1f} min wall time on {os.cpu_count()} CPU cores "
-        f"({platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}); written by "
-        "`recipes/SynthDigits/meta_asr/goals.py` from the results JSON.",
+        f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; {when} "
+        f"on {os.cpu_count()} CPU cores ({platform.machine()}, "
+        f"{platform.python_implementation()} {platform.python_version()}); "
+        "written by `recipes/SynthDigits/meta_asr/goals.py` from the "
+        "results JSON.",
         "",
     ]
     checks = {}

@@ -166,6 +166,12 @@ def parse_args(argv):
         help="runs in parallel processes, the CPU threads shared among "
         "them (1: everything in this process)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: pool the results already in the output folder "
+        "and write the tables and the report",
+    )
     # A worker's run of one method and seed (run_all).
     parser.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -252,7 +258,7 @@ def main(argv=None):
         return {}
     order = [m for m in METHODS if m in args.methods]
     start = time.perf_counter()
-    seconds = run_all(args, order)
+    seconds = {} if args.report_only else run_all(args, order)
     seconds["total"] = round(time.perf_counter() - start, 1)
 
     pooled = {}
@@ -300,7 +306,7 @@ def main(argv=None):
         pooled,
         SETS,
         command.strip(),
-        seconds["total"] / 60,
+        None if args.report_only else seconds["total"] / 60,
     )
     print(
         "\nGoals (never worse than unadapted, the method claim): "
