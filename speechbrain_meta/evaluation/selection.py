@@ -139,6 +139,45 @@ def select_adaptation(
         scores = _search(brain, protocol, candidates, scored, score)
         if cache_path is not None:
             write_json(cache_path, {"key": key, "scores": scores})
+    table, row = choose_setting(scores, steps, cliff, factor)
+    chosen = Adaptation.from_dict({**row["candidate"], "steps": row["steps"]})
+    logger.info(
+        "adaptation chosen on meta-dev: %s (CER %.4f)", chosen, row["cer"]
+    )
+    return {"scores": table, "tuned": chosen}
+
+
+def choose_setting(scores, steps, cliff=0.02, cliff_factor=2):
+    """The search's table and its choice (the rule of ``select_adaptation``).
+
+    Arguments
+    ---------
+    scores : list of dict
+        Every scored (candidate, steps): ``candidate``, ``steps``, ``cer``.
+    steps : list of int
+        Step counts to choose from (the others are the cliff checks).
+    cliff : float
+        The largest CER increase allowed at ``cliff_factor`` times the steps.
+    cliff_factor : int
+        How much longer the adaptation must stay good.
+
+    Returns
+    -------
+    tuple
+        ``(table, chosen)``: the rows of the step counts to choose from,
+        each with ``cer_later`` and ``eligible``, and the chosen row.
+
+    Example
+    -------
+    >>> a, b = {"rule": "a"}, {"rule": "b"}
+    >>> scores = [{"candidate": a, "steps": 1, "cer": 0.3},
+    ...           {"candidate": a, "steps": 2, "cer": 0.6},
+    ...           {"candidate": b, "steps": 1, "cer": 0.35},
+    ...           {"candidate": b, "steps": 2, "cer": 0.34}]
+    >>> choose_setting(scores, [1])[1]["candidate"]
+    {'rule': 'b'}
+    """
+    factor = max(int(cliff_factor), 1)
     by_key = {
         (repr(sorted(r["candidate"].items())), r["steps"]): r for r in scores
     }
@@ -157,12 +196,7 @@ def select_adaptation(
             }
         )
     eligible = [r for r in table if r["eligible"]] or table
-    row = min(eligible, key=lambda r: (r["cer"], r["steps"]))
-    chosen = Adaptation.from_dict({**row["candidate"], "steps": row["steps"]})
-    logger.info(
-        "adaptation chosen on meta-dev: %s (CER %.4f)", chosen, row["cer"]
-    )
-    return {"scores": table, "tuned": chosen}
+    return table, min(eligible, key=lambda r: (r["cer"], r["steps"]))
 
 
 def _search(brain, protocol, candidates, steps, score):

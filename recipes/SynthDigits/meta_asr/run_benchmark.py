@@ -558,6 +558,7 @@ def meta_dev_report(args, order):
         Method to ``curve`` and ``search`` entries.
     """
     from speechbrain_meta.evaluation.reports import describe_adaptation
+    from speechbrain_meta.evaluation.selection import choose_setting
     from speechbrain_meta.reports import markdown_table, pyplot, save_figure
 
     hparams, _ = load_layered_hparams(
@@ -583,8 +584,15 @@ def meta_dev_report(args, order):
                 curves.append(curve)
             search = os.path.join(folder, "adaptation_search.json")
             if os.path.exists(search):
-                scores = load_results(search)["scores"]
-                best.append(min(scores, key=lambda r: (r["cer"], r["steps"])))
+                rule = hparams["adaptation_search"]
+                best.append(
+                    choose_setting(
+                        load_results(search)["scores"],
+                        rule["steps"],
+                        rule.get("cliff", 0.02),
+                        rule.get("cliff_factor", 2),
+                    )[1]
+                )
         entry = {}
         if curves:
             length = min(len(c) for c in curves)
@@ -604,7 +612,7 @@ def meta_dev_report(args, order):
             rows.append([method, f"{100 * cer:.1f}", chosen])
         report[method] = entry
     ax.set_xlabel("updates of the initialisation")
-    ax.set_ylabel("adapted meta-dev CER % (own rule)")
+    ax.set_ylabel("meta-dev CER % (selection criterion)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     save_figure(fig, os.path.join(args.output_folder, "meta_dev_curves.png"))
