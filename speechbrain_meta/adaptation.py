@@ -43,6 +43,7 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import contextlib
 import math
 
 import speechbrain as sb
@@ -518,13 +519,8 @@ def held_out_error(brain, fast_weights, batch):
     -------
     float
     """
-    modes = {m: m.training for m in brain.modules.modules()}
-    brain.modules.eval()
-    try:
+    with _inference_mode(brain):
         return recipe_error_rates(brain, fast_weights, batch)[0]
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
 
 
 def held_out_loss(brain, fast_weights, batch):
@@ -543,16 +539,21 @@ def held_out_loss(brain, fast_weights, batch):
     -------
     float
     """
+    with _inference_mode(brain), torch.no_grad():
+        loss = float(brain.task_loss(fast_weights, batch, sb.Stage.TRAIN))
+    return loss if math.isfinite(loss) else float("inf")
+
+
+@contextlib.contextmanager
+def _inference_mode(brain):
+    """The brain's modules in eval mode, each one's own mode restored."""
     modes = {m: m.training for m in brain.modules.modules()}
     brain.modules.eval()
     try:
-        with torch.no_grad():
-            loss = brain.task_loss(fast_weights, batch, sb.Stage.TRAIN)
+        yield
     finally:
         for m, mode in modes.items():
             m.training = mode
-    loss = float(loss)
-    return loss if math.isfinite(loss) else float("inf")
 
 
 def _batch(examples, device):
