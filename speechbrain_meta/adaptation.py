@@ -476,9 +476,10 @@ def recipe_error_rates(brain, fast_weights, query):
     """CER and WER from the recipe's own decoding and metrics.
 
     Runs the recipe's ``on_stage_start(TEST)`` (which must create
-    ``brain.cer_metric`` and ``brain.wer_metric``), then its
-    ``compute_forward``/``compute_objectives`` at ``Stage.TEST`` on the
-    query with the fast weights in place, and reads both trackers.
+    ``brain.cer_metric`` or ``brain.wer_metric``, as SpeechBrain's ASR
+    recipes do), then its ``compute_forward``/``compute_objectives`` at
+    ``Stage.TEST`` on the query with the fast weights in place, and reads
+    the trackers (a rate the recipe does not track is NaN).
 
     Arguments
     ---------
@@ -497,9 +498,19 @@ def recipe_error_rates(brain, fast_weights, query):
     brain.on_stage_start(sb.Stage.TEST, None)
     with torch.no_grad(), brain.evaluation_ctx:
         brain.task_loss(fast_weights, query, sb.Stage.TEST)
-    cer = brain.cer_metric.summarize("error_rate") / 100.0
-    wer = brain.wer_metric.summarize("error_rate") / 100.0
-    return float(cer), float(wer)
+    rates = [
+        getattr(brain, name, None) for name in ("cer_metric", "wer_metric")
+    ]
+    if rates == [None, None]:
+        raise AttributeError(
+            f"{type(brain).__name__}.on_stage_start(Stage.TEST) made "
+            "neither a cer_metric nor a wer_metric (ErrorRateStats); the "
+            "default scorer reads them (or pass score= to the protocol)"
+        )
+    return tuple(
+        float("nan") if r is None else float(r.summarize("error_rate")) / 100
+        for r in rates
+    )
 
 
 def held_out_error(brain, fast_weights, batch):

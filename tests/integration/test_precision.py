@@ -1,11 +1,12 @@
 """--precision=bf16 and fp16 in the inner and outer loops.
 
 The meta-gradient fit_batch forms under bf16 autocast stays close to the
-float32 one on the tiny CTC recogniser of test_fit_batch_gradients: cosine
-similarity above 0.99 and a relative difference of norm below 10 % (bf16
-keeps 8 bits of mantissa: a relative rounding error of 2^-9 per operation,
-accumulated over the inner steps' forward and double backward). The
-gradients must also differ, or autocast did not run.
+float32 one on the tiny CTC recogniser of test_fit_batch_gradients: bf16
+keeps 8 bits of mantissa (unit roundoff u = 2^-8 = 0.39 %), and the
+relative difference of norm must stay within 4 u = 1.6 % (measured here:
+0.6 % for MAML, FOMAML and MetaSGD), which is a cosine similarity above
+1 - (4 u)^2 / 2 = 0.99988. It must also be at least u / 40 = 0.01 %:
+below that, autocast did not run.
 
 fp16 is CUDA's (SpeechBrain refuses it on CPU): the inner gradients are
 scaled by hand with their own dynamic loss scale, which backs off on an
@@ -86,10 +87,11 @@ def test_bf16_meta_gradient_close_to_fp32(name):
     fp32 = _gradient(ALGORITHMS[name], "fp32")
     bf16 = _gradient(ALGORITHMS[name], "bf16")
     assert torch.isfinite(bf16).all()
-    assert not torch.equal(fp32, bf16)  # autocast ran
+    unit = 2.0**-8  # bf16's unit roundoff
+    relative = float((bf16 - fp32).norm() / fp32.norm())
+    assert unit / 40 < relative < 4 * unit, relative
     cosine = torch.nn.functional.cosine_similarity(fp32, bf16, dim=0)
-    assert cosine > 0.99, float(cosine)
-    assert (bf16 - fp32).norm() / fp32.norm() < 0.1
+    assert cosine > 1 - (4 * unit) ** 2 / 2, float(cosine)
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))

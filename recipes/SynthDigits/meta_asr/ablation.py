@@ -101,14 +101,36 @@ def score_joint(folder, overrides, lrs=(0.001, 0.003)):
     return out
 
 
-def main(argv=None):
-    """Runs the variants and writes the table."""
+def parse_args(argv):
+    """Command-line options; each variant's yaml is parsed and its keys
+    checked against the joint model's settings here, before anything runs.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("variants", nargs="+", help="NAME='{yaml}'")
     parser.add_argument("--output_folder", required=True)
     parser.add_argument("--seeds", default="1234")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    from speechbrain_meta.layered_yaml import layer_keys
+
+    hparams = os.path.join(HERE, "hparams")
+    known = set(layer_keys(os.path.join(hparams, "models", "common.yaml")))
+    known |= set(layer_keys(os.path.join(hparams, "joint.yaml")))
+    for item in args.variants:
+        name, sep, text = item.partition("=")
+        overrides = yaml.safe_load(text) if sep else None
+        if not name or not isinstance(overrides, dict):
+            parser.error(f"{item!r}: expected NAME='{{yaml mapping}}'")
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            parser.error(f"{name}: {unknown} are not settings of joint")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    return args
+
+
+def main(argv=None):
+    """Runs the variants and writes the table."""
+    args = parse_args(argv)
+    seeds = args.seeds
     path = os.path.join(args.output_folder, "ablation.json")
     done = {}
     if os.path.exists(path):

@@ -201,7 +201,8 @@ def write_report(folder, seeds, methods, pooled, names, command, minutes):
     when = (
         "pooled from the runs in the folder"
         if minutes is None
-        else f"{minutes:.1f} min wall time"
+        else f"{minutes:.1f} min wall time for this invocation (runs done "
+        "before in the folder are reused, not counted)"
     )
     lines = [
         f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; {when} "

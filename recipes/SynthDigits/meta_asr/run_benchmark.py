@@ -38,6 +38,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import yaml
@@ -420,10 +421,13 @@ class Progress:
         self.start = time.perf_counter()
         self.done = []
         self.failed = []
+        self.lock = threading.Lock()  # worker threads print one line each
 
     def _line(self, text):
         elapsed = time.perf_counter() - self.start
-        print(f"[{_clock(elapsed)}] {text}", file=self.out, flush=True)
+        with self.lock:
+            self.out.write(f"[{_clock(elapsed)}] {text}\n")
+            self.out.flush()
 
     def started(self, method, seed, log):
         """Says a run started, and where its log is."""
