@@ -120,6 +120,49 @@ class CTCASR(sb.Brain):
         logits = self.modules.ctc_lin(encoded)
         return self.hparams.log_softmax(logits)
 
+    def tokenize(self, text):
+        """The batch items of a transcript: ``tokens`` (label indices).
+
+        Arguments
+        ---------
+        text : str
+            A transcript in the label encoder's characters.
+
+        Returns
+        -------
+        dict
+            Name to tensor.
+        """
+        return {
+            "tokens": torch.LongTensor(
+                self.tokenizer.encode_sequence(list(text))
+            )
+        }
+
+    def transcribe(self, wavs, wav_lens):
+        """Greedy CTC transcripts of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]``.
+        wav_lens : torch.Tensor
+            Relative lengths.
+
+        Returns
+        -------
+        tuple
+            ``(words, tokens)``: a string and a list of label indices per
+            utterance.
+        """
+        with torch.no_grad():
+            log_probs = self.log_probs(wavs, wav_lens)
+        tokens = sb.decoders.ctc_greedy_decode(
+            log_probs, wav_lens, blank_id=self.hparams.blank_index
+        )
+        words = ["".join(self.tokenizer.decode_ndim(seq)) for seq in tokens]
+        return words, tokens
+
     def compute_objectives(self, predictions, batch, stage):
         """CTC loss; greedy decoding and CER/WER outside training.
 

@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 
+import yaml
 from tqdm import tqdm
 
 from speechbrain_meta.data.checks import BadInput
@@ -34,13 +35,15 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def _model(folder, device):
-    """Loads an exported model, or says why it cannot."""
+    """Loads an exported or hub-format model, or says why it cannot."""
+    from speechbrain_meta.hub import is_hub_model
     from speechbrain_meta.inference import AdaptiveASR, is_exported_model
 
-    if not is_exported_model(folder):
+    if not (is_exported_model(folder) or is_hub_model(folder)):
         raise BadInput(
-            "not a model exported by speechbrain-meta (no hyperparams.yaml "
-            "with speechbrain_meta_export)",
+            "neither a model exported by speechbrain-meta (hyperparams.yaml "
+            "with speechbrain_meta_export) nor a SpeechBrain ASR model in the "
+            "hub format (hyperparams.yaml with modules, pretrainer, tokenizer)",
             folder,
         )
     savedir = tempfile.mkdtemp(prefix="speechbrain-meta-")
@@ -52,6 +55,23 @@ def _model(folder, device):
         )
     finally:
         shutil.rmtree(savedir, ignore_errors=True)
+
+
+def _adaptation_settings(args):
+    """The adaptation settings the command line changes (None: none)."""
+    settings = {}
+    if args.adaptation is not None:
+        with open(args.adaptation, encoding="utf-8") as fin:
+            settings = yaml.safe_load(fin) or {}
+        if not isinstance(settings, dict):
+            raise BadInput(
+                "expected a mapping of adaptation settings", args.adaptation
+            )
+    if args.rule is not None:
+        settings["rule"] = args.rule
+    if args.lr is not None:
+        settings["lr"] = args.lr
+    return settings or None
 
 
 def read_support(source):
@@ -127,7 +147,12 @@ def adapt_main(argv=None):
         "speaker, accent or language from a few transcribed utterances, and "
         "saves what adaptation changed (a task state).",
     )
-    parser.add_argument("--model", required=True, help="exported model folder")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="exported model folder, or a SpeechBrain EncoderASR / "
+        "EncoderDecoderASR folder in the hub format",
+    )
     parser.add_argument(
         "--support",
         required=True,
@@ -139,6 +164,21 @@ def adapt_main(argv=None):
         type=int,
         default=None,
         help="adaptation steps (default: the model's)",
+    )
+    parser.add_argument(
+        "--rule",
+        choices=["own", "sgd", "adam"],
+        default=None,
+        help="update rule (default: the model's; adam for a hub model)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="the rule's learning rate"
+    )
+    parser.add_argument(
+        "--adaptation",
+        default=None,
+        help="a yaml file of adaptation settings (rule, lr, steps, mode, "
+        "l2sp, max_update, folds, criterion), over the model's",
     )
     parser.add_argument(
         "--eval-split",
@@ -184,7 +224,22 @@ def _adapt(args):
             f"{args.eval_split} (one to evaluate and one to adapt at least)",
             args.support,
         )
+    from speechbrain_meta.adaptation import Adaptation
+
     asr = _model(args.model, args.device)
+    changes = _adaptation_settings(args)
+    if changes is not None:
+        try:
+            asr.adaptation = Adaptation.from_dict(
+                {**asr.adaptation.describe(), **changes}
+            )
+        except (TypeError, ValueError) as err:
+            raise BadInput(f"adaptation settings: {err}") from None
+    if asr.hub_kind is not None:
+        print(
+            f"model: SpeechBrain {asr.hub_kind} model (hub format, never "
+            f"meta-trained); adaptation: {asr.adaptation.describe()}"
+        )
     notes = []
     support = []
     for audio, text, where in tqdm(items, desc="reading", file=sys.stderr):
@@ -245,7 +300,11 @@ def transcribe_main(argv=None):
         "speechbrain-meta-adapt or without. Prints one line per file: the "
         "path as given, a tab, the transcript.",
     )
-    parser.add_argument("--model", required=True, help="exported model folder")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="exported model folder, or a SpeechBrain hub-format ASR folder",
+    )
     parser.add_argument(
         "--task-state", default=None, help="a speechbrain-meta-adapt state"
     )

@@ -55,6 +55,13 @@ from speechbrain_meta.data.checks import (
     check_transcript,
     read_audio,
 )
+from speechbrain_meta.hub import (
+    HubCTC,
+    hub_brain_hparams,
+    is_hub_model,
+    load_hub_model,
+    tokenizer_characters,
+)
 from speechbrain_meta.inner import InnerLoop
 from speechbrain_meta.losses import ctc_loss
 from speechbrain_meta.naming import canonical_name, matches
@@ -177,10 +184,17 @@ class TaskState:
 
 
 class AdaptiveASR(Pretrained):
-    """A CTC recogniser that adapts to a speaker, accent or language.
+    """A recogniser that adapts to a speaker, accent or language.
 
     Load it with ``AdaptiveASR.from_hparams(source=DIR, savedir=...,
-    run_opts={"device": ...})`` from a folder written by ``export_model``.
+    run_opts={"device": ...})`` from a folder written by ``export_model``
+    (a CTC model of this package, with the adaptation chosen for it), or
+    from a SpeechBrain pretrained model in the hub format, unchanged: an
+    ``EncoderASR`` (CTC) or ``EncoderDecoderASR`` (attention, with or
+    without a CTC head) folder, loaded by SpeechBrain's own interface and
+    adapted with its own tokenizer, loss and decoding
+    (``speechbrain_meta.hub``) and ``HUB_ADAPTATION`` unless another is
+    given.
 
     Arguments
     ---------
@@ -190,38 +204,115 @@ class AdaptiveASR(Pretrained):
         As for ``Pretrained``.
     """
 
-    HPARAMS_NEEDED = [
-        "compute_features",
-        "log_softmax",
-        "label_encoder",
-        "blank_index",
-        "sample_rate",
-        "adaptation",
-        "adapt_params",
-    ]
-    MODULES_NEEDED = ["normalize", "encoder", "ctc_lin"]
+    HPARAMS_NEEDED = ["sample_rate", "adaptation", "adapt_params"]
+    # An export also needs compute_features, log_softmax, label_encoder,
+    # blank_index and the modules normalize, encoder, ctc_lin (EXPORT_NEEDS).
+
+    @classmethod
+    def from_hparams(
+        cls,
+        source,
+        hparams_file=HPARAMS_FILE,
+        adaptation=None,
+        adapt_params=None,
+        **kwargs,
+    ):
+        """Loads an exported model or a hub-format SpeechBrain model.
+
+        Arguments
+        ---------
+        source : str
+            The model's folder.
+        hparams_file : str
+            Its hyperparameters file.
+        adaptation : Adaptation or dict, optional
+            How it adapts (default: an export's own; ``HUB_ADAPTATION`` for
+            a hub model).
+        adapt_params : list of str, optional
+            Name patterns of the parameters that adapt (default: an
+            export's own; every parameter of a hub model).
+        **kwargs : dict
+            As for ``Pretrained.from_hparams`` (``savedir``, ``run_opts``).
+
+        Returns
+        -------
+        AdaptiveASR
+        """
+        folder = str(source)
+        if (
+            hparams_file == HPARAMS_FILE
+            and not is_exported_model(folder)
+            and is_hub_model(folder)
+        ):
+            interface = load_hub_model(
+                folder, kwargs.get("savedir"), kwargs.get("run_opts")
+            )
+            if isinstance(adaptation, Adaptation):
+                adaptation = adaptation.describe()
+            hparams = {
+                "sample_rate": getattr(interface.hparams, "sample_rate", 16000),
+                "adaptation": adaptation or HUB_ADAPTATION,
+                "adapt_params": list(adapt_params or ["*"]),
+                "hub_model": interface,
+            }
+            return cls(
+                modules=dict(interface.mods.items()),
+                hparams=hparams,
+                run_opts=kwargs.get("run_opts"),
+            )
+        asr = super().from_hparams(source, hparams_file, **kwargs)
+        if adaptation is not None:
+            asr.adaptation = (
+                adaptation
+                if isinstance(adaptation, Adaptation)
+                else Adaptation.from_dict(adaptation)
+            )
+        if adapt_params is not None:
+            asr.set_adapt_params(adapt_params)
+        return asr
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.mods.eval()
-        for name, param in self.mods.named_parameters():
-            param.requires_grad_(matches(name, self.hparams.adapt_params))
+        self.set_adapt_params(self.hparams.adapt_params)
         self.adaptation = Adaptation.from_dict(self.hparams.adaptation)
         rule = getattr(self.hparams, "update_rule", None)
-        Brain = meta_brain_class(CTCASR, MetaBrain)
+        hub = getattr(self.hparams, "hub_model", None)
+        # SpeechBrain's interface class of a hub model (None: an export).
+        self.hub_kind = None if hub is None else type(hub).__name__
+        if hub is not None:
+            brain_class, brain_hparams = hub_brain_hparams(hub)
+            self.kind = "ctc" if brain_class is HubCTC else "seq2seq"
+            self.labels = tokenizer_characters(hub.tokenizer)
+        else:
+            missing = [k for k in EXPORT_NEEDS if not hasattr(self.hparams, k)]
+            missing += [k for k in EXPORT_MODULES if k not in self.mods]
+            if missing:
+                raise BadInput(f"the model's yaml lacks {missing}")
+            brain_class, brain_hparams = (
+                CTCASR,
+                {
+                    "compute_features": self.hparams.compute_features,
+                    "log_softmax": self.hparams.log_softmax,
+                    "blank_index": self.hparams.blank_index,
+                    "ctc_cost": _CTCCost(self.hparams.blank_index),
+                    # Validation on the error rate decodes as the recipes do.
+                    "cer_computer": functools.partial(
+                        ErrorRateStats, split_tokens=True
+                    ),
+                    "wer_computer": ErrorRateStats,
+                },
+            )
+            self.kind = "ctc"
+            encoder = self.hparams.label_encoder
+            blank = encoder.ind2lab.get(self.hparams.blank_index)
+            self.labels = {label for label in encoder.lab2ind if label != blank}
+        Brain = meta_brain_class(brain_class, MetaBrain)
         self.brain = Brain(
             modules=dict(self.mods.items()),
             hparams={
-                "compute_features": self.hparams.compute_features,
-                "log_softmax": self.hparams.log_softmax,
-                "blank_index": self.hparams.blank_index,
-                "ctc_cost": _CTCCost(self.hparams.blank_index),
+                **brain_hparams,
                 "adapt_in_train_mode": self.adaptation.train_mode,
-                # Validation on the error rate decodes as the recipes do.
-                "cer_computer": functools.partial(
-                    ErrorRateStats, split_tokens=True
-                ),
-                "wer_computer": ErrorRateStats,
             },
             run_opts={"device": self.device},
             meta_algorithm=FineTune(
@@ -232,16 +323,25 @@ class AdaptiveASR(Pretrained):
                 )
             ),
         )
-        self.brain.tokenizer = self.hparams.label_encoder
-        self.labels = {
-            label
-            for label in self.hparams.label_encoder.lab2ind
-            if label
-            != self.hparams.label_encoder.ind2lab.get(self.hparams.blank_index)
-        }
+        if hub is None:
+            self.brain.tokenizer = self.hparams.label_encoder
         self.model_fingerprint = fingerprint(self.mods)
         self._decoders = []  # (task state, modules with its weights)
         self.samples_per_frame = self._samples_per_frame()
+
+    def set_adapt_params(self, patterns):
+        """Which parameters adapt (the others stay frozen).
+
+        Arguments
+        ---------
+        patterns : list of str
+            Parameter name patterns (``speechbrain_meta.naming.matches``).
+        """
+        self.hparams.adapt_params = list(patterns)
+        for name, param in self.mods.named_parameters():
+            param.requires_grad_(matches(name, self.hparams.adapt_params))
+        if hasattr(self, "brain"):
+            self.brain.meta_algorithm.inner_loop.adapt_params = list(patterns)
 
     def _samples_per_frame(self):
         """The model's time reduction, measured on one second of silence."""
@@ -257,7 +357,7 @@ class AdaptiveASR(Pretrained):
     # Transcription.
     # ------------------------------------------------------------------
     def encode_batch(self, wavs, wav_lens, task_state=None):
-        """CTC log-probabilities of a batch (with a task's weights if given).
+        """Encoder output of a batch (with a task's weights if given).
 
         Arguments
         ---------
@@ -271,22 +371,41 @@ class AdaptiveASR(Pretrained):
         Returns
         -------
         torch.Tensor
-            ``[batch, frames, labels]`` log-probabilities.
+            ``[batch, frames, ...]``: CTC log-probabilities, or the states
+            an attention decoder attends to.
         """
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
+        encode = (
+            self.brain.encode
+            if self.kind == "seq2seq"
+            else self.brain.log_probs
+        )
         with torch.no_grad():
-            if task_state is None:
-                return self.brain.log_probs(wavs, wav_lens)
-            # Decoding runs a copy of the modules with the task's weights
-            # loaded (kept for the last few states): no per-call swap.
-            modules, self.brain.modules = (
-                self.brain.modules,
-                (self._adapted_modules(task_state)),
+            return self._with_task(task_state, encode, wavs, wav_lens)
+
+    def _with_task(self, task_state, function, *args):
+        """``function(*args)`` of the brain with a task's weights in place.
+
+        An export decodes with a copy of the modules with the task's
+        weights loaded (kept for the last few states): no per-call swap. A
+        hub model's modules may hold state a copy cannot take (an attention
+        decoder keeps the last encoder states): its weights are put in
+        place for the call (``MetaBrain.call_with``).
+        """
+        if task_state is None:
+            return function(*args)
+        if self.hub_kind is not None:
+            return self.brain.call_with(
+                self._fast_weights(task_state), function, *args
             )
-            try:
-                return self.brain.log_probs(wavs, wav_lens)
-            finally:
-                self.brain.modules = modules
+        modules, self.brain.modules = (
+            self.brain.modules,
+            self._adapted_modules(task_state),
+        )
+        try:
+            return function(*args)
+        finally:
+            self.brain.modules = modules
 
     def _adapted_modules(self, task_state, cache_size=4):
         """The modules with a task state's weights in place (cached)."""
@@ -320,19 +439,12 @@ class AdaptiveASR(Pretrained):
         -------
         tuple
             ``(predicted_words, predicted_tokens)``: one string and one
-            list of label indices per utterance.
+            token sequence per utterance.
         """
-        log_probs = self.encode_batch(wavs, wav_lens, task_state)
-        tokens = sb.decoders.ctc_greedy_decode(
-            log_probs,
-            wav_lens.to(self.device),
-            blank_id=self.hparams.blank_index,
+        wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
+        return self._with_task(
+            task_state, self.brain.transcribe, wavs, wav_lens
         )
-        words = [
-            "".join(self.hparams.label_encoder.decode_ndim(seq))
-            for seq in tokens
-        ]
-        return words, tokens
 
     def transcribe_file(self, path, task_state=None, notes=None):
         """Transcribes one audio file.
@@ -401,15 +513,15 @@ class AdaptiveASR(Pretrained):
             text = check_transcript(
                 transcript, self.labels, drop_unknown, notes
             )
-            check_ctc_length(len(wav), text, self.samples_per_frame)
+            if self.kind == "ctc":
+                check_ctc_length(len(wav), text, self.samples_per_frame)
         except BadInput as err:
             raise BadInput(err.reason, name) from None
-        tokens = self.hparams.label_encoder.encode_sequence(list(text))
         return {
             "id": name,
             "sig": wav,
             "wrd": text,
-            "tokens": torch.LongTensor(tokens),
+            **self.brain.tokenize(text),
         }
 
     def adapt(
@@ -575,6 +687,32 @@ class _CTCCost:
             log_probs, targets, input_lens, target_lens, self.blank_index
         )
 
+
+# What an export's yaml must give (a hub model needs only what
+# SpeechBrain's interface checks).
+EXPORT_NEEDS = (
+    "compute_features",
+    "log_softmax",
+    "label_encoder",
+    "blank_index",
+)
+EXPORT_MODULES = ("normalize", "encoder", "ctc_lin")
+
+# The adaptation of a hub model that was never meta-trained: Adam at a
+# fine-tuning rate, the weights anchored to the pretrained ones (L2-SP) and
+# kept within 10 % of their norm per tensor, and validated by 5-fold
+# cross-validation over the support on the error rate (abstaining when the
+# folds do not agree that it helps).
+HUB_ADAPTATION = {
+    "rule": "adam",
+    "lr": 1e-4,
+    "steps": 20,
+    "mode": "eval",
+    "l2sp": 1.0,
+    "max_update": 0.1,
+    "folds": 5,
+    "criterion": "error",
+}
 
 MODEL_KEYS = (
     "sample_rate",

@@ -255,7 +255,7 @@ def test_bad_input_is_named(quick_benchmark, tmp_path):
     cases.append(
         (
             _cli("transcribe", "--model", not_model, utts[0][0]),
-            "not a model exported by speechbrain-meta",
+            "neither a model exported by speechbrain-meta",
         )
     )
     other = _model_dir(quick_benchmark, "fomaml")

@@ -66,7 +66,8 @@ def _block(readme, marker):
 
 # Blocks run by the tests below, by a string only they contain.
 PYTHON_BLOCKS = {
-    "AdaptiveASR.from_hparams": "test_adaptive_asr_block",
+    'source="results/SynthDigits': "test_adaptive_asr_block",
+    'source="my_hub_model"': "tests/integration/test_hub_models.py",
     "asr_brain = Brain(": "test_recipe_conversion_blocks",
     "class FOMAML(MAML)": "test_writing_an_algorithm_block",
     "insert_adapters(": "test_meta_transfer_blocks",
@@ -431,7 +432,7 @@ def test_adaptive_asr_block(quick_benchmark, tmp_path, monkeypatch):
         "wavs": wavs,
         "wav_lens": torch.ones(2),
     }
-    exec(_block("README.md", "AdaptiveASR.from_hparams"), namespace)
+    exec(_block("README.md", 'source="results/SynthDigits'), namespace)
     assert isinstance(namespace["state"].info["why"], str)
     assert os.path.exists("spk_0042.pt")
     assert len(namespace["words"]) == 2
