@@ -296,6 +296,9 @@ class AdaptiveASR(Pretrained):
                     "log_softmax": self.hparams.log_softmax,
                     "blank_index": self.hparams.blank_index,
                     "ctc_cost": _CTCCost(self.hparams.blank_index),
+                    "encoder_takes_lengths": getattr(
+                        self.hparams, "encoder_takes_lengths", False
+                    ),
                     # Validation on the error rate decodes as the recipes do.
                     "cer_computer": functools.partial(
                         ErrorRateStats, split_tokens=True
@@ -714,6 +717,9 @@ HUB_ADAPTATION = {
     "criterion": "error",
 }
 
+# Settings CTCASR's forward reads besides the modules.
+FORWARD_KEYS = ("encoder_takes_lengths",)
+
 MODEL_KEYS = (
     "sample_rate",
     "blank_index",
@@ -779,6 +785,9 @@ def export_model(
     out[EXPORT_MARK] = 1
     for key in MODEL_KEYS:
         out[key] = source[key]
+    for key in FORWARD_KEYS:  # settings of the forward, when the run has them
+        if key in source:
+            out[key] = source[key]
     adapted = list(source.get("adapted_modules") or [])
     if adapted:
         # The wrapped modules are built again the way training built them.

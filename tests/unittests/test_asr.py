@@ -121,3 +121,74 @@ def test_wav_augment_touches_plain_training_batches_only():
     Adaptation("sgd", lr=0.1, steps=3)(brain, examples)  # adapting: not
     brain.task_loss({}, PaddedBatch(examples))  # an episode's loss: not
     assert augment.calls == 1
+
+
+EXPORTED = """
+sample_rate: 16000
+blank_index: 0
+encoder_takes_lengths: True
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 6
+log_softmax: !new:speechbrain.nnet.activations.Softmax
+    apply_log: True
+normalize: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+encoder: !new:speechbrain.lobes.models.transformer.TransformerASR.EncoderWrapper
+    transformer: !new:speechbrain.lobes.models.transformer.TransformerASR.TransformerASR
+        input_size: 6
+        tgt_vocab: 5
+        d_model: 16
+        nhead: 2
+        num_encoder_layers: 1
+        num_decoder_layers: 0
+        d_ffn: 32
+        dropout: 0.0
+        encoder_module: conformer
+        attention_type: RelPosMHAXL
+        activation: !name:torch.nn.GELU
+        normalize_before: True
+        kernel_size: 3
+        causal: False
+ctc_lin: !new:speechbrain.nnet.linear.Linear
+    input_size: 16
+    n_neurons: 5
+"""
+
+
+def test_export_keeps_encoder_takes_lengths(tmp_path):
+    """An exported Conformer CTC model still gives its encoder the lengths:
+    loaded with AdaptiveASR, a padded utterance is read as alone."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.encoder import CTCTextEncoder
+
+    from speechbrain_meta.adaptation import Adaptation
+    from speechbrain_meta.inference import AdaptiveASR, export_model
+
+    torch.manual_seed(0)
+    hparams = load_hyperpyyaml(EXPORTED)
+    labels = CTCTextEncoder()
+    labels.insert_blank(index=0)
+    labels.update_from_iterable("abcd", sequence_input=True)
+    modules = {k: hparams[k] for k in ("normalize", "encoder", "ctc_lin")}
+    export_model(
+        str(tmp_path / "model"),
+        EXPORTED,
+        modules,
+        labels,
+        Adaptation("sgd", lr=0.1, steps=1),
+        ["*"],
+    )
+    asr = AdaptiveASR.from_hparams(
+        source=str(tmp_path / "model"), savedir=str(tmp_path / "saved")
+    )
+    assert asr.brain.hparams.encoder_takes_lengths is True
+    # The loaded model's encoder reads the lengths (how it masks the
+    # padding is test_encoder_takes_lengths_masks_the_padding's).
+    gen = torch.Generator().manual_seed(1)
+    wav = 0.1 * torch.randn(1, 16000, generator=gen)
+    padded = torch.cat([wav, 5 * torch.randn(1, 16000, generator=gen)], 1)
+    half = torch.tensor([0.5])
+    masked = asr.encode_batch(padded, half)
+    asr.brain.hparams.encoder_takes_lengths = False
+    leaked = asr.encode_batch(padded, half)
+    assert float((masked - leaked)[:, :90].abs().amax()) > 1e-3
