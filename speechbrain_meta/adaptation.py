@@ -43,13 +43,13 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import contextlib
 import math
 
 import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 
+from speechbrain_meta.modes import modules_in_mode
 from speechbrain_meta.update_rules import SGD, Adam, Anchored
 
 RULES = ("own", "sgd", "adam")
@@ -530,7 +530,7 @@ def held_out_error(brain, fast_weights, batch):
     -------
     float
     """
-    with _inference_mode(brain):
+    with modules_in_mode(brain.modules, False):
         return recipe_error_rates(brain, fast_weights, batch)[0]
 
 
@@ -550,21 +550,9 @@ def held_out_loss(brain, fast_weights, batch):
     -------
     float
     """
-    with _inference_mode(brain), torch.no_grad():
+    with modules_in_mode(brain.modules, False), torch.no_grad():
         loss = float(brain.task_loss(fast_weights, batch, sb.Stage.TRAIN))
     return loss if math.isfinite(loss) else float("inf")
-
-
-@contextlib.contextmanager
-def _inference_mode(brain):
-    """The brain's modules in eval mode, each one's own mode restored."""
-    modes = {m: m.training for m in brain.modules.modules()}
-    brain.modules.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
 
 
 def _batch(examples, device):

@@ -258,7 +258,13 @@ class CTCASR(sb.Brain):
             self.checkpointer.save_and_keep_only(
                 meta=self.checkpoint_meta(stats, epoch),
                 min_keys=["CER"],
-                ckpt_predicate=lambda c: not c.meta.get("keep"),
+                # As many as are averaged at the end (average_checkpoints).
+                num_to_keep=max(
+                    1, int(getattr(self.hparams, "average_checkpoints", 1))
+                ),
+                ckpt_predicate=lambda c: (
+                    not (c.meta.get("keep") or c.meta.get("averaged"))
+                ),
             )
         else:
             self.test_stats = stats

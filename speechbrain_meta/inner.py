@@ -543,14 +543,14 @@ class InnerLoop(torch.nn.Module):
             )
             for n, g in zip(names, grads)
         }
-        if not _all_finite(grads.values()):
+        if not all_finite(grads.values()):
             raise NonFiniteInnerLoss(step, "gradient")
         if self.inner_grad_clip is not None:
             grads = _clip(grads, self.inner_grad_clip)
         return OrderedDict(self.update_rule(fast, grads, step))
 
 
-def _all_finite(tensors):
+def all_finite(tensors):
     """Whether every element of every tensor is finite.
 
     One ``_foreach_norm`` (L1; of half precision tensors in float32, which
@@ -558,6 +558,22 @@ def _all_finite(tensors):
     sync for all the tensors, instead of five operations per tensor: a NaN
     or an infinity makes its tensor's norm NaN or infinite. (A float32 L1
     norm beyond 3.4e38, of finite values, also counts as not finite.)
+
+    Arguments
+    ---------
+    tensors : iterable of torch.Tensor
+        The tensors (empty ones are finite).
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> all_finite([torch.ones(2), torch.tensor([1.0, float("nan")])])
+    False
+    >>> all_finite([torch.ones(2, dtype=torch.bfloat16)])
+    True
     """
     half, other = [], []
     for t in tensors:

@@ -159,19 +159,14 @@ def load_joint_model(hparams, train_joint):
     """
     joint_save = os.path.join(hparams["joint_folder"], "save")
     checkpointer = sb.utils.checkpoints.Checkpointer(joint_save)
-    if hparams["training"] == "meta":
-        # Same total number of updates as joint training.
-        def wanted(c):
-            return bool(c.meta.get("warm_start"))
-    else:
-
-        def wanted(c):
-            return True
 
     def find():
-        return checkpointer.find_checkpoint(
-            min_key="CER", ckpt_predicate=wanted
-        )
+        if hparams["training"] == "meta":
+            # Same total number of updates as joint training.
+            return checkpointer.find_checkpoint(
+                min_key="CER", ckpt_predicate=lambda c: c.meta.get("warm_start")
+            )
+        return selected_checkpoint(hparams, checkpointer)
 
     if find() is None:
         logger.info("No joint model in %s: training it first", joint_save)
@@ -300,7 +295,122 @@ def train_method(make_brain, hparams, run_opts, datasets):
         train_loader_kwargs=train_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
+    if training == "joint" and hparams.get("average_checkpoints", 1) > 1:
+        average_best_checkpoints(brain, hparams, datasets["dev"])
     return brain
+
+
+def average_best_checkpoints(brain, hparams, dev_data):
+    """Averages the weights of the best checkpoints into the joint model.
+
+    SpeechBrain's checkpoint averaging (``average_checkpoints``, as its
+    Transformer recipes do): the ``average_checkpoints`` checkpoints of
+    lowest validation CER (the ``warm_start`` one aside) are averaged, the
+    normalisation statistics taken from the best; the averaged model is
+    scored on the validation episodes and saved as a checkpoint marked
+    ``averaged``, which ``selected_checkpoint`` then gives. Done once: a
+    rerun finds it.
+
+    Arguments
+    ---------
+    brain : MetaBrain
+        The joint model after training (its checkpointer).
+    hparams : dict
+        ``average_checkpoints``, ``valid_dataloader_opts``.
+    dev_data : DynamicItemDataset
+        The validation utterances.
+    """
+    checkpointer = brain.checkpointer
+    if checkpointer.find_checkpoint(ckpt_predicate=_is_averaged) is not None:
+        return
+    best = checkpointer.find_checkpoints(
+        min_key="CER",
+        max_num_checkpoints=hparams["average_checkpoints"],
+        ckpt_predicate=lambda c: not c.meta.get("keep"),
+    )
+    if len(best) < 2:
+        return
+    checkpointer.recover_if_possible(min_key="CER")
+    averaged = [
+        key
+        for key, module in brain.modules.items()
+        if list(module.parameters()) and key in best[0].paramfiles
+    ]
+    for key in averaged:
+        state = sb.utils.checkpoints.average_checkpoints(best, key)
+        brain.modules[key].load_state_dict(state)
+    brain.evaluate(
+        dev_data,
+        progressbar=False,
+        test_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    cer = brain.test_stats["CER"]
+    logger.info(
+        "Averaged %s of the %d best checkpoints (CER %s): validation CER %.2f",
+        ", ".join(averaged),
+        len(best),
+        ", ".join(f"{c.meta['CER']:.2f}" for c in best),
+        cer,
+    )
+    checkpointer.save_checkpoint(
+        meta={
+            "CER": cer,
+            "averaged": len(best),
+            "updates": brain.optimizer_step,
+        }
+    )
+
+
+def recover_selected(hparams):
+    """Loads the run's ``selected_checkpoint`` into its recoverables.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``training``, ``average_checkpoints``, ``checkpointer``.
+
+    Returns
+    -------
+    Checkpoint or None
+        What was loaded.
+    """
+    checkpointer = hparams["checkpointer"]
+    if hparams["training"] == "joint":
+        checkpoint = selected_checkpoint(hparams)
+    else:
+        checkpoint = checkpointer.find_checkpoint(min_key="CER")
+    if checkpoint is not None:
+        checkpointer.load_checkpoint(checkpoint)
+    return checkpoint
+
+
+def _is_averaged(checkpoint):
+    return bool(checkpoint.meta.get("averaged"))
+
+
+def selected_checkpoint(hparams, checkpointer=None):
+    """The checkpoint a run evaluates and builds on.
+
+    The joint model's averaged checkpoint when ``average_checkpoints`` > 1
+    (``average_best_checkpoints``), else the lowest validation CER.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``training``, ``average_checkpoints``, ``checkpointer``.
+    checkpointer : Checkpointer, optional
+        Another run's (default: ``hparams["checkpointer"]``).
+
+    Returns
+    -------
+    Checkpoint or None
+    """
+    checkpointer = checkpointer or hparams["checkpointer"]
+    if hparams.get("average_checkpoints", 1) > 1:
+        averaged = checkpointer.find_checkpoint(ckpt_predicate=_is_averaged)
+        if averaged is not None:
+            return averaged
+    return checkpointer.find_checkpoint(min_key="CER")
 
 
 def choose_adaptations(hparams, brain, dev_data, dataset_name):

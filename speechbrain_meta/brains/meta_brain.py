@@ -34,9 +34,11 @@ from speechbrain_meta.inner import (
     CudnnRNNGuard,
     NonFiniteInnerLoss,
     StatisticsGuard,
+    all_finite,
 )
 from speechbrain_meta.losses import differentiable_ctc
 from speechbrain_meta.lstm import twice_differentiable_lstms
+from speechbrain_meta.modes import modules_in_mode
 
 logger = get_logger(__name__)
 
@@ -512,7 +514,7 @@ class MetaBrain(sb.Brain):
         # such steps itself) the whole step is skipped, on every rank alike
         # (the check follows the all-reduce), and counted under Brain's
         # non-finite patience: one bad step must not turn the weights NaN.
-        if not self.scaler.is_enabled() and not _all_finite(grads):
+        if not self.scaler.is_enabled() and not all_finite(grads):
             self.skipped_steps += 1
             for p in parameters:
                 p.grad = None
@@ -661,26 +663,19 @@ class MetaBrain(sb.Brain):
         if support is None:
             path = [start]
         else:
-            modes = {m: m.training for m in self.modules.modules()}
-            self.modules.train(bool(train_mode))
-            try:
-                with torch.enable_grad(), self.training_ctx:
-                    path = self.adapt(
-                        start,
-                        support,
-                        inner_loop,
-                        inner_steps=inner_steps,
-                        first_order=True,
-                        keep_steps=True,
-                        support_loss=(
-                            None
-                            if support_loss is None
-                            else support_loss(start)
-                        ),
-                    )
-            finally:
-                for m, mode in modes.items():
-                    m.training = mode
+            mode = modules_in_mode(self.modules, train_mode)
+            with mode, torch.enable_grad(), self.training_ctx:
+                path = self.adapt(
+                    start,
+                    support,
+                    inner_loop,
+                    inner_steps=inner_steps,
+                    first_order=True,
+                    keep_steps=True,
+                    support_loss=(
+                        None if support_loss is None else support_loss(start)
+                    ),
+                )
         path = [
             OrderedDict((n, w.detach()) for n, w in fast.items())
             for fast in path
@@ -943,8 +938,3 @@ class MetaBrain(sb.Brain):
             for p in group["params"]
             if p.requires_grad
         ]
-
-
-def _all_finite(tensors):
-    """Whether every element of these tensors is finite (one sync)."""
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())

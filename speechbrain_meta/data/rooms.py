@@ -119,27 +119,44 @@ def prepare_simulated_rirs(
     if os.path.exists(path) and os.path.exists(summary):
         with open(summary, encoding="utf-8") as fin:
             if json.load(fin) == config:
+                # SpeechBrain's augmenters read the paths as written: a
+                # folder that was moved or linked gets its CSV rewritten.
+                _write_rir_csv(path, save_folder, count)
                 return path
     os.makedirs(save_folder, exist_ok=True)
-    rows = []
     for i in range(count):
         rng = np.random.default_rng(stable_seed(seed, "rir", i))
         rir = simulated_rir(rng, 16000, rt60, drr_db)
-        wav = os.path.join(save_folder, f"rir_{i:04d}.wav")
-        sf.write(wav, rir, 16000, subtype="FLOAT")
+        sf.write(_rir_path(save_folder, i), rir, 16000, subtype="FLOAT")
+    _write_rir_csv(path, save_folder, count)
+    with open(summary, "w", encoding="utf-8") as fout:
+        json.dump(config, fout)
+    return path
+
+
+def _rir_path(folder, index):
+    return os.path.join(os.path.abspath(folder), f"rir_{index:04d}.wav")
+
+
+def _write_rir_csv(path, folder, count):
+    """The responses' CSV with absolute paths, written whole (replaced
+    atomically: runs that share the folder may read it meanwhile).
+    """
+    rows = []
+    for i in range(count):
+        wav = _rir_path(folder, i)
         rows.append(
             {
                 "ID": f"rir_{i:04d}",
-                "duration": round(len(rir) / 16000, 4),
+                "duration": round(sf.info(wav).frames / 16000, 4),
                 "wav": wav,
                 "wav_format": "wav",
                 "wav_opts": "",
             }
         )
-    with open(path, "w", newline="", encoding="utf-8") as fout:
+    partial = f"{path}.{os.getpid()}.partial"
+    with open(partial, "w", newline="", encoding="utf-8") as fout:
         writer = csv.DictWriter(fout, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with open(summary, "w", encoding="utf-8") as fout:
-        json.dump(config, fout)
-    return path
+    os.replace(partial, path)

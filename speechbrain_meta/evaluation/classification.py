@@ -30,6 +30,7 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_meta.data.tasks import group_tasks, stable_seed
 from speechbrain_meta.evaluation.stats import confidence_interval
 from speechbrain_meta.inner import NonFiniteInnerLoss
+from speechbrain_meta.modes import modules_in_mode
 from speechbrain_meta.reports import markdown_table, write_json
 
 logger = get_logger(__name__)
@@ -54,16 +55,10 @@ def query_accuracy(brain, fast_weights, query):
     -------
     float
     """
-    modes = {m: m.training for m in brain.modules.modules()}
-    brain.modules.eval()
-    try:
-        with torch.no_grad():
-            scores = brain.call_with(
-                fast_weights, brain.compute_forward, query, sb.Stage.TEST
-            )
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+    with modules_in_mode(brain.modules, False), torch.no_grad():
+        scores = brain.call_with(
+            fast_weights, brain.compute_forward, query, sb.Stage.TEST
+        )
     if isinstance(scores, (tuple, list)):
         scores = scores[0]
     predicted = scores.reshape(query.batchsize, -1).argmax(-1).cpu()

@@ -48,6 +48,7 @@ from speechbrain_meta.recipe import (
     evaluate_and_export,
     joint_overrides,
     load_joint_model,
+    recover_selected,
     train_method,
 )
 from speechbrain_meta.task_params import insert_adapters
@@ -185,7 +186,7 @@ def run(hparams_file, run_opts, overrides):
     )
     if hparams["training"] != "none":
         # Evaluate the checkpoint selected on meta-dev.
-        hparams["checkpointer"].recover_if_possible(min_key="CER")
+        recover_selected(hparams)
     brain = make_brain(hparams, run_opts, tokenizer)
     results = evaluate_and_export(
         hparams,

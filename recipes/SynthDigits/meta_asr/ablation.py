@@ -71,7 +71,7 @@ def score_joint(folder, overrides, lrs=(0.001, 0.003)):
     datasets, tokenizer, _ = train.dataio_prepare(
         hparams, train.prepare_corpora(hparams)
     )
-    hparams["checkpointer"].recover_if_possible(min_key="CER")
+    train.recover_selected(hparams)
     brain = train.make_brain(hparams, {"device": "cpu"}, tokenizer)
     voices = sorted(
         {str(v) for v in task_values(datasets["test_voices"], "spk_id")}

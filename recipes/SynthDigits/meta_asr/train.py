@@ -54,6 +54,7 @@ from speechbrain_meta.recipe import (
     evaluate_and_export,
     joint_overrides,
     load_joint_model,
+    recover_selected,
     train_method,
 )
 from speechbrain_meta.task_params import insert_adapters
@@ -258,7 +259,7 @@ def run(hparams_file, run_opts, overrides):
     )
     if hparams["training"] != "none":
         # Evaluate the checkpoint selected on meta-dev.
-        hparams["checkpointer"].recover_if_possible(min_key="CER")
+        recover_selected(hparams)
     # The method's own brain adapts: its rule, its trainable parameters.
     brain = make_brain(hparams, run_opts, tokenizer)
     # Held-out voices: the first few speakers.
