@@ -339,6 +339,9 @@ def average_best_checkpoints(brain, hparams, dev_data):
     for key in averaged:
         state = sb.utils.checkpoints.average_checkpoints(best, key)
         brain.modules[key].load_state_dict(state)
+    # Brain.evaluate loads the latest checkpoint first: the averaged weights
+    # are saved, scored from there, and saved again with their score.
+    unscored = checkpointer.save_checkpoint(meta={"averaging": True})
     brain.evaluate(
         dev_data,
         progressbar=False,
@@ -356,8 +359,12 @@ def average_best_checkpoints(brain, hparams, dev_data):
         meta={
             "CER": cer,
             "averaged": len(best),
+            "averaged_from": [c.path.name for c in best],
             "updates": brain.optimizer_step,
         }
+    )
+    checkpointer.delete_checkpoints(
+        num_to_keep=0, ckpt_predicate=lambda c: c.path == unscored.path
     )
 
 

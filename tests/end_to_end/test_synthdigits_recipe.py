@@ -227,3 +227,52 @@ def test_one_method_alone_trains_the_joint_model_it_needs(tmp_path):
         if r["budget"] == "tuned"
     }
     assert rows[5]["trainable_params"] == 172
+
+
+def test_joint_model_averages_its_best_checkpoints(quick_benchmark, tmp_path):
+    """average_checkpoints: the selected joint model is the mean of the
+    weights of the best-CER checkpoints, scored and saved, and what the
+    run (and every method built on it) loads."""
+    import torch
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    module, out, _ = quick_benchmark
+    train = module["_load_recipe"]()
+    overrides = {
+        **json.loads(json.dumps(module["QUICK"])),
+        "seed": 1234,
+        "output_folder": str(tmp_path / "joint"),
+        "joint_folder": str(tmp_path / "joint"),
+        "data_folder": str(out / "data"),
+        "joint_epochs": 4,
+        "average_checkpoints": 3,
+        "run_few_shot": False,
+    }
+    joint = os.path.join(RECIPE, "hparams", "joint.yaml")
+    train.run(joint, {"device": "cpu", "noprogressbar": True}, overrides)
+    checkpointer = Checkpointer(str(tmp_path / "joint" / "save"))
+    saved = checkpointer.list_checkpoints()
+    (averaged,) = [c for c in saved if c.meta.get("averaged")]
+    assert averaged.meta["averaged"] == 3 and "CER" in averaged.meta
+    best = [c for c in saved if c.path.name in averaged.meta["averaged_from"]]
+    assert len(best) == 3
+    cers = sorted(c.meta["CER"] for c in saved if not c.meta.get("keep"))
+    assert sorted(c.meta["CER"] for c in best) == cers[:3]
+    states = [torch.load(c.paramfiles["encoder"]) for c in best]
+    mean = torch.load(averaged.paramfiles["encoder"])
+    for key, value in mean.items():
+        if value.is_floating_point():
+            expected = sum(s[key] for s in states) / len(states)
+            torch.testing.assert_close(value, expected)
+    assert any(
+        not torch.equal(states[0][k], mean[k])
+        for k in mean
+        if mean[k].is_floating_point()
+    )
+    # A rerun trains nothing and averages nothing again; the run loads it.
+    train.run(joint, {"device": "cpu", "noprogressbar": True}, overrides)
+    assert len(
+        Checkpointer(str(tmp_path / "joint" / "save")).list_checkpoints()
+    ) == len(saved)
+    hparams = train.layered_experiment(joint, train.COMMON, overrides)
+    assert train.recover_selected(hparams).path == averaged.path
