@@ -8,8 +8,8 @@ encoder and with SpeechBrain's Conformer encoder in its place
 the same data costs a plain SpeechBrain recipe: ``k + 1`` plain
 ``Brain.fit_batch`` steps (forward, backward, optimiser step) on a batch
 of the support's size (K = Q here), the plain step timed in turn with
-each outer step (``timing.measure_interleaved``). Goals (issue 14): first
-order at most 1.1x the floor, second order at most 2.5x. Prints a
+each outer step (``timing.measure_interleaved``). The goals it checks:
+first order at most 1.1x the floor, second order at most 2.5x. Prints a
 markdown table and writes ``DIR/outer_step.json`` (rows as in
 ``timing.report``).
 
