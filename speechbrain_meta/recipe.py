@@ -306,7 +306,8 @@ def average_best_checkpoints(brain, hparams, dev_data):
     SpeechBrain's checkpoint averaging (``average_checkpoints``, as its
     Transformer recipes do): the ``average_checkpoints`` checkpoints of
     lowest validation CER (the ``warm_start`` one aside) are averaged, the
-    normalisation statistics taken from the best; the averaged model is
+    normalisation statistics taken from the best, the epoch counter left
+    at the end of training; the averaged model is
     scored on the validation episodes and saved as a checkpoint marked
     ``averaged``, which ``selected_checkpoint`` then gives. Done once: a
     rerun finds it.
@@ -316,7 +317,8 @@ def average_best_checkpoints(brain, hparams, dev_data):
     brain : MetaBrain
         The joint model after training (its checkpointer).
     hparams : dict
-        ``average_checkpoints``, ``valid_dataloader_opts``.
+        ``average_checkpoints``, ``valid_dataloader_opts``,
+        ``epoch_counter``.
     dev_data : DynamicItemDataset
         The validation utterances.
     """
@@ -330,7 +332,12 @@ def average_best_checkpoints(brain, hparams, dev_data):
     )
     if len(best) < 2:
         return
+    # The best checkpoint's normalisation statistics, the epoch counter
+    # left at the end of training (a rerun must not train again).
+    counter = hparams["epoch_counter"]
+    final_epoch = counter.current
     checkpointer.recover_if_possible(min_key="CER")
+    counter.current = final_epoch
     averaged = [
         key
         for key, module in brain.modules.items()

@@ -254,6 +254,8 @@ def test_joint_model_averages_its_best_checkpoints(quick_benchmark, tmp_path):
     saved = checkpointer.list_checkpoints()
     (averaged,) = [c for c in saved if c.meta.get("averaged")]
     assert averaged.meta["averaged"] == 3 and "CER" in averaged.meta
+    with open(averaged.paramfiles["counter"]) as fin:
+        assert int(fin.read()) == 4  # the end of training: none to redo
     best = [c for c in saved if c.path.name in averaged.meta["averaged_from"]]
     assert len(best) == 3
     cers = sorted(c.meta["CER"] for c in saved if not c.meta.get("keep"))
