@@ -165,7 +165,9 @@ def main(argv=None):
 
 
 def write_table(done, path):
-    """The ablation as a markdown table (mean over the seeds run)."""
+    """The ablation as a markdown table: each variant's mean over the seeds
+    run, then (with several seeds) one row per seed.
+    """
     from speechbrain_meta.reports import markdown_table
 
     columns = [
@@ -180,15 +182,24 @@ def write_table(done, path):
     names = {}
     for key, entry in done.items():
         name, seed = key.rsplit("/", 1)
-        names.setdefault(name, []).append(entry["scores"])
-    rows = []
-    for name, runs in names.items():
-        cells = []
+        names.setdefault(name, {})[seed] = entry["scores"]
+
+    def cells(runs):
+        out = []
         for column in columns:
             values = [r[column] for r in runs if column in r]
             mean = sum(values) / len(values) if values else float("nan")
-            cells.append(f"{100 * mean:.1f}")
-        rows.append([name, len(runs)] + cells)
+            out.append(f"{100 * mean:.1f}")
+        return out
+
+    rows = []
+    for name, runs in names.items():
+        seeds = sorted(runs)
+        rows.append([name, ", ".join(seeds)] + cells(runs.values()))
+    for name, runs in names.items():
+        if len(runs) > 1:
+            for seed in sorted(runs):
+                rows.append([name, seed] + cells([runs[seed]]))
     table = markdown_table(["variant", "seeds"] + columns, rows)
     with open(path, "w", encoding="utf-8") as fout:
         fout.write(table)
