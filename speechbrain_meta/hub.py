@@ -442,3 +442,106 @@ def hub_brain_hparams(interface):
         return HubCTC, hparams
     hparams["transformer_beam_search"] = interface.transformer_beam_search
     return HubSeq2Seq, hparams
+
+
+HUB_CTC_TAIL = """tokenizer: !new:speechbrain.dataio.encoder.CTCTextEncoder
+asr_model: !new:torch.nn.ModuleList
+    - [!ref <enc>, !ref <ctc_lin>]
+encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential
+    compute_features: !ref <compute_features>
+    normalize: !ref <normalize>
+    model: !ref <enc>
+    ctc_lin: !ref <ctc_lin>
+    log_softmax: !ref <log_softmax>
+decoding_function: !name:speechbrain.decoders.ctc_greedy_decode
+    blank_id: !ref <blank_index>
+modules:
+    encoder: !ref <encoder>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        asr: !ref <asr_model>
+        normalizer: !ref <normalize>
+        tokenizer: !ref <tokenizer>
+"""
+
+
+def write_encoder_asr(export_folder, hub_folder):
+    """Writes a model exported by this package as a SpeechBrain hub folder.
+
+    The folder an ``EncoderASR`` loads as SpeechBrain's own CTC models are
+    laid out: ``hyperparams.yaml`` (the export's feature pipeline,
+    normalisation and modules; ``encoder`` a ``LengthsCapableSequential``
+    of them ending in the log-softmax; a ``CTCTextEncoder`` tokenizer; greedy
+    CTC decoding; a ``Pretrainer`` reading ``asr.ckpt``, ``normalizer.ckpt``
+    and ``tokenizer.ckpt`` from the folder, the hub's default source).
+    Nothing of the meta-learning is kept: it is the model a user would
+    have from a plain SpeechBrain recipe. For a model whose encoder does
+    not take lengths, without task parameters (``joint`` and the
+    meta-initialisation methods).
+
+    Arguments
+    ---------
+    export_folder : str
+        A folder written by ``speechbrain_meta.inference.export_model``.
+    hub_folder : str
+        Where the hub folder goes.
+
+    Returns
+    -------
+    str
+        ``hub_folder``.
+    """
+    import shutil
+
+    import ruamel.yaml
+
+    with open(os.path.join(export_folder, HPARAMS_FILE), encoding="utf-8") as f:
+        source = ruamel.yaml.YAML().load(f)
+    if source.get("encoder_takes_lengths") or "adapters" in source:
+        raise ValueError(
+            f"{export_folder}: an encoder that takes lengths or has task "
+            "parameters is not written as an EncoderASR here"
+        )
+    out = ruamel.yaml.comments.CommentedMap()
+    for key in ("sample_rate", "blank_index", "compute_features"):
+        out[key] = source[key]
+    for key in ("log_softmax", "normalize"):
+        out[key] = source[key]
+    out["enc"] = source["encoder"]
+    out["ctc_lin"] = source["ctc_lin"]
+    os.makedirs(hub_folder, exist_ok=True)
+    from io import StringIO
+
+    stream = StringIO()
+    ruamel.yaml.YAML().dump(out, stream)
+    with open(
+        os.path.join(hub_folder, HPARAMS_FILE), "w", encoding="utf-8"
+    ) as f:
+        f.write(
+            f"# An EncoderASR written from {os.path.abspath(export_folder)}\n"
+            + stream.getvalue()
+            + HUB_CTC_TAIL
+        )
+    parts = [
+        torch.load(
+            os.path.join(export_folder, f"{name}.ckpt"), map_location="cpu"
+        )
+        for name in ("encoder", "ctc_lin")
+    ]
+    torch.save(
+        {
+            f"{i}.{k}": v
+            for i, part in enumerate(parts)
+            for k, v in part.items()
+        },
+        os.path.join(hub_folder, "asr.ckpt"),
+    )
+    shutil.copyfile(
+        os.path.join(export_folder, "normalize.ckpt"),
+        os.path.join(hub_folder, "normalizer.ckpt"),
+    )
+    shutil.copyfile(
+        os.path.join(export_folder, "label_encoder.ckpt"),
+        os.path.join(hub_folder, "tokenizer.ckpt"),
+    )
+    return hub_folder

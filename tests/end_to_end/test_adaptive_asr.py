@@ -330,3 +330,36 @@ def test_bad_input_is_named(quick_benchmark, tmp_path):
     assert "resampled from 8000 to 16000 Hz" in err
     assert "2 channels mixed down to 1" in err
     assert "dropped characters outside the labels: 'x'" in err
+
+
+def test_an_export_written_as_a_speechbrain_encoder_asr(
+    quick_benchmark, tmp_path
+):
+    """write_encoder_asr: SpeechBrain's own EncoderASR loads the folder and
+    transcribes as the export does; AdaptiveASR takes it as a hub model
+    with the same outputs."""
+    from speechbrain.inference.ASR import EncoderASR
+
+    from speechbrain_meta.hub import write_encoder_asr
+
+    hub = write_encoder_asr(
+        _model_dir(quick_benchmark, "joint"), str(tmp_path / "hub")
+    )
+    exported = _load(quick_benchmark, "joint", tmp_path)
+    plain = EncoderASR.from_hparams(source=hub, savedir=str(tmp_path / "sb"))
+    adaptive = AdaptiveASR.from_hparams(
+        source=hub, savedir=str(tmp_path / "ours")
+    )
+    assert adaptive.hub_kind == "EncoderASR" and exported.hub_kind is None
+    wavs = [
+        torch.as_tensor(sf.read(w, dtype="float32")[0])
+        for w, _ in _voice(quick_benchmark)[:3]
+    ]
+    batch = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+    lens = torch.tensor([len(w) / batch.shape[1] for w in wavs])
+    torch.testing.assert_close(
+        adaptive.encode_batch(batch, lens), exported.encode_batch(batch, lens)
+    )
+    words, _ = exported.transcribe_batch(batch, lens)
+    assert plain.transcribe_batch(batch, lens)[0] == words
+    assert adaptive.transcribe_batch(batch, lens)[0] == words
