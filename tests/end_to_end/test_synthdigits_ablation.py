@@ -39,4 +39,4 @@ def test_ablation_trains_and_scores_each_variant(tmp_path):
     assert len(list(out.glob("data_*"))) == 1
     assert (out / "lr" / "1234" / "save").is_dir()
     table = (out / "ablation.md").read_text()
-    assert table.count("\n") == 4 and "| lr | 1 |" in table
+    assert table.count("\n") == 4 and "| lr | 1234 |" in table
