@@ -719,9 +719,13 @@ def evaluate_and_export(
     )
     folder = os.path.join(hparams["output_folder"], "inference")
     if adaptations is not None:
+        # One savedir per process: SpeechBrain's fetch replaces the links
+        # it makes there, and a second process would find them missing.
+        rank, _ = world()
+        load = "inference_load" + (f"_rank{rank}" if rank else "")
         asr = AdaptiveASR.from_hparams(
             source=os.path.abspath(folder),
-            savedir=os.path.join(hparams["output_folder"], "inference_load"),
+            savedir=os.path.join(hparams["output_folder"], load),
             run_opts={"device": str(brain.device)},
         )
         results = few_shot_evaluation(
