@@ -24,7 +24,53 @@ import speechbrain as sb
 import torch
 
 
-class CTCASR(sb.Brain):
+class ErrorRateBrain(sb.Brain):
+    """An ASR Brain scored by its error rates: fresh ``cer_metric`` and
+    ``wer_metric`` trackers (the ``cer_computer`` and ``wer_computer``
+    hparams) at each evaluation stage, and the scoring of hypotheses
+    against ``batch.wrd``.
+
+    Example
+    -------
+    >>> issubclass(CTCASR, ErrorRateBrain)
+    True
+    """
+
+    def on_stage_start(self, stage, epoch=None):
+        """Fresh error-rate trackers for each evaluation stage.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        epoch : int, optional
+            The epoch.
+        """
+        if stage != sb.Stage.TRAIN:
+            self.cer_metric = self.hparams.cer_computer()
+            self.wer_metric = self.hparams.wer_computer()
+
+    def track_error_rates(self, batch, hyps):
+        """Scores hypotheses against the batch's transcripts.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            Has ``id`` and ``wrd``.
+        hyps : list
+            Per utterance, its characters: a string, or a list of labels.
+        """
+        self.cer_metric.append(
+            batch.id, [list(h) for h in hyps], [list(w) for w in batch.wrd]
+        )
+        self.wer_metric.append(
+            batch.id,
+            ["".join(h).split() for h in hyps],
+            [w.split() for w in batch.wrd],
+        )
+
+
+class CTCASR(ErrorRateBrain):
     """Waveform -> features -> normalisation -> encoder -> CTC.
 
     The label encoder is the ``tokenizer`` attribute (a ``CTCTextEncoder``,
@@ -139,6 +185,27 @@ class CTCASR(sb.Brain):
             )
         }
 
+    def decode(self, log_probs, wav_lens):
+        """Greedy CTC decoding.
+
+        Arguments
+        ---------
+        log_probs : torch.Tensor
+            ``[batch, frames, labels]``.
+        wav_lens : torch.Tensor
+            Relative lengths.
+
+        Returns
+        -------
+        tuple
+            ``(labels, tokens)``: per utterance, its labels and their
+            indices.
+        """
+        tokens = sb.decoders.ctc_greedy_decode(
+            log_probs, wav_lens, blank_id=self.hparams.blank_index
+        )
+        return [list(self.tokenizer.decode_ndim(t)) for t in tokens], tokens
+
     def transcribe(self, wavs, wav_lens):
         """Greedy CTC transcripts of waveforms.
 
@@ -156,12 +223,10 @@ class CTCASR(sb.Brain):
             utterance.
         """
         with torch.no_grad():
-            log_probs = self.log_probs(wavs, wav_lens)
-        tokens = sb.decoders.ctc_greedy_decode(
-            log_probs, wav_lens, blank_id=self.hparams.blank_index
-        )
-        words = ["".join(self.tokenizer.decode_ndim(seq)) for seq in tokens]
-        return words, tokens
+            labels, tokens = self.decode(
+                self.log_probs(wavs, wav_lens), wav_lens
+            )
+        return ["".join(h) for h in labels], tokens
 
     def compute_objectives(self, predictions, batch, stage):
         """CTC loss; greedy decoding and CER/WER outside training.
@@ -188,32 +253,8 @@ class CTCASR(sb.Brain):
             tokens_lens = self.hparams.wav_augment.replicate_labels(tokens_lens)
         loss = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
         if stage != sb.Stage.TRAIN:
-            sequences = sb.decoders.ctc_greedy_decode(
-                p_ctc, wav_lens, blank_id=self.hparams.blank_index
-            )
-            hyps = [list(self.tokenizer.decode_ndim(seq)) for seq in sequences]
-            refs = [list(w) for w in batch.wrd]
-            self.cer_metric.append(batch.id, hyps, refs)
-            self.wer_metric.append(
-                batch.id,
-                ["".join(h).split() for h in hyps],
-                [w.split() for w in batch.wrd],
-            )
+            self.track_error_rates(batch, self.decode(p_ctc, wav_lens)[0])
         return loss
-
-    def on_stage_start(self, stage, epoch=None):
-        """Fresh error-rate trackers for each evaluation stage.
-
-        Arguments
-        ---------
-        stage : sb.Stage
-            The stage.
-        epoch : int, optional
-            The epoch.
-        """
-        if stage != sb.Stage.TRAIN:
-            self.cer_metric = self.hparams.cer_computer()
-            self.wer_metric = self.hparams.wer_computer()
 
     def checkpoint_meta(self, stats, epoch):
         """What a validation checkpoint records (a recipe may add to it).

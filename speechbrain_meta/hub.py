@@ -33,6 +33,7 @@ import torch
 from speechbrain.dataio.encoder import CTCTextEncoder
 from speechbrain.utils.metric_stats import ErrorRateStats
 
+from speechbrain_meta.asr import ErrorRateBrain
 from speechbrain_meta.losses import ctc_loss
 
 HPARAMS_FILE = "hyperparams.yaml"
@@ -187,8 +188,9 @@ def tokenizer_characters(tokenizer):
     return {" " if c == "\u2581" else c for c in chars}
 
 
-class HubASR(sb.Brain):
-    """What both hub Brains share: the tokenizer and the error trackers.
+class HubASR(ErrorRateBrain):
+    """What both hub Brains share: the tokenizer (and, from
+    ``ErrorRateBrain``, the error trackers).
 
     Hyperparameters: ``tokenizer`` (the model's), ``cer_computer`` and
     ``wer_computer`` (``ErrorRateStats`` factories).
@@ -212,28 +214,6 @@ class HubASR(sb.Brain):
                 text_to_ids(self.hparams.tokenizer, text)
             )
         }
-
-    def on_stage_start(self, stage, epoch=None):
-        """Fresh error trackers outside training.
-
-        Arguments
-        ---------
-        stage : sb.Stage
-            The stage.
-        epoch : int, optional
-            The epoch.
-        """
-        if stage != sb.Stage.TRAIN:
-            self.cer_metric = self.hparams.cer_computer()
-            self.wer_metric = self.hparams.wer_computer()
-
-    def _track(self, batch, words):
-        self.cer_metric.append(
-            batch.id, [list(w) for w in words], [list(w) for w in batch.wrd]
-        )
-        self.wer_metric.append(
-            batch.id, [w.split() for w in words], [w.split() for w in batch.wrd]
-        )
 
 
 class HubCTC(HubASR):
@@ -285,7 +265,7 @@ class HubCTC(HubASR):
             log_probs, tokens, wav_lens, token_lens, self.hparams.blank_index
         )
         if stage != sb.Stage.TRAIN:
-            self._track(batch, self.decode(log_probs, wav_lens)[0])
+            self.track_error_rates(batch, self.decode(log_probs, wav_lens)[0])
         return loss
 
     def decode(self, log_probs, wav_lens):
@@ -398,7 +378,9 @@ class HubSeq2Seq(HubASR):
             )
             loss = weight * ctc_value + (1 - weight) * loss
         if stage != sb.Stage.TRAIN:
-            self._track(batch, self.search(predictions["states"], wav_lens)[0])
+            self.track_error_rates(
+                batch, self.search(predictions["states"], wav_lens)[0]
+            )
         return loss
 
     def search(self, states, wav_lens):
@@ -503,12 +485,16 @@ def write_encoder_asr(export_folder, hub_folder):
             "parameters is not written as an EncoderASR here"
         )
     out = ruamel.yaml.comments.CommentedMap()
-    for key in ("sample_rate", "blank_index", "compute_features"):
+    for key in (
+        "sample_rate",
+        "blank_index",
+        "compute_features",
+        "log_softmax",
+        "normalize",
+        "ctc_lin",
+    ):
         out[key] = source[key]
-    for key in ("log_softmax", "normalize"):
-        out[key] = source[key]
-    out["enc"] = source["encoder"]
-    out["ctc_lin"] = source["ctc_lin"]
+    out["enc"] = source["encoder"]  # "encoder" is the whole pipeline here
     os.makedirs(hub_folder, exist_ok=True)
     from io import StringIO
 

@@ -381,20 +381,16 @@ def recover_selected(hparams):
     Arguments
     ---------
     hparams : dict
-        ``training``, ``average_checkpoints``, ``checkpointer``.
+        ``average_checkpoints``, ``checkpointer``.
 
     Returns
     -------
     Checkpoint or None
         What was loaded.
     """
-    checkpointer = hparams["checkpointer"]
-    if hparams["training"] == "joint":
-        checkpoint = selected_checkpoint(hparams)
-    else:
-        checkpoint = checkpointer.find_checkpoint(min_key="CER")
+    checkpoint = selected_checkpoint(hparams)
     if checkpoint is not None:
-        checkpointer.load_checkpoint(checkpoint)
+        hparams["checkpointer"].load_checkpoint(checkpoint)
     return checkpoint
 
 
@@ -406,12 +402,13 @@ def selected_checkpoint(hparams, checkpointer=None):
     """The checkpoint a run evaluates and builds on.
 
     The joint model's averaged checkpoint when ``average_checkpoints`` > 1
-    (``average_best_checkpoints``), else the lowest validation CER.
+    (``average_best_checkpoints``; only a joint run makes one), else the
+    lowest validation CER.
 
     Arguments
     ---------
     hparams : dict
-        ``training``, ``average_checkpoints``, ``checkpointer``.
+        ``average_checkpoints``, ``checkpointer``.
     checkpointer : Checkpointer, optional
         Another run's (default: ``hparams["checkpointer"]``).
 

@@ -121,7 +121,10 @@ def prepare_simulated_rirs(
             if json.load(fin) == config:
                 # SpeechBrain's augmenters read the paths as written: a
                 # folder that was moved or linked gets its CSV rewritten.
-                _write_rir_csv(path, save_folder, count)
+                with open(path, newline="", encoding="utf-8") as fin:
+                    first = next(csv.DictReader(fin), {}).get("wav")
+                if first != _rir_path(save_folder, 0):
+                    _write_rir_csv(path, save_folder, count)
                 return path
     os.makedirs(save_folder, exist_ok=True)
     for i in range(count):

@@ -18,9 +18,7 @@ from test_fit_batch_gradients import (
     ACCUMULATE,
     DEVICE,
     _check_against_fd,
-    _directional_fd,
-    _restore,
-    _statistics,
+    _check_first_order,
 )
 
 from speechbrain_meta import InnerLoop, MetaBrain
@@ -166,61 +164,3 @@ def test_prototype_head_meta_gradient_through_fit_batch(
     else:
         _check_against_fd(brain, episode, tensors)
     assert all(p.grad is None for p in brain.modules.out.parameters())
-
-
-def _check_first_order(brain, episode, tensors, eps=1e-5):
-    """First-order Proto-MAML's meta-gradient is the gradient of
-
-        F(theta) = L_query(start(theta) + delta)
-
-    where start(theta) is theta with the head made of its support
-    prototypes and delta, the inner loop's whole update computed at the
-    current theta, is held constant: the support gradients are constants,
-    the prototypes are not. Checked against central differences of F, and
-    shown to differ from the second-order gradient (so a second-order run
-    would fail here)."""
-    algorithm = brain.meta_algorithm
-    saved = _statistics(brain)
-    brain.modules.train()
-    brain.step = 1  # accumulate, no optimiser step
-    brain.zero_grad(set_to_none=True)
-    brain.fit_batch(episode)
-    grads = [t.grad.detach().clone() for t in tensors]
-    _restore(brain, saved)
-    brain.modules.train()
-    theta = brain.meta_parameters(algorithm.inner_loop)
-    start = algorithm.start_weights(brain, theta, episode.support)
-    fast = brain.adapt(theta, episode.support, algorithm.inner_loop)
-    delta = {k: (fast[k] - start[k]).detach() for k in fast}
-    assert any(d.abs().sum() > 0 for d in delta.values())
-
-    origin = [t.detach().clone() for t in tensors]
-
-    def held_objective(shift):
-        _restore(brain, saved)  # the statistics, then the shifted weights
-        brain.modules.train()
-        with torch.no_grad():
-            for t, t0, d in zip(tensors, origin, shift):
-                t.copy_(t0 + d)
-            theta = brain.meta_parameters(algorithm.inner_loop)
-            start = algorithm.start_weights(brain, theta, episode.support)
-            held = {k: v + delta[k] if k in delta else v
-                    for k, v in start.items()}  # fmt: skip
-            return float(brain.task_loss(held, episode.query))
-
-    gen = torch.Generator().manual_seed(11)
-    for _ in range(3):
-        direction = [
-            torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in tensors
-        ]
-        plus = held_objective([eps * d for d in direction])
-        minus = held_objective([-eps * d for d in direction])
-        _restore(brain, saved)
-        numeric = (plus - minus) / (2 * eps)
-        analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction))
-        assert ACCUMULATE * analytic == pytest.approx(
-            numeric, rel=1e-6, abs=1e-9
-        )
-        second_order = _directional_fd(brain, episode, tensors, direction)
-        assert abs(second_order - numeric) > 1e-3 * abs(second_order)
-    _restore(brain, saved)
