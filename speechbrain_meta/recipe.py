@@ -193,7 +193,9 @@ def load_joint_model(hparams, train_joint):
         loadables={k: hparams["modules"][k] for k in hparams["modules"]},
         paths={k: str(ckpt.paramfiles[k]) for k in hparams["modules"]},
     )
-    pretrainer.collect_files()
+    # Collected (linked) by the main process alone, as SpeechBrain's recipes
+    # do: two torchrun ranks linking into one folder raced.
+    run_on_main(pretrainer.collect_files)
     pretrainer.load_collected()
     logger.info("Initialised from the joint model %s", ckpt.path)
     return ckpt
