@@ -145,6 +145,61 @@ def resolve_layered_yaml(hparams_file, common_file, overrides=None):
     return resolve_references(text).getvalue()
 
 
+def layered_values(hparams_file, common_file, keys, overrides=None):
+    r"""Plain values of some keys of the layered hparams, nothing built.
+
+    For what a recipe must know before it loads its hparams: a data
+    preparation whose result becomes an override (the units it counts).
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's file.
+    common_file : str
+        The file the recipe's methods share.
+    keys : iterable of str
+        The keys wanted; their values must be plain yaml (numbers,
+        strings, lists, mappings) once references are resolved.
+    overrides : str or dict, optional
+        Command-line overrides.
+
+    Returns
+    -------
+    dict
+        Key to value (Python's own types).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "common.yaml"), "w") as f:
+    ...     _ = f.write("name: x\nout: !ref results/<name>\n"
+    ...                 "model: !new:collections.Counter\n")
+    >>> with open(os.path.join(folder, "m.yaml"), "w") as f:
+    ...     _ = f.write("name: m\n")
+    >>> layered_values(
+    ...     os.path.join(folder, "m.yaml"),
+    ...     os.path.join(folder, "common.yaml"), ["out"], "name: y")
+    {'out': 'results/y'}
+    """
+    text = resolve_layered_yaml(hparams_file, common_file, overrides)
+    document = _yaml().load(text)
+    return {key: _plain(document[key], key) for key in keys}
+
+
+def _plain(value, key):
+    if _tag(value):
+        raise ValueError(f"{key}: not a plain value ({_tag(value)})")
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, key) for v in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
 def load_layered_hparams(hparams_file, common_file, overrides=None):
     r"""Loads a method's hparams over the common file of its recipe.
 

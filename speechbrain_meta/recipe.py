@@ -89,6 +89,30 @@ class WarmStartASR(CTCASR):
         return meta
 
 
+def parse_overrides(overrides):
+    r"""Command-line overrides as a dict (a copy).
+
+    Arguments
+    ---------
+    overrides : dict or str or None
+        Yaml text (as ``sb.parse_arguments`` returns it) or a dict.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> parse_overrides("seed: 3\nlr: 0.1")
+    {'seed': 3, 'lr': 0.1}
+    >>> parse_overrides(None)
+    {}
+    """
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    return yaml.safe_load(overrides or "") or {}
+
+
 def joint_overrides(overrides, joint_folder, hparams_dir, task_keys=()):
     """The overrides of a run that its joint model's run shares.
 
@@ -123,10 +147,7 @@ def joint_overrides(overrides, joint_folder, hparams_dir, task_keys=()):
     >>> joint_overrides({"inner_lr": 0.5}, "j", folder, task_keys=["inner_lr"])
     {'inner_lr': 0.5, 'output_folder': 'j', 'run_few_shot': False}
     """
-    if isinstance(overrides, dict):
-        parsed = dict(overrides)
-    else:
-        parsed = yaml.safe_load(overrides or "") or {}
+    parsed = parse_overrides(overrides)
     method_files = sorted(glob.glob(os.path.join(hparams_dir, "*.yaml")))
     method_keys = RUN_KEYS.union(*(layer_keys(f) for f in method_files))
     method_keys -= set(task_keys)

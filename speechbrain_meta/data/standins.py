@@ -159,12 +159,30 @@ CV_WORDS = {
     "pl": "jeden dwa trzy dom woda światło zielony otwarty rano wieczór",
     "nl": "de een twee drie huis water licht groen open morgen avond",
     "pt": "o um dois três casa água luz verde aberto manhã noite",
+    # Romanian with both spellings of its comma-below letters (cedilla ş ţ
+    # as typed on many keyboards, comma ș ț), and the letter ă; Catalan
+    # with its middle dot (l·l): both occur in Common Voice's sentences.
+    "ro": "unu doi trei casă apă lumină verde deschis dimineață seară "
+    "şcoală ţară școală țară",
+    "ca": "el un dos tres casa aigua llum verd obert matí col·legi il·lusió",
 }
+# Typographic quotes and apostrophes, as Common Voice's sentences have
+# them: the stand-in writes every third sentence of these languages so.
+CV_QUOTES = {"en": ("‘{}’", "oʼclock"), "ca": ("«{}»", "l’aigua")}
+# Speakers' accent fields, cyclically: several accents in one field and
+# names with commas of their own, as real releases hold them (joined with
+# `accent_separator`), and no accent at all (most speakers give none).
 CV_ACCENTS = {
-    "en": ["United States English", "England English", "Scottish English"],
-    "de": ["Deutschland Deutsch", "Österreichisches Deutsch"],
-    "fr": ["Français de France", "Français du Canada"],
-    "es": ["España: Centro-Sur peninsular", "México"],
+    "en": [
+        ["United States English", "Midwestern United States English"],
+        ["England English"],
+        ["Scottish English"],
+        ["India and South Asia (India, Pakistan, Sri Lanka)"],
+        [],
+    ],
+    "de": [["Deutschland Deutsch"], ["Österreichisches Deutsch"]],
+    "fr": [["Français de France"], ["Français du Canada"]],
+    "es": [["España: Centro-Sur peninsular"], ["México"]],
 }
 # Common Voice's tsv headers: releases before 2022 ("accent") and after
 # ("accents", with sentence ids, domain and variant).
@@ -183,6 +201,8 @@ def common_voice_standin(
     columns="new",
     sample_rate=48000,
     seed=0,
+    accent_separator=", ",
+    with_accents=True,
 ):
     """Writes a Common Voice-layout corpus of synthesised speakers.
 
@@ -207,6 +227,11 @@ def common_voice_standin(
         Of the mp3 files.
     seed : int
         Everything is drawn from it.
+    accent_separator : str
+        Between a speaker's accents: ``", "`` (releases before 2025) or
+        ``"|"`` (after).
+    with_accents : bool
+        False: every accent field empty (as some releases ship them).
 
     Returns
     -------
@@ -235,7 +260,8 @@ def common_voice_standin(
     speakers = {}
     for lang, splits in languages.items():
         words = CV_WORDS[lang].split()
-        accents = CV_ACCENTS.get(lang, [""])
+        accents = CV_ACCENTS.get(lang, [[]]) if with_accents else [[]]
+        quote, quoted_word = CV_QUOTES.get(lang, ("{}", None))
         os.makedirs(os.path.join(root, lang, "clips"), exist_ok=True)
         tables = {s: [] for s in ("train", "dev", "test")}
         speakers[lang] = {}
@@ -245,14 +271,23 @@ def common_voice_standin(
             for _ in range(splits.get(split, 0)):
                 client = "%064x" % int(rng.integers(0, 2**62))
                 voice = f"{lang}+{variants[n % len(variants)]}"
-                accent = accents[len(speakers[lang][split]) % len(accents)]
+                accent = accent_separator.join(
+                    accents[len(speakers[lang][split]) % len(accents)]
+                )
                 speakers[lang][split].append(client)
                 texts = [
                     " ".join(rng.choice(words, size=int(rng.integers(2, 5))))
                     for _ in range(utterances_per_speaker)
                 ]
+                written = [t[0].upper() + t[1:] + "." for t in texts]
+                for i, text in enumerate(texts):
+                    if quoted_word is not None and (n + i) % 3 == 1:
+                        texts[i] = f"{text} {quoted_word}"
+                        written[i] = quote.format(
+                            texts[i][0].upper() + texts[i][1:] + "."
+                        )
                 wavs = _synthesize_speaker(voice, texts, rng)
-                for text, wav in zip(texts, wavs):
+                for sentence, wav in zip(written, wavs):
                     name = f"common_voice_{lang}_{30000000 + n}.mp3"
                     n += 1
                     wav48 = torchaudio.functional.resample(
@@ -264,7 +299,6 @@ def common_voice_standin(
                         sample_rate,
                         format="MP3",
                     )
-                    sentence = text[0].upper() + text[1:] + "."
                     values = {
                         "client_id": client,
                         "path": name,

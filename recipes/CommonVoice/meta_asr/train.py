@@ -26,6 +26,7 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import json
 import os
 import sys
 
@@ -37,12 +38,13 @@ from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
 from speechbrain_meta.data.manifest import load_manifest
 from speechbrain_meta.distributed import init_process_group
-from speechbrain_meta.layered_yaml import layered_experiment
+from speechbrain_meta.layered_yaml import layered_experiment, layered_values
 from speechbrain_meta.recipe import (
     WarmStartASR,
     evaluate_and_export,
     joint_overrides,
     load_joint_model,
+    parse_overrides,
     recover_selected,
     train_method,
 )
@@ -51,6 +53,20 @@ from speechbrain_meta.task_params import insert_adapters
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
+# The hparams common_voice_prepare reads (its arguments, but for the
+# folder names and seed).
+PREPARE_KEYS = [
+    "data_folder",
+    "prepared_folder",
+    "train_languages",
+    "dev_languages",
+    "test_languages",
+    "accents",
+    "max_utterances_per_language",
+    "min_character_share",
+    "prepare_seed",
+    "skip_prep",
+]
 sys.path.insert(0, HERE)
 from common_voice_prepare import prepare_common_voice  # noqa: E402
 
@@ -120,6 +136,44 @@ def make_brain(hparams, run_opts, tokenizer, **overrides):
     return brain
 
 
+def prepare(hparams_file, overrides):
+    """Prepares Common Voice (main process); the overrides with its units.
+
+    The preparation runs before the hparams are loaded, since with
+    ``units_from_data`` the characters it counts (``data_units`` of
+    ``common_voice_prepare``) size the model's output layer.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's hparams file.
+    overrides : str or dict
+        Hyperparameter overrides.
+
+    Returns
+    -------
+    dict
+        The overrides, with ``characters`` set to the prepared units when
+        ``units_from_data``.
+    """
+    keys = PREPARE_KEYS + ["units_from_data", "characters"]
+    data = layered_values(hparams_file, COMMON, keys, overrides)
+    kwargs = {key: data[key] for key in PREPARE_KEYS}
+    kwargs["save_folder"] = kwargs.pop("prepared_folder")
+    kwargs["seed"] = kwargs.pop("prepare_seed")
+    if not data["units_from_data"]:
+        kwargs["allowed_characters"] = data["characters"]
+    run_on_main(prepare_common_voice, kwargs=kwargs)
+    overrides = parse_overrides(overrides)
+    summary = os.path.join(data["prepared_folder"], "prepare_summary.json")
+    if data["units_from_data"] and os.path.isfile(summary):
+        with open(summary, encoding="utf-8") as f:
+            overrides["characters"] = json.load(f)["units"]
+    elif data["units_from_data"]:  # skip_prep, prepared elsewhere
+        logger.warning("No %s: units from `characters`", summary)
+    return overrides
+
+
 def run(hparams_file, run_opts, overrides):
     """Prepares Common Voice, trains the method, runs the few-shot protocol.
 
@@ -138,22 +192,8 @@ def run(hparams_file, run_opts, overrides):
         Few-shot results per evaluation set.
     """
     init_process_group(run_opts)  # torchrun: join the process group
+    overrides = prepare(hparams_file, overrides)
     hparams = layered_experiment(hparams_file, COMMON, overrides)
-    limit = hparams["max_utterances_per_language"]
-    run_on_main(
-        prepare_common_voice,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["prepared_folder"],
-            "train_languages": hparams["train_languages"],
-            "dev_languages": hparams["dev_languages"],
-            "test_languages": hparams["test_languages"],
-            "accents": hparams["accents"],
-            "max_utterances_per_language": limit,
-            "allowed_characters": hparams["characters"],
-            "skip_prep": hparams["skip_prep"],
-        },
-    )
     datasets, tokenizer, skipped = dataio_prepare(hparams)
 
     if hparams["init_from_joint"]:
