@@ -26,6 +26,7 @@ from speechbrain_meta.data.checks import (
     check_transcript,
     read_audio,
 )
+from speechbrain_meta.data.tasks import task_values
 
 logger = get_logger(__name__)
 
@@ -237,3 +238,98 @@ def load_manifest(
     if not data:
         raise BadInput(f"no usable row ({len(skipped)} skipped)", csv_path)
     return DynamicItemDataset(data), skipped
+
+
+def drop_long_utterances(dataset, max_duration, name):
+    """The dataset without utterances longer than ``max_duration`` seconds.
+
+    What is dropped (count, hours, share) and the longest utterance kept
+    are logged: a length policy is visible in the run's log.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        With a ``duration`` field.
+    max_duration : float or None
+        The cap in seconds (None: keep everything).
+    name : str
+        The split, for the log.
+
+    Returns
+    -------
+    tuple
+        ``(dataset, report)``: ``report`` has ``dropped``, ``dropped_hours``,
+        ``longest_kept`` (seconds).
+
+    Example
+    -------
+    >>> data = DynamicItemDataset(
+    ...     {"a": {"duration": 3.0}, "b": {"duration": 30.0}})
+    >>> kept, report = drop_long_utterances(data, 16.0, "dev")
+    >>> len(kept), report["dropped"], report["longest_kept"]
+    (1, 1, 3.0)
+    """
+    durations = task_values(dataset, "duration")
+    over = (
+        []
+        if max_duration is None
+        else [d for d in durations if d > max_duration]
+    )
+    if over:
+        dataset = dataset.filtered_sorted(
+            key_max_value={"duration": max_duration}
+        )
+    kept = [d for d in durations if max_duration is None or d <= max_duration]
+    report = {
+        "dropped": len(over),
+        "dropped_hours": round(sum(over) / 3600, 4),
+        "longest_kept": max(kept, default=0.0),
+    }
+    logger.info(
+        "%s: %d utterances longer than %s s dropped (%.2f h, %.1f %%); "
+        "longest kept %.1f s",
+        name,
+        len(over),
+        max_duration,
+        report["dropped_hours"],
+        100 * len(over) / max(len(durations), 1),
+        report["longest_kept"],
+    )
+    return dataset, report
+
+
+def check_disjoint_tasks(datasets, key):
+    """Refuses a task (speaker...) found in two splits.
+
+    Arguments
+    ---------
+    datasets : dict
+        Split name to dataset.
+    key : str
+        The task key (``spk_id``...).
+
+    Raises
+    ------
+    ValueError
+        Naming the splits and (some of) the shared tasks.
+
+    Example
+    -------
+    >>> check_disjoint_tasks(
+    ...     {"train": [{"spk_id": "1"}], "test": [{"spk_id": "2"}]}, "spk_id")
+    >>> check_disjoint_tasks(
+    ...     {"train": [{"spk_id": "1"}], "test": [{"spk_id": "1"}]},
+    ...     "spk_id")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: spk_id '1' in both train and test...
+    """
+    seen = {}
+    for split, dataset in datasets.items():
+        for task in sorted(set(task_values(dataset, key))):
+            if task in seen and seen[task] != split:
+                raise ValueError(
+                    f"{key} {task!r} in both {seen[task]} and {split}: the "
+                    "roles' tasks must be disjoint (check the manifests)"
+                )
+            seen[task] = split

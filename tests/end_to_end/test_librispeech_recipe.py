@@ -10,6 +10,7 @@ and the export, with the files the row's checks name.
 """
 
 import csv
+import importlib.util
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ from speechbrain_meta.data.standins import librispeech_standin
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech", "speaker_adaptation")
 SPLITS = {"train-clean-100": 4, "dev-clean": 2, "test-clean": 2}
+SPLITS_ROLES = ("train", "dev", "test")
 
 
 def _rows():
@@ -75,7 +77,14 @@ def test_prepare_names_counts_and_skips_bad_lines(workdir, tmp_path):
     with open(tmp_path / "train.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 38
-    assert {r["spk_id"] for r in rows} == {"1000", "1001", "1002", "1003"}
+    # upstream's spk_id: speaker-chapter (the recipe makes it the speaker)
+    assert {r["spk_id"].split("-")[0] for r in rows} == {
+        "1000",
+        "1001",
+        "1002",
+        "1003",
+    }
+    assert all(r["ID"].startswith(r["spk_id"] + "-") for r in rows)
     assert all(
         set(r["wrd"]) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ") for r in rows
     )
@@ -102,6 +111,80 @@ def _run_row(row, cwd):
     for name in checks.split(","):
         assert (out / name).exists(), name
     return out
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location(
+        "librispeech_speaker_adaptation_train", os.path.join(RECIPE, "train.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rewrite(path, change):
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    rows = [change(dict(r)) for r in rows]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_upstream_manifests_length_policy_and_disjoint_roles(
+    workdir, tmp_path, caplog
+):
+    """Upstream's spk_id (speaker-chapter) gives speakers as tasks; what
+    the length caps drop is logged; a speaker in two roles stops the run.
+    """
+    train = _train_module()
+    corpus = workdir / "tests" / "tmp" / "LibriSpeech"
+    train.prepare_librispeech(str(corpus), str(tmp_path))
+
+    def upstream(row):  # spk_id as upstream's librispeech_prepare writes it
+        assert row["spk_id"] == "-".join(row["ID"].split("-")[:2])
+        if row["ID"].endswith("-0003"):
+            row["duration"] = "30.0"  # a long utterance in every chapter
+        return row
+
+    for split in ("train", "dev", "test"):
+        _rewrite(tmp_path / f"{split}.csv", upstream)
+    hparams = {
+        "bad_input": "skip",
+        "audio_checks": None,
+        "sample_rate": 16000,
+        "hop_length": 10,
+        "time_pooling_size": 1,
+        "avoid_if_longer_than": 16.0,
+        "eval_avoid_if_longer_than": None,
+        "save_folder": str(tmp_path / "save"),
+        "blank_index": 0,
+        "output_neurons": len(train.LABELS) + 1,
+        **{f"{s}_csv": str(tmp_path / f"{s}.csv") for s in SPLITS_ROLES},
+    }
+    os.makedirs(hparams["save_folder"])
+    with caplog.at_level("INFO"):
+        datasets, _, _ = train.dataio_prepare(hparams)
+    speakers = {r["spk_id"] for r in datasets["train"].data.values()}
+    assert speakers == {"1000", "1001", "1002", "1003"}
+    assert "speaker-chapter ids" in caplog.text
+    # The 8 chapters of train-clean-100 each lose their 30 s utterance;
+    # dev and test keep theirs.
+    assert len(datasets["train"]) == 38 - 8
+    assert len(datasets["dev"]) == len(datasets["test"]) == 20
+    assert "train: 8 utterances longer than 16.0 s dropped" in caplog.text
+    assert "dev: 0 utterances longer than None s dropped" in caplog.text
+    assert "longest kept 30.0 s" in caplog.text
+
+    with open(tmp_path / "test.csv") as f:
+        leaked = list(csv.DictReader(f))[0]
+    with open(tmp_path / "dev.csv", "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(leaked)).writerow(
+            dict(leaked, ID="leak")
+        )
+    with pytest.raises(ValueError, match="in both dev and test"):
+        train.dataio_prepare(hparams)
 
 
 @pytest.mark.parametrize("method", ["fomaml", "lhuc"])

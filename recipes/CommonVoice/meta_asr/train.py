@@ -36,7 +36,11 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
-from speechbrain_meta.data.manifest import load_manifest
+from speechbrain_meta.data.manifest import (
+    check_disjoint_tasks,
+    drop_long_utterances,
+    load_manifest,
+)
 from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.layered_yaml import layered_experiment, layered_values
 from speechbrain_meta.recipe import (
@@ -76,10 +80,10 @@ def dataio_prepare(hparams):
 
     The label encoder holds the recipe's ``characters`` (the same units
     whatever languages are read). Utterances longer than
-    ``avoid_if_longer_than`` seconds are left out of training. Bad rows
-    are named with file and line and skipped and counted, or stop the run
-    (``bad_input``); every utterance is checked against its transcript's
-    CTC length.
+    ``avoid_if_longer_than`` seconds are left out of training (logged). A
+    speaker in two roles stops the run. Bad rows are named with file and
+    line and skipped and counted, or stop the run (``bad_input``); every
+    utterance is checked against its transcript's CTC length.
     """
     checks = {
         "bad_input": hparams["bad_input"],
@@ -102,9 +106,10 @@ def dataio_prepare(hparams):
             len(datasets[split]),
             len(skipped[split]),
         )
-    datasets["train"] = datasets["train"].filtered_sorted(
-        key_max_value={"duration": hparams["avoid_if_longer_than"]}
+    datasets["train"], _ = drop_long_utterances(
+        datasets["train"], hparams["avoid_if_longer_than"], "train"
     )
+    check_disjoint_tasks(datasets, "spk_id")
     tokenizer = add_ctc_pipelines(
         datasets,
         os.path.join(hparams["save_folder"], "label_encoder.txt"),

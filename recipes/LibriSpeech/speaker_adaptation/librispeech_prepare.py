@@ -3,9 +3,12 @@
 Reads the corpus as it is distributed (``<data_folder>/<split>/<speaker>/
 <chapter>/<speaker>-<chapter>-<nnnn>.flac`` and one
 ``<speaker>-<chapter>.trans.txt`` per chapter) and writes SpeechBrain CSV
-manifests (``ID,duration,wav,spk_id,wrd``; the speaker is the task) to
-``save_folder``: one per split, and ``train.csv``, ``dev.csv``,
-``test.csv`` merging the splits of each role.
+manifests to ``save_folder``: one per split, and ``train.csv``,
+``dev.csv``, ``test.csv`` merging the splits of each role. They are in
+the format of SpeechBrain's own ``librispeech_prepare``
+(``ID,duration,wav,spk_id,wrd``, ``spk_id`` = ``<speaker>-<chapter>``),
+so that either's manifests serve this recipe: its tasks are speakers, and
+``speakers_from_chapters`` makes them so at load time.
 
 Every transcript line is checked here, in seconds, before any training: a
 line whose audio file is missing, unreadable or empty, an empty transcript,
@@ -22,6 +25,7 @@ import csv
 import glob
 import json
 import os
+import re
 
 import soundfile as sf
 from speechbrain.utils.logger import get_logger
@@ -33,6 +37,7 @@ logger = get_logger(__name__)
 LABELS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ")
 ROLES = ("train", "dev", "test")
 MAX_LOGGED = 20
+_CHAPTER = re.compile(r"\d+-\d+")
 
 
 def prepare_librispeech(
@@ -113,6 +118,60 @@ def prepare_librispeech(
     return summary
 
 
+def speakers_from_chapters(dataset, csv_path):
+    """Makes ``spk_id`` the speaker in a manifest of upstream's format.
+
+    SpeechBrain's own ``librispeech_prepare`` writes ``spk_id`` as
+    ``<speaker>-<chapter>`` (``103-1240``), and so does this recipe's;
+    its tasks are speakers, so such ids become the speaker (``103``), as
+    the log says, naming the manifest. A manifest mixing both forms is
+    refused.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        The loaded manifest (changed in place).
+    csv_path : str
+        Its file, for the messages.
+
+    Returns
+    -------
+    int
+        The rows converted (0: the manifest already names speakers).
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = DynamicItemDataset({
+    ...     "103-1240-0000": {"spk_id": "103-1240"},
+    ...     "103-1241-0000": {"spk_id": "103-1241"}})
+    >>> speakers_from_chapters(data, "train-clean-100.csv")
+    2
+    >>> sorted({row["spk_id"] for row in data.data.values()})
+    ['103']
+    """
+    ids = [row["spk_id"] for row in dataset.data.values()]
+    chapters = [i for i in ids if _CHAPTER.fullmatch(i)]
+    if not chapters:
+        return 0
+    if len(chapters) != len(ids):
+        other = next(i for i in ids if not _CHAPTER.fullmatch(i))
+        raise ValueError(
+            f"{csv_path}: spk_id mixes speaker-chapter ids ({chapters[0]!r}, "
+            f"upstream's format) and others ({other!r})"
+        )
+    for row in dataset.data.values():
+        row["spk_id"] = row["spk_id"].split("-")[0]
+    logger.info(
+        "%s: spk_id holds speaker-chapter ids (SpeechBrain's "
+        "librispeech_prepare format): %d rows converted to speakers, the "
+        "tasks of this recipe",
+        csv_path,
+        len(chapters),
+    )
+    return len(chapters)
+
+
 def _prepare_split(split_folder):
     """The manifest rows of one split, and its summary."""
     if not os.path.isdir(split_folder):
@@ -143,7 +202,7 @@ def _prepare_split(split_folder):
                 if n_skipped < MAX_LOGGED:
                     logger.warning("%s:%d: %s: skipped", trans, line_no, reason)
     return rows, {
-        "speakers": len({r["spk_id"] for r in rows}),
+        "speakers": len({r["spk_id"].split("-")[0] for r in rows}),
         "utterances": len(rows),
         "hours": round(sum(r["duration"] for r in rows) / 3600, 4),
         "skipped": {k: len(v) for k, v in skipped.items()},
@@ -173,7 +232,7 @@ def _row(folder, line):
         "ID": utt_id,
         "duration": info.frames / info.samplerate,
         "wav": wav,
-        "spk_id": utt_id.split("-")[0],
+        "spk_id": "-".join(utt_id.split("-")[:2]),  # as upstream's
         "wrd": text,
     }, None
 

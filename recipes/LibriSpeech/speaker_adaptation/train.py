@@ -40,7 +40,11 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
-from speechbrain_meta.data.manifest import load_manifest
+from speechbrain_meta.data.manifest import (
+    check_disjoint_tasks,
+    drop_long_utterances,
+    load_manifest,
+)
 from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.layered_yaml import layered_experiment
 from speechbrain_meta.recipe import (
@@ -57,18 +61,25 @@ logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
 sys.path.insert(0, HERE)
-from librispeech_prepare import LABELS, prepare_librispeech  # noqa: E402
+from librispeech_prepare import (  # noqa: E402
+    LABELS,
+    prepare_librispeech,
+    speakers_from_chapters,
+)
 
 
 def dataio_prepare(hparams):
     """Datasets (every row checked up front), pipelines, label encoder.
 
     Utterances longer than ``avoid_if_longer_than`` seconds are left out
-    of meta-training (memory: an episode holds K + Q of them). Bad rows are
-    named with file and line and skipped and counted, or stop the run
-    (``bad_input``); the dev and test transcripts are checked against the
-    training set's characters, every utterance against its transcript's
-    CTC length.
+    of meta-training (memory: an episode holds K + Q of them), longer than
+    ``eval_avoid_if_longer_than`` (default: none) out of meta-dev and
+    meta-test; both logged. Manifests in upstream's format (``spk_id`` =
+    speaker-chapter) get speakers as tasks; a speaker in two roles stops
+    the run. Bad rows are named with file and line and skipped and
+    counted, or stop the run (``bad_input``); the dev and test transcripts
+    are checked against LibriSpeech's characters, every utterance against
+    its transcript's CTC length.
     """
     checks = {
         "bad_input": hparams["bad_input"],
@@ -80,23 +91,27 @@ def dataio_prepare(hparams):
         * hparams["time_pooling_size"],
     }
     datasets, skipped = {}, {}
-    datasets["train"], skipped["train"] = load_manifest(
-        hparams["train_csv"], **checks
-    )
-    datasets["train"] = datasets["train"].filtered_sorted(
-        key_max_value={"duration": hparams["avoid_if_longer_than"]}
-    )
-    for split in ("dev", "test"):
+    for split in ("train", "dev", "test"):
         datasets[split], skipped[split] = load_manifest(
-            hparams[f"{split}_csv"], labels=LABELS, **checks
+            hparams[f"{split}_csv"],
+            labels=None if split == "train" else LABELS,
+            **checks,
         )
-    for split, bad in skipped.items():
+        # Upstream's manifests name chapters in spk_id: tasks are speakers.
+        speakers_from_chapters(datasets[split], hparams[f"{split}_csv"])
         logger.info(
             "%s: %d utterances, %d skipped",
             split,
             len(datasets[split]),
-            len(bad),
+            len(skipped[split]),
         )
+        cap = hparams[
+            "avoid_if_longer_than" if split == "train" else (
+                "eval_avoid_if_longer_than"
+            )
+        ]  # fmt: skip
+        datasets[split], _ = drop_long_utterances(datasets[split], cap, split)
+    check_disjoint_tasks(datasets, "spk_id")
     # LibriSpeech's alphabet: the same labels whatever subset is read.
     tokenizer = add_ctc_pipelines(
         datasets,
