@@ -337,6 +337,42 @@ GSC_WORDS = GSC_COMMANDS + [
 ]
 
 
+def _background_noises(rng, seconds):
+    """Six synthetic noises named as Speech Commands' recordings."""
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    white = rng.standard_normal(n)
+
+    def band(signal, width):  # a moving-average low-pass
+        return np.convolve(signal, np.ones(width) / width, "same")
+
+    pink = np.cumsum(white) / SAMPLE_RATE**0.5
+    pink = pink - band(pink, 400)
+    tap = band(white, 3) - band(white, 12)
+    bike = (1 + np.sin(2 * np.pi * 1.5 * t)) * (
+        np.sin(2 * np.pi * 90 * t) + 0.3 * band(white, 8)
+    )
+    dishes = 0.05 * white
+    for start in rng.integers(0, n - 800, size=int(seconds * 3)):
+        dishes[start : start + 800] += np.exp(-np.arange(800) / 120) * np.sin(
+            2 * np.pi * rng.uniform(1500, 4000) * np.arange(800) / SAMPLE_RATE
+        )
+    pitch = 500 + 200 * np.sin(2 * np.pi * 0.3 * t)
+    miaow = (
+        np.sin(2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE)
+        * (np.sin(2 * np.pi * 0.5 * t) > 0.5)
+        + 0.05 * white
+    )
+    return {
+        "white_noise": white,
+        "pink_noise": pink,
+        "running_tap": tap,
+        "exercise_bike": bike,
+        "doing_the_dishes": dishes,
+        "dude_miaowing": miaow,
+    }
+
+
 def speech_commands_standin(
     root,
     words=None,
@@ -345,16 +381,22 @@ def speech_commands_standin(
     validation_speakers=2,
     testing_speakers=2,
     noise_floor_dbfs=(-60.0, -40.0),
+    short_clips=0.3,
+    noise_seconds=60.0,
     seed=0,
 ):
     """Writes a Google Speech Commands-layout corpus of synthesised words.
 
-    As in the real corpus: ``root/<word>/<speaker>_nohash_<n>.wav`` (1 s,
-    16 kHz, 16-bit PCM; the word at a random offset), speakers named by 8
-    hex digits, ``validation_list.txt`` and ``testing_list.txt`` listing
-    the clips (``<word>/<file>``) of the speakers held out for each (by
-    speaker, as the real lists are), and ``_background_noise_/`` with
-    long noise recordings (synthetic white and pink noise here).
+    As in the real corpus: ``root/<word>/<speaker>_nohash_<n>.wav`` (16
+    kHz, 16-bit PCM, at most 1 s and often less: a share ``short_clips``
+    of the clips end early, between the word's end and 1 s, as many real
+    clips do; the word at a random offset), speakers named by 8 hex
+    digits, ``validation_list.txt`` and ``testing_list.txt`` listing the
+    clips (``<word>/<file>``) of the speakers held out for each (by
+    speaker, as the real lists are), and ``_background_noise_/`` with six
+    recordings of about a minute named as the real ones (synthetic noises
+    here: white, pink, a tap's band of noise, a bike's pulsing hum, dishes'
+    clicks, a cat's tones).
 
     Each speaker's clips carry a recording noise floor (white noise at a
     level drawn per speaker), as the real clips recorded by volunteers'
@@ -377,6 +419,10 @@ def speech_commands_standin(
     noise_floor_dbfs : tuple of float, optional
         The range (RMS, dB full scale) the speakers' noise floors are
         drawn from, uniformly; ``None`` leaves digital silence.
+    short_clips : float
+        The share of clips shorter than 1 s.
+    noise_seconds : float
+        Length of each background noise recording.
     seed : int
         Everything is drawn from it.
 
@@ -415,9 +461,12 @@ def speech_commands_standin(
         if noise_floor_dbfs is not None:
             floor = 10 ** (rng.uniform(*noise_floor_dbfs) / 20)
         for i, (word, wav) in enumerate(zip(texts, wavs)):
-            clip = (floor * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
             wav = wav[:SAMPLE_RATE]
-            offset = int(rng.integers(0, SAMPLE_RATE - len(wav) + 1))
+            length = SAMPLE_RATE
+            if rng.uniform() < short_clips:  # ends between word and 1 s
+                length = int(rng.integers(len(wav), SAMPLE_RATE + 1))
+            clip = (floor * rng.standard_normal(length)).astype(np.float32)
+            offset = int(rng.integers(0, length - len(wav) + 1))
             clip[offset : offset + len(wav)] += wav
             name = f"{word}/{spk}_nohash_{i % repetitions}.wav"
             sf.write(
@@ -432,12 +481,7 @@ def speech_commands_standin(
             f.writelines(n + "\n" for n in sorted(names))
     noise = os.path.join(root, "_background_noise_")
     os.makedirs(noise, exist_ok=True)
-    white = rng.standard_normal(10 * SAMPLE_RATE).astype(np.float32)
-    pink = np.cumsum(white) / SAMPLE_RATE**0.5
-    pink = (pink - np.convolve(pink, np.ones(400) / 400, "same")).astype(
-        np.float32
-    )
-    for name, wav in (("white_noise", white), ("pink_noise", pink)):
-        wav = 0.3 * wav / np.abs(wav).max()
+    for name, wav in _background_noises(rng, noise_seconds).items():
+        wav = (0.3 * wav / np.abs(wav).max()).astype(np.float32)
         sf.write(os.path.join(noise, name + ".wav"), wav, SAMPLE_RATE, "PCM_16")
     return ids

@@ -18,6 +18,7 @@ Authors
 
 import hashlib
 import json
+import math
 import os
 import random
 import time
@@ -147,6 +148,7 @@ class WayShotProtocol:
                     rng.shuffle(order)
                     orders.append(order)
                 self._episodes[n_way, e] = (classes, orders)
+        logger.info("%s episodes: %s", dataset_name, self.protocol_note())
 
     def episode(self, n_way, index, k):
         """Dataset indices of one episode's support and query.
@@ -216,6 +218,58 @@ class WayShotProtocol:
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def class_sets(self):
+        """How many distinct class sets an episode of each size can draw.
+
+        With as many classes as ways (10-way episodes over 10 words) it is
+        1: every episode has the same classes, and the confidence interval
+        leaves out the variance of the class choice.
+
+        Returns
+        -------
+        dict
+            Ways to the number of class sets.
+
+        Example
+        -------
+        >>> data = [{"word": "abcdef"[i % 6]} for i in range(60)]
+        >>> WayShotProtocol(data, "word", [5, 6], [1], 2, 2).class_sets()
+        {5: 6, 6: 1}
+        """
+        return {n: math.comb(len(self.classes), n) for n in self.ways}
+
+    def protocol_note(self):
+        """What the episodes vary over, in words, for the results table.
+
+        Returns
+        -------
+        str
+
+        Example
+        -------
+        >>> import textwrap
+        >>> data = [{"word": "abcdef"[i % 6]} for i in range(60)]
+        >>> protocol = WayShotProtocol(data, "word", [5, 6], [1], 2, 2)
+        >>> print(textwrap.fill(protocol.protocol_note(), 60))
+        6 classes: 6-way episodes have all 6 (one class set: the 95
+        % interval covers the draws of support and query, not the
+        choice of classes); class sets drawn from 6 for 5-way.
+        """
+        fixed = [n for n, sets in self.class_sets().items() if sets == 1]
+        text = f"{len(self.classes)} classes"
+        if fixed:
+            ways = ", ".join(f"{n}-way" for n in fixed)
+            text += (
+                f": {ways} episodes have all {len(self.classes)} (one class "
+                "set: the 95 % interval covers the draws of support and "
+                "query, not the choice of classes)"
+            )
+        others = {n: s for n, s in self.class_sets().items() if s > 1}
+        if others:
+            sets = ", ".join(f"{s} for {n}-way" for n, s in others.items())
+            text += f"{';' if fixed else ':'} class sets drawn from {sets}"
+        return text + "."
+
     def description(self):
         """The ``protocol`` entry of the results.
 
@@ -229,6 +283,7 @@ class WayShotProtocol:
             "classes": list(self.classes),
             "skipped_classes": dict(self.skipped_classes),
             "ways": list(self.ways),
+            "class_sets": self.class_sets(),
             "shots": list(self.shots),
             "episodes": self.n_episodes,
             "query_per_class": self.query_per_class,
@@ -443,5 +498,6 @@ def write_way_shot_results(output_folder, protocol, rows, **fields):
     )
     if sb.utils.distributed.if_main_process():
         with open(os.path.join(output_folder, "few_shot_results.md"), "w") as f:
-            f.write(way_shot_table(rows) + "\n")
+            f.write(way_shot_table(rows) + "\n\n" + protocol.protocol_note())
+            f.write("\n")
     return path

@@ -10,6 +10,7 @@ once on two processes under ``torchrun``.
 """
 
 import csv
+import importlib.util
 import json
 import os
 import shlex
@@ -95,7 +96,44 @@ def test_prepare_names_counts_and_skips_bad_clips(workdir, tmp_path):
         words = {r["command"] for r in rows}
         assert words == set({"train": TRAIN, "dev": DEV, "test": TEST}[split])
     assert not speakers["train"] & (speakers["dev"] | speakers["test"])
-    assert summary["noise_recordings"] == 2
+    # As the real corpus: six noise recordings of about a minute, and
+    # clips cut short of 1 s.
+    assert summary["noise_recordings"] == 6
+    assert summary["noise_minutes"] == 6.0
+    assert splits["test"]["shorter_than_1s"] > 0
+    assert splits["test"]["shortest_s"] < 0.9
+
+
+def test_every_clip_reaches_the_model_at_1s(workdir, tmp_path):
+    """Short clips are padded, with and without the background noise."""
+    from speechbrain.augment.time_domain import AddNoise
+
+    spec = importlib.util.spec_from_file_location(
+        "gsc_few_shot_kws_train", os.path.join(RECIPE, "train.py")
+    )
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    corpus = workdir / "tests" / "tmp" / "GoogleSpeechCommands"
+    train.prepare_GSC(str(corpus), str(tmp_path), TEST, DEV)
+    hparams = {
+        **{f"{s}_csv": str(tmp_path / f"{s}.csv") for s in ("train", "dev",
+                                                          "test")},
+        "bad_input": "skip",
+        "audio_checks": None,
+        "sample_rate": 16000,
+        "clip_seconds": 1.0,
+        "add_noise": AddNoise(csv_file=str(tmp_path / "noise.csv"),
+                              snr_low=5, snr_high=20),
+        "save_folder": str(tmp_path),
+        "training": "meta",
+        "out_neurons": 4,
+    }  # fmt: skip
+    datasets = train.dataio_prepare(hparams)[0]
+    for split in ("train", "test"):
+        durations = [r["duration"] for r in datasets[split].data.values()]
+        assert min(durations) < 0.9, split  # short clips are there
+        for i in range(len(datasets[split])):
+            assert datasets[split][i]["sig"].shape == (16000,), split
 
 
 def _run_row(row, cwd, launcher=()):

@@ -86,12 +86,13 @@ def prepare_GSC(
     >>> corpus, out = tempfile.mkdtemp(), tempfile.mkdtemp()
     >>> _ = speech_commands_standin(corpus, ["yes", "no", "cat", "tree"],
     ...     speakers=3, validation_speakers=1, testing_speakers=1)
-    >>> summary = prepare_GSC(corpus, out, ["yes", "no"], ["cat"])
+    >>> summary = prepare_GSC(  # doctest: +ELLIPSIS
+    ...     corpus, out, ["yes", "no"], ["cat"])
     Google Speech Commands preparation:
-      train: 1 classes, 1 speakers, 1 clips; skipped none
-      dev: 1 classes, 1 speakers, 1 clips; skipped none
-      test: 2 classes, 1 speakers, 2 clips; skipped none
-      noise: 2 recordings
+      train: 1 classes, 1 speakers, 1 clips, ... under 1 s; skipped none
+      dev: 1 classes, 1 speakers, 1 clips, ... under 1 s; skipped none
+      test: 2 classes, 1 speakers, 2 clips, ... under 1 s; skipped none
+      noise: 6 recordings, 6.0 min
     """
     if skip_prep:
         return None
@@ -169,6 +170,9 @@ def prepare_GSC(
             "classes": len({r["command"] for r in rows}),
             "speakers": len({r["spk_id"] for r in rows}),
             "clips": len(rows),
+            # Real clips are often cut short of 1 s (the recipe pads them).
+            "shorter_than_1s": sum(r["duration"] < 1.0 for r in rows),
+            "shortest_s": min((r["duration"] for r in rows), default=None),
             "skipped": {k: len(v) for k, v in bad.items()},
             "skipped_clips": bad,
         }
@@ -184,6 +188,9 @@ def prepare_GSC(
             _skip(skipped.setdefault("noise", {}), reason, path)
     _write_csv(os.path.join(save_folder, "noise.csv"), "noise", noise_rows)
     summary["noise_recordings"] = len(noise_rows)
+    summary["noise_minutes"] = round(
+        sum(r["duration"] for r in noise_rows) / 60, 2
+    )
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=1)
     _print_summary(summary)
@@ -258,6 +265,10 @@ def _print_summary(summary):
         skipped = ", ".join(f"{k}: {v}" for k, v in s["skipped"].items())
         print(
             f"  {split}: {s['classes']} classes, {s['speakers']} speakers, "
-            f"{s['clips']} clips; skipped {skipped or 'none'}"
+            f"{s['clips']} clips, {s['shorter_than_1s']} under 1 s; "
+            f"skipped {skipped or 'none'}"
         )
-    print(f"  noise: {summary['noise_recordings']} recordings")
+    print(
+        f"  noise: {summary['noise_recordings']} recordings, "
+        f"{summary['noise_minutes']} min"
+    )

@@ -116,8 +116,39 @@ class KeywordClassifier(sb.Brain):
             )
 
 
+def pad_or_crop(signal, samples):
+    """A clip made ``samples`` long: zeros appended, or the end cut.
+
+    Arguments
+    ---------
+    signal : torch.Tensor
+        ``(time,)``.
+    samples : int
+        The length wanted.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Example
+    -------
+    >>> pad_or_crop(torch.ones(3), 5).tolist()
+    [1.0, 1.0, 1.0, 0.0, 0.0]
+    >>> pad_or_crop(torch.ones(7), 5).shape
+    torch.Size([5])
+    """
+    if len(signal) >= samples:
+        return signal[:samples]
+    return torch.nn.functional.pad(signal, (0, samples - len(signal)))
+
+
 def dataio_prepare(hparams):
-    """Datasets (every row checked up front), audio and label pipelines."""
+    """Datasets (every row checked up front), audio and label pipelines.
+
+    Every clip is padded (zeros at the end) or cropped to
+    ``clip_seconds``: Speech Commands' clips are at most 1 s and often
+    shorter; the model then sees one length, with or without noise.
+    """
     datasets, skipped = {}, {}
     for split in ("train", "dev", "test"):
         datasets[split], skipped[split] = load_manifest(
@@ -127,10 +158,14 @@ def dataio_prepare(hparams):
             audio_checks=hparams["audio_checks"],
         )
 
+    # Every clip is `clip_seconds` long for the model: real clips cut
+    # short are padded with zeros at the end, longer ones cropped.
+    samples = int(round(hparams["clip_seconds"] * hparams["sample_rate"]))
+
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav):
-        return sb.dataio.dataio.read_audio(wav)
+        return pad_or_crop(sb.dataio.dataio.read_audio(wav), samples)
 
     # Background noise on the meta-train clips only, as data: the support
     # and query of a training episode alike, never a held-out clip (the
@@ -140,7 +175,7 @@ def dataio_prepare(hparams):
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def noisy_audio_pipeline(wav):
-        sig = sb.dataio.dataio.read_audio(wav)
+        sig = pad_or_crop(sb.dataio.dataio.read_audio(wav), samples)
         return add_noise(sig.unsqueeze(0), torch.ones(1)).squeeze(0)
 
     sb.dataio.dataset.add_dynamic_item(
