@@ -4,7 +4,7 @@ espeak-ng words in many voices, written in Speech Commands' exact layout
 (``<word>/<speaker>_nohash_<n>.wav``, the two lists, background noise;
 ``speechbrain_meta.data.standins``), with bad clips planted in it: the
 prepare script names and skips them, and every row of
-``tests/recipes/GoogleSpeechCommands.csv`` runs as upstream's recipe tests
+``tests/recipes/Google-speech-commands.csv`` runs as upstream's recipe tests
 run it (debug flags through a shell's word splitting, with ``--debug``),
 once on two processes under ``torchrun``.
 """
@@ -25,7 +25,7 @@ import soundfile as sf
 from speechbrain_meta.data.standins import speech_commands_standin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-RECIPE = os.path.join(ROOT, "recipes", "GoogleSpeechCommands", "few_shot_kws")
+RECIPE = os.path.join(ROOT, "recipes", "Google-speech-commands", "few_shot_kws")
 TEST = ["yes", "no", "up", "down", "left"]
 DEV = ["bed", "bird", "cat"]
 TRAIN = ["zero", "one", "two", "three"]
@@ -33,7 +33,7 @@ TRAIN = ["zero", "one", "two", "three"]
 
 def _rows():
     csv_file = os.path.join(
-        ROOT, "tests", "recipes", "GoogleSpeechCommands.csv"
+        ROOT, "tests", "recipes", "Google-speech-commands.csv"
     )
     with open(csv_file) as f:
         return {
@@ -44,9 +44,9 @@ def _rows():
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """``tests/tmp/GoogleSpeechCommands`` with 4 bad clips in it."""
+    """``tests/tmp/Google-speech-commands`` with 4 bad clips in it."""
     work = tmp_path_factory.mktemp("gsc")
-    corpus = work / "tests" / "tmp" / "GoogleSpeechCommands"
+    corpus = work / "tests" / "tmp" / "Google-speech-commands"
     speakers = speech_commands_standin(
         str(corpus),
         TEST + DEV + TRAIN,
@@ -70,7 +70,7 @@ def test_prepare_names_counts_and_skips_bad_clips(workdir, tmp_path):
     sys.path.insert(0, RECIPE)
     from prepare_GSC import prepare_GSC
 
-    corpus = workdir / "tests" / "tmp" / "GoogleSpeechCommands"
+    corpus = workdir / "tests" / "tmp" / "Google-speech-commands"
     summary = prepare_GSC(str(corpus), str(tmp_path), TEST, DEV)
     splits = summary["splits"]
     assert splits["train"]["skipped"] == {
@@ -113,7 +113,7 @@ def test_every_clip_reaches_the_model_at_1s(workdir, tmp_path):
     )
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
-    corpus = workdir / "tests" / "tmp" / "GoogleSpeechCommands"
+    corpus = workdir / "tests" / "tmp" / "Google-speech-commands"
     train.prepare_GSC(str(corpus), str(tmp_path), TEST, DEV)
     hparams = {
         **{f"{s}_csv": str(tmp_path / f"{s}.csv") for s in ("train", "dev",
@@ -193,7 +193,7 @@ def test_recipe_row_runs_under_torchrun(workdir):
         port = s.getsockname()[1]
     row = dict(_rows()["maml"])
     row["test_debug_flags"] = row["test_debug_flags"].replace(
-        "GoogleSpeechCommands_maml", "GoogleSpeechCommands_maml_ddp"
+        "Google-speech-commands_maml", "Google-speech-commands_maml_ddp"
     )
     launcher = [sys.executable, "-m", "torch.distributed.run"]
     launcher += ["--nproc_per_node=2", f"--master_port={port}"]

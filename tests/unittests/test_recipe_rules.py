@@ -142,3 +142,22 @@ def test_the_user_gives_the_data_folder(dataset):
     assert not any(
         re.search(r"^data_folder: (?!!PLACEHOLDER)", t, re.M) for t in texts
     )
+
+
+RECIPE_FOLDERS = sorted(
+    os.path.dirname(os.path.relpath(p, ROOT))
+    for p in glob.glob(os.path.join(ROOT, "recipes", "*", "*", "train.py"))
+)
+
+
+@pytest.mark.parametrize("folder", RECIPE_FOLDERS)
+def test_every_recipe_has_extra_requirements(folder):
+    """Upstream's layout: ``extra_requirements.txt`` beside ``train.py``,
+    one requirement per line (comments allowed)."""
+    from packaging.requirements import Requirement
+
+    path = os.path.join(ROOT, folder, "extra_requirements.txt")
+    with open(path, encoding="utf-8") as f:
+        lines = [ln.strip() for ln in f if ln.strip()]
+    requirements = [Requirement(ln) for ln in lines if not ln.startswith("#")]
+    assert any(r.name == "speechbrain-meta" for r in requirements)

@@ -57,8 +57,7 @@ from speechbrain_meta.task_params import insert_adapters
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
-# The hparams common_voice_prepare reads (its arguments, but for the
-# folder names and seed).
+# The hparams the preparation reads, before the others are loaded.
 PREPARE_KEYS = [
     "data_folder",
     "prepared_folder",
@@ -70,6 +69,8 @@ PREPARE_KEYS = [
     "min_character_share",
     "prepare_seed",
     "skip_prep",
+    "units_from_data",
+    "characters",
 ]
 sys.path.insert(0, HERE)
 from common_voice_prepare import prepare_common_voice  # noqa: E402
@@ -161,14 +162,24 @@ def prepare(hparams_file, overrides):
         The overrides, with ``characters`` set to the prepared units when
         ``units_from_data``.
     """
-    keys = PREPARE_KEYS + ["units_from_data", "characters"]
-    data = layered_values(hparams_file, COMMON, keys, overrides)
-    kwargs = {key: data[key] for key in PREPARE_KEYS}
-    kwargs["save_folder"] = kwargs.pop("prepared_folder")
-    kwargs["seed"] = kwargs.pop("prepare_seed")
-    if not data["units_from_data"]:
-        kwargs["allowed_characters"] = data["characters"]
-    run_on_main(prepare_common_voice, kwargs=kwargs)
+    data = layered_values(hparams_file, COMMON, PREPARE_KEYS, overrides)
+    units = None if data["units_from_data"] else data["characters"]
+    run_on_main(
+        prepare_common_voice,
+        kwargs={
+            "data_folder": data["data_folder"],
+            "save_folder": data["prepared_folder"],
+            "train_languages": data["train_languages"],
+            "dev_languages": data["dev_languages"],
+            "test_languages": data["test_languages"],
+            "accents": data["accents"],
+            "max_utterances_per_language": data["max_utterances_per_language"],
+            "allowed_characters": units,
+            "min_character_share": data["min_character_share"],
+            "seed": data["prepare_seed"],
+            "skip_prep": data["skip_prep"],
+        },
+    )
     overrides = parse_overrides(overrides)
     summary = os.path.join(data["prepared_folder"], "prepare_summary.json")
     if data["units_from_data"] and os.path.isfile(summary):

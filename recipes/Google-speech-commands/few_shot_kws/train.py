@@ -253,7 +253,7 @@ def choose_adaptation(hparams, brain, dev_data):
         episodes=search["episodes"],
         query_per_class=search["query_per_class"],
         seed=hparams["few_shot"]["seed"],
-        dataset_name="GoogleSpeechCommands/dev",
+        dataset_name="Google-speech-commands/dev",
     )
     candidates = candidate_adaptations(
         search["rules"], search["sgd_lrs"], search["adam_lrs"], search["modes"]
@@ -317,7 +317,7 @@ def run(hparams_file, run_opts, overrides):
         protocol = WayShotProtocol(
             datasets["test"],
             "command",
-            dataset_name="GoogleSpeechCommands/test",
+            dataset_name="Google-speech-commands/test",
             **hparams["few_shot"],
         )
         rows = protocol.evaluate(brain, hparams["method"], adaptation)
