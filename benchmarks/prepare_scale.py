@@ -199,8 +199,12 @@ def sampler_figures(manifest, episodes=2000):
     from speechbrain_meta.data.manifest import load_manifest
     from speechbrain_meta.data.sampler import TaskSampler
 
+    sys.path.insert(0, os.path.join(RECIPES, "LibriSpeech/speaker_adaptation"))
+    from librispeech_prepare import speakers_from_chapters
+
     start = time.perf_counter()
     dataset, _ = load_manifest(manifest)
+    speakers_from_chapters(dataset, manifest)  # as the recipe: speakers
     load = time.perf_counter() - start
     tracemalloc.start()
     sampler = TaskSampler(
@@ -261,7 +265,7 @@ def main(argv=None):
         f"Python {platform.python_version()}"
     )
     print(f"\n{machine}, scale {args.scale}\n")
-    print("| corpus | files | prepare s | peak MiB (main / workers) |")
+    print("| corpus | files | prepare s | peak MiB (process / children) |")
     print("|---|---|---|---|")
     for r in rows:
         print(
