@@ -39,6 +39,19 @@ With fewer than two utterances nothing can be validated, and a validated
 adaptation abstains. ``validate`` returns the evidence, so the caller can
 say why it adapted or abstained.
 
+Without transcripts
+-------------------
+With ``unsupervised`` (an ``EntropyObjective`` of
+``speechbrain_meta.unsupervised``, or its ``describe()`` dictionary) the
+support loss is the entropy and class confusion of the model's own CTC
+frame posteriors: the support needs audio only. What is left to guard it
+is the same objective on held-out audio: validation (``folds``) then
+scores each held-out fold with it (``criterion: objective``, the only
+criterion that needs no transcript), and ``max_update``/``kl`` bound how
+far the model moves. ``adapt_params`` (name patterns) says which weights
+adapt when they are not the method's own (entropy minimisation is stable
+on normalisation weights, not on a whole model).
+
 Authors
  * speechbrain-meta developers 2026
 """
@@ -50,6 +63,7 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 
 from speechbrain_meta.modes import modules_in_mode
+from speechbrain_meta.unsupervised import EntropyObjective
 from speechbrain_meta.update_rules import SGD, Adam, Anchored
 
 RULES = ("own", "sgd", "adam")
@@ -88,11 +102,19 @@ class Adaptation:
     agree : float
         With ``folds``: the kept step count may make the held-out
         criterion worse on at most ``1 - agree`` of the folds.
-    criterion : str
+    criterion : str, optional
         With ``folds``: what is measured on the held-out fold: ``loss``
-        (the recipe's training loss) or ``error`` (the recipe's error
+        (the recipe's training loss), ``error`` (the recipe's error
         rate: its decoding and ``cer_metric`` at ``Stage.TEST``, see
-        ``recipe_error_rates``).
+        ``recipe_error_rates``) or ``objective`` (the ``unsupervised``
+        objective; needs no transcript). Default: ``objective`` with
+        ``unsupervised``, else ``loss``.
+    unsupervised : EntropyObjective or dict, optional
+        Adapt without transcripts on this objective (see the module
+        docstring); None: the recipe's supervised loss.
+    adapt_params : list of str, optional
+        Name patterns of the weights that adapt (default: the method's
+        own, its inner loop's).
 
     Example
     -------
@@ -114,8 +136,21 @@ class Adaptation:
         tolerance=0.01,
         agree=0.5,
         kl=0.0,
-        criterion="loss",
+        criterion=None,
+        unsupervised=None,
+        adapt_params=None,
     ):
+        if isinstance(unsupervised, dict):
+            unsupervised = EntropyObjective.from_dict(unsupervised)
+        if criterion is None:
+            criterion = "loss" if unsupervised is None else "objective"
+        if unsupervised is not None and criterion != "objective":
+            raise ValueError(
+                "an unsupervised adaptation has no transcripts to validate "
+                f"with: criterion must be 'objective', got {criterion!r}"
+            )
+        if unsupervised is None and criterion == "objective":
+            raise ValueError("criterion 'objective' needs unsupervised=")
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if rule != "own" and (lr is None or lr <= 0):
@@ -126,9 +161,10 @@ class Adaptation:
             raise ValueError(f"l2sp must be >= 0, got {l2sp}")
         if not 0.0 <= kl < 1.0:
             raise ValueError(f"kl must be in [0, 1), got {kl}")
-        if criterion not in ("loss", "error"):
+        if criterion not in ("loss", "error", "objective"):
             raise ValueError(
-                f"criterion must be 'loss' or 'error', got {criterion!r}"
+                "criterion must be 'loss', 'error' or 'objective', got "
+                f"{criterion!r}"
             )
         if max_update is not None and max_update <= 0:
             raise ValueError(f"max_update must be > 0, got {max_update}")
@@ -144,6 +180,8 @@ class Adaptation:
         self.agree = float(agree)
         self.kl = float(kl)
         self.criterion = criterion
+        self.unsupervised = unsupervised
+        self.adapt_params = None if adapt_params is None else list(adapt_params)
 
     @classmethod
     def from_dict(cls, settings):
@@ -188,8 +226,12 @@ class Adaptation:
         }
         if self.kl:
             out["kl"] = self.kl
-        if self.folds and self.criterion != "loss":
+        if self.unsupervised is not None:
+            out["unsupervised"] = self.unsupervised.describe()
+        elif self.folds and self.criterion != "loss":
             out["criterion"] = self.criterion
+        if self.adapt_params is not None:
+            out["adapt_params"] = list(self.adapt_params)
         return out
 
     def replace(self, **changes):
@@ -222,6 +264,8 @@ class Adaptation:
             "agree": self.agree,
             "kl": self.kl,
             "criterion": self.criterion,
+            "unsupervised": self.unsupervised,
+            "adapt_params": self.adapt_params,
         }
         settings.update(changes)
         return Adaptation(**settings)
@@ -250,8 +294,14 @@ class Adaptation:
             rule = Adam(self.lr)
         if self.l2sp > 0 or self.max_update is not None:
             rule = Anchored(rule, self.l2sp, self.max_update)
+        changes = {}
+        if self.adapt_params is not None:
+            changes["adapt_params"] = list(self.adapt_params)
         return brain.inner_loop.replace(
-            update_rule=rule, inner_steps=self.steps, first_order=True
+            update_rule=rule,
+            inner_steps=self.steps,
+            first_order=True,
+            **changes,
         )
 
     def trajectory(self, brain, support, progress=None):
@@ -283,8 +333,28 @@ class Adaptation:
             inner_loop=inner_loop,
             train_mode=self.train_mode,
             keep_steps=True,
-            support_loss=self._kl_loss(brain) if self.kl else None,
+            support_loss=self.support_loss(brain),
         )
+
+    def support_loss(self, brain):
+        """``start -> loss_fn``: the loss this adaptation descends.
+
+        Arguments
+        ---------
+        brain : MetaBrain
+            The model.
+
+        Returns
+        -------
+        callable or None
+            None: the recipe's own loss; else the unsupervised objective,
+            and the ``kl`` term (see the module docstring).
+        """
+        if self.kl:
+            return self._kl_loss(brain)
+        if self.unsupervised is not None:
+            return self.unsupervised(brain)
+        return None
 
     def _kl_loss(self, brain):
         """``start -> loss_fn``: the support loss held near the frame
@@ -297,20 +367,31 @@ class Adaptation:
                 "adapt with kl > 0"
             )
         weight = self.kl
+        unsupervised = (
+            None if self.unsupervised is None else self.unsupervised(brain)
+        )
 
         def make(start):
             reference = {}
+            objective = None if unsupervised is None else unsupervised(start)
 
             def loss_fn(fast, batch):
-                stage = sb.Stage.TRAIN
-                predictions, loss = brain.call_with(
-                    fast, brain.forward_and_objective, batch, stage
-                )
+                if objective is None:
+                    stage = sb.Stage.TRAIN
+                    predictions, loss = brain.call_with(
+                        fast, brain.forward_and_objective, batch, stage
+                    )
+                else:  # no transcript (and no augmentation, as the mask)
+                    stage = sb.Stage.VALID
+                    loss = objective(fast, batch)
+                    predictions = brain.call_with(
+                        fast, brain.compute_forward, batch, stage
+                    )
                 log_p, lens = brain.frame_log_probs(predictions)
                 if id(batch) not in reference:
                     with torch.no_grad():
-                        unadapted, _ = brain.call_with(
-                            start, brain.forward_and_objective, batch, stage
+                        unadapted = brain.call_with(
+                            start, brain.compute_forward, batch, stage
                         )
                         reference[id(batch)] = brain.frame_log_probs(unadapted)[
                             0
@@ -377,8 +458,16 @@ class Adaptation:
                 "adaptation; the model is left unadapted"
             )
             return {**report, "steps": 0, "reason": reason}
-        measure = held_out_loss if self.criterion == "loss" else held_out_error
-        what = "loss" if self.criterion == "loss" else "error rate"
+        measure = {
+            "loss": held_out_loss,
+            "error": held_out_error,
+            "objective": self._held_out_objective,
+        }[self.criterion]
+        what = {
+            "loss": "loss",
+            "error": "error rate",
+            "objective": "unsupervised objective",
+        }[self.criterion]
         parts = [list(range(f, k, n_folds)) for f in range(n_folds)]
         plain = self.replace(folds=0)
         checked = sorted(set(range(0, self.steps + 1, self.check_every)))
@@ -388,7 +477,7 @@ class Adaptation:
             path = plain.trajectory(brain, rest)
             batch = _batch([support[i] for i in held], brain.device)
             for s in checked:
-                scores[s].append(measure(brain, path[s], batch))
+                scores[s].append(measure(brain, path[s], batch, path[0]))
         mean = {s: sum(v) / len(v) for s, v in scores.items()}
         report.update(folds=n_folds, held_out=mean)
         steps = [s for s in checked if s > 0]
@@ -419,6 +508,13 @@ class Adaptation:
             f"{worse}"
         )
         return {**report, "steps": best, "reason": reason}
+
+    def _held_out_objective(self, brain, fast_weights, batch, unadapted):
+        """The unsupervised objective on a held-out fold (no transcript)."""
+        loss_fn = self.unsupervised(brain)(unadapted)
+        with modules_in_mode(brain.modules, False), torch.no_grad():
+            value = float(loss_fn(fast_weights, batch))
+        return value if math.isfinite(value) else float("inf")
 
     def chosen_steps(self, brain, support):
         """The number of steps a validated adaptation keeps (0: abstain).
@@ -513,7 +609,7 @@ def recipe_error_rates(brain, fast_weights, query):
     )
 
 
-def held_out_error(brain, fast_weights, batch):
+def held_out_error(brain, fast_weights, batch, unadapted=None):
     """The recipe's character error rate on a batch, in inference mode.
 
     Arguments
@@ -525,6 +621,8 @@ def held_out_error(brain, fast_weights, batch):
         Weights to put in place.
     batch : PaddedBatch
         The utterances.
+    unadapted : dict, optional
+        The unadapted weights (unused: a validation criterion's signature).
 
     Returns
     -------
@@ -534,7 +632,7 @@ def held_out_error(brain, fast_weights, batch):
         return recipe_error_rates(brain, fast_weights, batch)[0]
 
 
-def held_out_loss(brain, fast_weights, batch):
+def held_out_loss(brain, fast_weights, batch, unadapted=None):
     """The recipe's training loss on a batch, in inference mode, no grad.
 
     Arguments
@@ -545,6 +643,8 @@ def held_out_loss(brain, fast_weights, batch):
         Weights to put in place.
     batch : PaddedBatch
         The utterances.
+    unadapted : dict, optional
+        The unadapted weights (unused: a validation criterion's signature).
 
     Returns
     -------

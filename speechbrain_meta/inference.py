@@ -30,6 +30,7 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import contextlib
 import copy
 import datetime
 import functools
@@ -276,6 +277,7 @@ class AdaptiveASR(Pretrained):
         self.mods.eval()
         self.set_adapt_params(self.hparams.adapt_params)
         self.adaptation = Adaptation.from_dict(self.hparams.adaptation)
+        self.unsupervised_adaptation = self._unsupervised_adaptation()
         rule = getattr(self.hparams, "update_rule", None)
         hub = getattr(self.hparams, "hub_model", None)
         # SpeechBrain's interface class of a hub model (None: an export).
@@ -345,6 +347,22 @@ class AdaptiveASR(Pretrained):
             param.requires_grad_(matches(name, self.hparams.adapt_params))
         if hasattr(self, "brain"):
             self.brain.meta_algorithm.inner_loop.adapt_params = list(patterns)
+
+    def _unsupervised_adaptation(self):
+        """The export's adaptation without transcripts, or the default.
+
+        The default (``UNSUPERVISED_ADAPTATION``) adapts the model's own
+        adaptable weights when they are task parameters (LHUC, LoRA...),
+        its normalisation weights when its own are the whole model.
+        """
+        settings = getattr(self.hparams, "unsupervised_adaptation", None)
+        if settings is not None:
+            return Adaptation.from_dict(settings)
+        own = list(self.hparams.adapt_params)
+        params = NORMALISATION_PARAMS if own == ["*"] else own
+        return Adaptation.from_dict(
+            {**UNSUPERVISED_ADAPTATION, "adapt_params": params}
+        )
 
     def _samples_per_frame(self):
         """The model's time reduction, measured on one second of silence."""
@@ -530,21 +548,27 @@ class AdaptiveASR(Pretrained):
     def adapt(
         self,
         wavs,
-        transcripts,
+        transcripts=None,
         steps=None,
         safe=True,
         drop_unknown=False,
         notes=None,
         progress=None,
+        unsupervised=None,
     ):
         """Adapts to a task from a few utterances, the model's own way.
+
+        With transcripts, by the exported ``adaptation``; without
+        (``transcripts=None``, or ``unsupervised=True``), from the audio
+        alone, by ``unsupervised_adaptation`` (the export's, or
+        ``UNSUPERVISED_ADAPTATION``; see ``speechbrain_meta.unsupervised``).
 
         Arguments
         ---------
         wavs : list of str or torch.Tensor
             Audio files, or waveforms at the model's rate.
-        transcripts : list of str
-            What each says.
+        transcripts : list of str, optional
+            What each says (None: adapt without transcripts).
         steps : int, optional
             Adaptation steps (default: the exported adaptation's).
         safe : bool
@@ -558,34 +582,47 @@ class AdaptiveASR(Pretrained):
             Receives a line per automatic fix of the input.
         progress : callable, optional
             Called with the step number after every adaptation step.
+        unsupervised : bool, optional
+            Adapt from the audio alone (default: when there are no
+            transcripts; True ignores the transcripts given).
 
         Returns
         -------
         TaskState
             Only what adaptation changed, and this model's fingerprint.
         """
-        if len(wavs) != len(transcripts):
+        if unsupervised is None:
+            unsupervised = transcripts is None
+        if not unsupervised and len(wavs) != len(transcripts):
             raise ValueError(
                 f"{len(wavs)} audio inputs for {len(transcripts)} transcripts"
             )
         if not wavs:
             raise BadInput("empty support set: nothing to adapt to")
-        support = [
-            self.utterance(w, t, f"utterance {i}", drop_unknown, notes)
-            for i, (w, t) in enumerate(zip(wavs, transcripts))
-        ]
-        adaptation = self.adaptation
+        if unsupervised:
+            support = [
+                self.audio(w, f"utterance {i}", notes)
+                for i, w in enumerate(wavs)
+            ]
+            adaptation = self.unsupervised_adaptation
+        else:
+            support = [
+                self.utterance(w, t, f"utterance {i}", drop_unknown, notes)
+                for i, (w, t) in enumerate(zip(wavs, transcripts))
+            ]
+            adaptation = self.adaptation
         if steps is not None:
             adaptation = adaptation.replace(steps=int(steps))
         if not safe:
             adaptation = adaptation.replace(folds=0)
         kept, reason = adaptation.steps, "not validated (safe=False)"
-        if adaptation.folds:
-            evidence = adaptation.validate(self.brain, support)
-            kept, reason = evidence["steps"], evidence["reason"]
-        path = adaptation.replace(folds=0, steps=kept).trajectory(
-            self.brain, support, progress
-        )
+        with self._trainable(adaptation.adapt_params):
+            if adaptation.folds:
+                evidence = adaptation.validate(self.brain, support)
+                kept, reason = evidence["steps"], evidence["reason"]
+            path = adaptation.replace(folds=0, steps=kept).trajectory(
+                self.brain, support, progress
+            )
         base = dict(self.mods.named_parameters())
         weights = {
             canonical_name(n): w.detach().cpu()
@@ -601,8 +638,101 @@ class AdaptiveASR(Pretrained):
                 "abstained": kept == 0,
                 "why": reason,
                 "utterances": len(support),
+                "unsupervised": bool(unsupervised),
             },
         )
+
+    @contextlib.contextmanager
+    def _trainable(self, patterns):
+        """The weights an adaptation's own patterns name can adapt."""
+        if patterns is None:
+            yield
+            return
+        saved = {n: p.requires_grad for n, p in self.mods.named_parameters()}
+        chosen = [
+            n for n, p in self.mods.named_parameters() if matches(n, patterns)
+        ]
+        if not chosen:
+            raise BadInput(
+                f"no weight of this model matches {patterns} (its names: "
+                f"{list(saved)[:8]}...): pass adapt_params"
+            )
+        try:
+            for name, param in self.mods.named_parameters():
+                param.requires_grad_(name in chosen)
+            yield
+        finally:
+            for name, param in self.mods.named_parameters():
+                param.requires_grad_(saved[name])
+
+    def audio(self, wav, name="utterance", notes=None):
+        """One checked untranscribed utterance, as adaptation reads it.
+
+        Arguments
+        ---------
+        wav : str or torch.Tensor
+            An audio file, or samples at the model's rate.
+        name : str
+            Names the utterance in messages.
+        notes : list, optional
+            Receives a line per automatic fix.
+
+        Returns
+        -------
+        dict
+            ``id``, ``sig``.
+
+        Raises
+        ------
+        BadInput
+            What is wrong with it, naming it.
+        """
+        if isinstance(wav, (str, os.PathLike)):
+            name = str(wav)
+            wav = read_audio(name, self.hparams.sample_rate, notes=notes)
+        else:
+            wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)
+        if wav.numel() == 0:
+            raise BadInput("empty audio (no samples)", name)
+        if not torch.isfinite(wav).all():
+            raise BadInput("NaN or inf samples", name)
+        return {"id": name, "sig": wav}
+
+    def transcribe_adapting(self, wav, notes=None, min_length_ratio=0.5):
+        """Adapts to one utterance alone (no transcript), transcribes it.
+
+        Episodic test-time adaptation (SUTA): the unsupervised adaptation
+        on this utterance only (one utterance cannot be cross-validated:
+        its steps are bounded by ``max_update``), its transcript, and the
+        base model again for the next file. Guard: if the adapted
+        transcript is shorter than ``min_length_ratio`` times the unadapted
+        one (the failure of entropy minimisation: everything blank), the
+        unadapted transcript is kept.
+
+        Arguments
+        ---------
+        wav : str or torch.Tensor
+            The utterance.
+        notes : list, optional
+            Receives a line per automatic fix of the input.
+        min_length_ratio : float
+            See above.
+
+        Returns
+        -------
+        tuple
+            ``(transcript, info)``; ``info["kept"]`` says whether the
+            adapted transcript was kept.
+        """
+        utt = self.audio(wav, notes=notes)
+        sig = utt["sig"].unsqueeze(0)
+        lens = torch.ones(1)
+        plain = self.transcribe_batch(sig, lens)[0][0]
+        state = self.adapt([utt["sig"]], safe=False, unsupervised=True)
+        adapted = self.transcribe_batch(sig, lens, state)[0][0]
+        kept = len(adapted) >= min_length_ratio * len(plain)
+        info = {"unadapted": plain, "adapted": adapted, "kept": kept}
+        return (adapted if kept else plain), info
 
     def error_rates(self, utterances, task_state=None):
         """CER and WER of the model's transcripts of some utterances.
@@ -716,6 +846,31 @@ HUB_ADAPTATION = {
     "folds": 5,
     "criterion": "error",
 }
+
+# Adaptation from untranscribed audio (speechbrain_meta.unsupervised), for
+# a model whose export says nothing else: SUTA's objective (entropy and
+# class confusion at temperature 2.5) on the normalisation weights (or the
+# method's own task parameters when those are not the whole model), Adam
+# 1e-3 for up to 10 steps, each tensor kept within 10 % of its norm; with
+# two or more utterances the steps are validated on held-out audio by the
+# same objective (5 folds; the model stays unadapted when they disagree).
+UNSUPERVISED_ADAPTATION = {
+    "rule": "adam",
+    "lr": 1e-3,
+    "steps": 10,
+    "mode": "eval",
+    "max_update": 0.1,
+    "folds": 5,
+    "unsupervised": {
+        "objective": "entropy",
+        "temperature": 2.5,
+        "mcc": 0.7,
+        "blank_threshold": 0.99,
+    },
+}
+# The weights entropy minimisation adapts when a model's own are all of
+# them: the normalisation layers' (BatchNorm, LayerNorm...).
+NORMALISATION_PARAMS = ["*norm*"]
 
 # Settings CTCASR's forward reads besides the modules.
 FORWARD_KEYS = ("encoder_takes_lengths",)

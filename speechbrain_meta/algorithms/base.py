@@ -19,8 +19,10 @@ first inner step, in training and at test time alike.
 ``MetaBrain``) that provides three operations:
 
 * ``learner.meta_parameters(inner_loop)``: the selected meta-parameters,
-* ``learner.adapt(params, support, inner_loop, keep_steps=False)``: the one
-  inner loop,
+* ``learner.adapt(params, support, inner_loop, keep_steps=False,
+  support_loss=None)``: the one inner loop (``support_loss``: the
+  algorithm's ``support_loss``, when a ``support_objective`` replaces the
+  recipe's loss on the support, e.g. without transcripts),
 * ``learner.task_loss(fast_weights, batch)``: the loss of the model
   evaluated with the fast weights,
 
@@ -47,6 +49,11 @@ class MetaAlgorithm(torch.nn.Module):
         ``task_init(learner, params, support) -> params``: the weights a
         task starts from, given its support set (e.g. ``PrototypeHead``);
         None: the meta-parameters themselves.
+    support_objective : callable, optional
+        ``support_objective(learner)(start) -> loss_fn(fast, batch)``: the
+        loss the inner loop descends on the support (e.g.
+        ``speechbrain_meta.unsupervised.EntropyObjective``: no
+        transcripts); None: the recipe's own loss.
     **inner_changes : dict
         Settings the algorithm imposes on its copy (e.g.
         ``first_order=True``).
@@ -68,10 +75,36 @@ class MetaAlgorithm(torch.nn.Module):
     #: A training episode needs a query set.
     needs_query = True
 
-    def __init__(self, inner_loop, task_init=None, **inner_changes):
+    def __init__(
+        self,
+        inner_loop,
+        task_init=None,
+        support_objective=None,
+        **inner_changes,
+    ):
         super().__init__()
         self.inner_loop = inner_loop.replace(**inner_changes)
         self.task_init = task_init
+        self.support_objective = support_objective
+
+    def support_loss(self, learner, start):
+        """The inner loop's support loss for a task (None: the recipe's).
+
+        Arguments
+        ---------
+        learner : MetaBrain
+            The brain.
+        start : dict
+            The weights the task starts from (the objective's reference).
+
+        Returns
+        -------
+        callable or None
+            ``loss_fn(fast_weights, batch)``.
+        """
+        if self.support_objective is None:
+            return None
+        return self.support_objective(learner)(start)
 
     def start_weights(self, learner, params, support):
         """The weights the inner loop starts from on a task.

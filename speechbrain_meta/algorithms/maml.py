@@ -13,6 +13,11 @@ ANIL (Raghu et al., 2020) adapts only the head in the inner loop.
 The multi-step loss (MAML++, Antoniou et al. 2019; Singh et al. 2022)
 replaces L_Q(phi_k) by sum_i w_i L_Q(phi_i), i = 1..k.
 
+With a ``support_objective``, L_S is that objective instead of the
+recipe's loss: with ``EntropyObjective`` the support needs no transcripts
+and the initialisation is meta-learned for unsupervised adaptation (the
+query loss stays the supervised one).
+
 Authors
  * speechbrain-meta developers 2026
 """
@@ -34,6 +39,10 @@ class MAML(MetaAlgorithm):
     multi_step_anneal : int
         If > 0, the multi-step weights are annealed linearly over this many
         outer steps towards all weight on the last step (MAML++).
+    **inner_changes : dict
+        ``MetaAlgorithm``'s ``task_init`` and ``support_objective`` (the
+        inner loop's loss, e.g. unsupervised), and settings imposed on the
+        inner loop's copy.
 
     Example
     -------
@@ -107,12 +116,22 @@ class MAML(MetaAlgorithm):
             The query loss after the last inner step.
         """
         theta = learner.meta_parameters(self.inner_loop)
+        support_loss = self.support_loss(learner, theta)
         if self.multi_step_weights is None:
-            fast = learner.adapt(theta, episode.support, self.inner_loop)
+            fast = learner.adapt(
+                theta,
+                episode.support,
+                self.inner_loop,
+                support_loss=support_loss,
+            )
             query_loss = learner.task_loss(fast, episode.query)
             return query_loss, query_loss
         steps = learner.adapt(
-            theta, episode.support, self.inner_loop, keep_steps=True
+            theta,
+            episode.support,
+            self.inner_loop,
+            keep_steps=True,
+            support_loss=support_loss,
         )
         weights = self.step_weights(outer_step)
         objective = 0.0

@@ -210,7 +210,12 @@ def _check_first_order(brain, episode, tensors, eps=1e-5):
     brain.modules.train()
     theta = brain.meta_parameters(algorithm.inner_loop)
     start = algorithm.start_weights(brain, theta, episode.support)
-    fast = brain.adapt(theta, episode.support, algorithm.inner_loop)
+    fast = brain.adapt(
+        theta,
+        episode.support,
+        algorithm.inner_loop,
+        support_loss=algorithm.support_loss(brain, theta),
+    )
     delta = {k: (fast[k] - start[k]).detach() for k in fast}
     assert any(d.abs().sum() > 0 for d in delta.values())
 
@@ -521,3 +526,89 @@ def test_recomputed_inner_steps_give_the_same_meta_gradient(case):
     _check_against_fd(
         recomputed, _episode(4), tensors[recomputed], n_directions=2, eps=1e-6
     )
+
+
+class TinyCTCFrames(TinyCTC):
+    """TinyCTC with its frame posteriors named (as ``CTCASR``)."""
+
+    def frame_log_probs(self, predictions):
+        return predictions
+
+
+def _untranscribed_episode(seed=0):
+    """The support without transcripts: a supervised inner loop would
+    fail on it (no ``tokens``)."""
+    gen = torch.Generator().manual_seed(seed)
+    support = _batch(gen, 4, 0)
+    support = PaddedBatch(
+        [{"id": i, "x": x} for i, x in zip(support.id, _unpadded(support.x))]
+    )
+    return Episode(support, _batch(gen, 3, 10), task="t")
+
+
+def _unpadded(padded):
+    data, lens = padded
+    frames = (lens * data.shape[1]).round().long()
+    return [d[:n] for d, n in zip(data, frames)]
+
+
+def _entropy_objective():
+    from speechbrain_meta.unsupervised import EntropyObjective
+
+    # A threshold no frame of this model reaches: the mask is the padding.
+    return EntropyObjective(temperature=1.5, mcc=0.5, blank_threshold=0.999)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_unsupervised_maml_gradient_through_fit_batch(recurrent):
+    """Second order through an inner loop on untranscribed support audio
+    (entropy and class confusion of the frame posteriors) to a supervised
+    query loss: fit_batch against finite differences, with and without an
+    LSTM."""
+    brain = TinyCTCFrames(
+        modules=_model(recurrent),
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+        hparams={
+            "grad_accumulation_factor": ACCUMULATE,
+            "adapt_in_train_mode": True,
+        },  # fmt: skip
+        run_opts={"device": DEVICE},
+        meta_algorithm=MAML(
+            InnerLoop(inner_steps=2, inner_lr=0.5),
+            support_objective=_entropy_objective(),
+        ),
+    )
+    brain.modules.train()
+    with torch.no_grad():
+        for seed in (5, 6):
+            brain.compute_forward(
+                _batch(torch.Generator().manual_seed(seed), 4, 0), None
+            )
+    brain.init_optimizers()
+    params = [p for p in brain.modules.parameters()]
+    _check_against_fd(brain, _untranscribed_episode(), params)
+
+
+def test_unsupervised_fomaml_gradient_through_fit_batch():
+    brain = TinyCTCFrames(
+        modules=_model(),
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+        hparams={
+            "grad_accumulation_factor": ACCUMULATE,
+            "adapt_in_train_mode": True,
+        },  # fmt: skip
+        run_opts={"device": DEVICE},
+        meta_algorithm=FOMAML(
+            InnerLoop(inner_steps=2, inner_lr=0.5),
+            support_objective=_entropy_objective(),
+        ),
+    )
+    brain.modules.train()
+    with torch.no_grad():
+        for seed in (5, 6):
+            brain.compute_forward(
+                _batch(torch.Generator().manual_seed(seed), 4, 0), None
+            )
+    brain.init_optimizers()
+    params = [p for p in brain.modules.parameters()]
+    _check_first_order(brain, _untranscribed_episode(), params)

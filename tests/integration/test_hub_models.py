@@ -370,3 +370,41 @@ def test_readme_hub_block(ctc_folder, tones, tmp_path, monkeypatch):
     assert namespace["asr"].hub_kind == "EncoderASR"
     assert namespace["state"].info["why"]
     assert len(namespace["words"]) == 2
+
+
+def test_hub_model_adapts_without_transcripts(ctc_folder, tones, tmp_path):
+    """Audio alone: the unsupervised objective on the normalisation
+    weights (the model's own are all of them), validated on held-out audio
+    by the same objective; one utterance at a time, episodically."""
+    asr = AdaptiveASR.from_hparams(
+        source=str(ctc_folder),
+        savedir=str(tmp_path / "ours"),
+        run_opts={"device": "cpu"},
+    )
+    utts = _speaker(tones)
+    wavs = [w for w, _ in utts[:8]]
+    before = {k: v.clone() for k, v in asr.mods.state_dict().items()}
+    state = asr.adapt(wavs, safe=False)
+    assert state.info["unsupervised"] and state.info["steps_kept"] == 10
+    assert state.info["adaptation"]["unsupervised"]["objective"] == "entropy"
+    assert state.weights and all("norm" in name for name in state.weights)
+    after = asr.mods.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # What it descends went down on the support.
+    objective = asr.unsupervised_adaptation.unsupervised
+    batch = sb.dataio.batch.PaddedBatch([asr.audio(w) for w in wavs]).to("cpu")
+    start = dict(asr.brain.modules.named_parameters())
+    adapted = {**start, **{n: w for n, w in asr._fast_weights(state).items()}}
+    with torch.no_grad():
+        loss_fn = objective(asr.brain)(start)
+        assert float(loss_fn(adapted, batch)) < float(loss_fn(start, batch))
+    # Validated by default, on held-out audio.
+    safe = asr.adapt(wavs)
+    assert "unsupervised objective" in safe.info["why"]
+    # Transcripts given but unsupervised=True: ignored.
+    same = asr.adapt(wavs, ["x"] * len(wavs), safe=False, unsupervised=True)
+    assert same.weights.keys() == state.weights.keys()
+    # One utterance, episodic: a transcript, the base model untouched.
+    text, info = asr.transcribe_adapting(wavs[0])
+    assert text in (info["adapted"], info["unadapted"])
+    assert asr.transcribe_file(wavs[0]) == info["unadapted"]
