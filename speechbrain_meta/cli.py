@@ -3,12 +3,20 @@
 ::
 
     speechbrain-meta-adapt --model DIR --support DIR_OR_CSV --out STATE
-                           [--steps N] [--eval-split 0.2] [--device cpu]
-    speechbrain-meta-transcribe --model DIR [--task-state STATE] FILE_OR_CSV...
+                           [--steps N] [--eval-split 0.2] [--unsupervised]
+                           [--device cpu]
+    speechbrain-meta-transcribe --model DIR [--task-state STATE | --adapt-each]
+                                FILE_OR_CSV...
 
 A support folder holds ``name.wav`` files with ``name.txt`` transcripts
 beside them; a CSV is SpeechBrain's (``ID, duration, wav, ..., wrd``;
-``$data_root`` is the CSV's folder). ``speechbrain-meta-transcribe`` prints
+``$data_root`` is the CSV's folder). A folder with no ``.txt`` at all (or
+a CSV without ``wrd``) is untranscribed audio: the model adapts without
+transcripts (``speechbrain_meta.unsupervised``) and says so;
+``--unsupervised`` does the same with transcripts present.
+``speechbrain-meta-transcribe --adapt-each`` adapts to each file alone,
+without transcript, before transcribing it, and starts from the base model
+again for the next. ``speechbrain-meta-transcribe`` prints
 one line per audio file on stdout, the path as given, a tab, the
 transcript; everything else (progress, notes, errors) goes to stderr. Bad
 input stops the command with a one-line message naming the file (and the
@@ -86,23 +94,40 @@ def read_support(source):
     -------
     list of tuple
         ``(audio path, transcript, where)``; ``where`` names the file and
-        line for messages (None: the audio file).
+        line for messages (None: the audio file). The transcripts are all
+        None for untranscribed audio (a folder without any ``.txt``, a CSV
+        without ``wrd``); a folder where only some audio has one is
+        refused.
     """
     if os.path.isdir(source):
+        audio = [
+            name
+            for name in sorted(os.listdir(source))
+            if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+        ]
+        texts = {
+            name: os.path.join(source, os.path.splitext(name)[0] + ".txt")
+            for name in audio
+        }
+        have = [name for name in audio if os.path.isfile(texts[name])]
+        if not have:  # untranscribed audio
+            return [(os.path.join(source, n), None, None) for n in audio]
         items = []
-        for name in sorted(os.listdir(source)):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in AUDIO_EXTENSIONS:
-                continue
-            audio = os.path.join(source, name)
-            text_file = os.path.join(source, stem + ".txt")
-            if not os.path.isfile(text_file):
-                raise BadInput(f"no transcript {stem}.txt beside it", audio)
-            with open(text_file, encoding="utf-8") as fin:
+        for name in audio:
+            path = os.path.join(source, name)
+            if not os.path.isfile(texts[name]):
+                stem = os.path.splitext(name)[0]
+                raise BadInput(
+                    f"no transcript {stem}.txt beside it (others have one: "
+                    "give every file one, or none to adapt without "
+                    "transcripts)",
+                    path,
+                )
+            with open(texts[name], encoding="utf-8") as fin:
                 # Errors name the audio file (its transcript beside it).
-                items.append((audio, fin.read().strip(), None))
+                items.append((path, fin.read().strip(), None))
         return items
-    return _read_csv(source, need_text=True)
+    return _read_csv(source, need_text=False)
 
 
 def _read_csv(path, need_text):
@@ -122,9 +147,7 @@ def _read_csv(path, need_text):
             audio = row["wav"].replace("$data_root", root)
             if not os.path.isabs(audio):
                 audio = os.path.join(root, audio)
-            items.append(
-                (audio, row.get("wrd", ""), f"{path}:{reader.line_num}")
-            )
+            items.append((audio, row.get("wrd"), f"{path}:{reader.line_num}"))
     return items
 
 
@@ -144,8 +167,8 @@ def adapt_main(argv=None):
     parser = argparse.ArgumentParser(
         prog="speechbrain-meta-adapt",
         description="Adapts an exported speechbrain-meta model to a new "
-        "speaker, accent or language from a few transcribed utterances, and "
-        "saves what adaptation changed (a task state).",
+        "speaker, accent or language from a few utterances, transcribed or "
+        "not, and saves what adaptation changed (a task state).",
     )
     parser.add_argument(
         "--model",
@@ -156,7 +179,14 @@ def adapt_main(argv=None):
     parser.add_argument(
         "--support",
         required=True,
-        help="folder of name.wav + name.txt, or a SpeechBrain CSV (wav, wrd)",
+        help="folder of name.wav + name.txt, or a SpeechBrain CSV (wav, "
+        "wrd); without any transcript (no .txt, no wrd column) the model "
+        "adapts from the audio alone",
+    )
+    parser.add_argument(
+        "--unsupervised",
+        action="store_true",
+        help="adapt from the audio alone even where transcripts are given",
     )
     parser.add_argument("--out", required=True, help="task state file to write")
     parser.add_argument(
@@ -226,27 +256,50 @@ def _adapt(args):
         )
     from speechbrain_meta.adaptation import Adaptation
 
+    unsupervised = args.unsupervised or all(t is None for _, t, _ in items)
+    if unsupervised and n_eval:
+        raise BadInput(
+            "--eval-split scores transcripts: this support has none "
+            "(or --unsupervised)",
+            args.support,
+        )
+    if any(t is None for _, t, _ in items) and not unsupervised:
+        missing = next(w or a for a, t, w in items if t is None)
+        raise BadInput("no transcript (wrd) on this row", missing)
     asr = _model(args.model, args.device)
+    which = "unsupervised_adaptation" if unsupervised else "adaptation"
     changes = _adaptation_settings(args)
     if changes is not None:
         try:
-            asr.adaptation = Adaptation.from_dict(
-                {**asr.adaptation.describe(), **changes}
+            setattr(
+                asr,
+                which,
+                Adaptation.from_dict(
+                    {**getattr(asr, which).describe(), **changes}
+                ),
             )
         except (TypeError, ValueError) as err:
             raise BadInput(f"adaptation settings: {err}") from None
     if asr.hub_kind is not None:
         print(
             f"model: SpeechBrain {asr.hub_kind} model (hub format, never "
-            f"meta-trained); adaptation: {asr.adaptation.describe()}"
+            f"meta-trained); adaptation: {getattr(asr, which).describe()}"
+        )
+    if unsupervised:
+        print(
+            "no transcripts: adapting from the audio alone (unsupervised: "
+            f"{getattr(asr, which).describe()})"
         )
     notes = []
     support = []
     for audio, text, where in tqdm(items, desc="reading", file=sys.stderr):
         try:
-            support.append(
-                asr.utterance(audio, text, audio, args.drop_unknown, notes)
-            )
+            if unsupervised:
+                support.append(asr.audio(audio, audio, notes))
+            else:
+                support.append(
+                    asr.utterance(audio, text, audio, args.drop_unknown, notes)
+                )
         except BadInput as err:
             if where is None:
                 raise
@@ -255,14 +308,16 @@ def _adapt(args):
         print(f"note: {note}", file=sys.stderr)
     held = support[len(support) - n_eval :] if n_eval else []
     train = support[: len(support) - n_eval]
-    steps = asr.adaptation.steps if args.steps is None else args.steps
+    default_steps = getattr(asr, which).steps
+    steps = default_steps if args.steps is None else args.steps
     with tqdm(total=steps, desc="adapting", file=sys.stderr) as bar:
         state = asr.adapt(
             [u["sig"] for u in train],
-            [u["wrd"] for u in train],
+            None if unsupervised else [u["wrd"] for u in train],
             steps=args.steps,
             safe=not args.no_safe,
             progress=lambda done: bar.update(done - bar.n),
+            unsupervised=unsupervised,
         )
     if held:
         for name, task_state in (("before", None), ("after", state)):
@@ -308,6 +363,13 @@ def transcribe_main(argv=None):
     parser.add_argument(
         "--task-state", default=None, help="a speechbrain-meta-adapt state"
     )
+    parser.add_argument(
+        "--adapt-each",
+        action="store_true",
+        help="adapt to each file alone, without transcript, before "
+        "transcribing it (the base model again for the next file; the "
+        "unadapted transcript is kept when the adapted one collapses)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
     parser.add_argument(
         "inputs",
@@ -333,15 +395,31 @@ def _transcribe(args):
             ]
         else:
             files.append((item, item))
+    if args.adapt_each and args.task_state is not None:
+        raise BadInput("--adapt-each and --task-state exclude each other")
     state = None
     asr = _model(args.model, args.device)
     if args.task_state is not None:
         state = TaskState.load(args.task_state)
         asr.check_task_state(state, args.task_state)
+    if args.adapt_each:
+        print(
+            "adapting to each file alone, without transcript: "
+            f"{asr.unsupervised_adaptation.describe()}",
+            file=sys.stderr,
+        )
     for audio, where in tqdm(files, desc="transcribing", file=sys.stderr):
         notes = []
         try:
-            text = asr.transcribe_file(audio, task_state=state, notes=notes)
+            if args.adapt_each:
+                text, info = asr.transcribe_adapting(audio, notes=notes)
+                if not info["kept"]:
+                    notes.append(
+                        f"{audio}: the adapted transcript collapsed "
+                        f"({info['adapted']!r}): the unadapted one is kept"
+                    )
+            else:
+                text = asr.transcribe_file(audio, task_state=state, notes=notes)
         except BadInput as err:
             raise BadInput(err.reason, where) from None
         for note in notes:

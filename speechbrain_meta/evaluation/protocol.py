@@ -34,6 +34,7 @@ from speechbrain_meta.data.tasks import group_tasks, stable_seed
 from speechbrain_meta.evaluation.scoring import recipe_error_rates
 from speechbrain_meta.evaluation.stats import summary_row
 from speechbrain_meta.inner import NonFiniteInnerLoss
+from speechbrain_meta.naming import matches
 
 logger = get_logger(__name__)
 
@@ -253,7 +254,7 @@ class FewShotProtocol:
             trainable=trainable,
         )
 
-    def evaluate_interface(self, asr, method):
+    def evaluate_interface(self, asr, method, unsupervised=False):
         """Runs the protocol through an ``AdaptiveASR``, as a user would.
 
         Each support set goes to ``asr.adapt(wavs, transcripts)`` (the
@@ -266,6 +267,9 @@ class FewShotProtocol:
             The exported model.
         method : str
             The method's name in the results.
+        unsupervised : bool
+            The support's audio alone goes to ``asr.adapt(wavs)`` (its
+            ``unsupervised_adaptation``); the transcripts score the query.
 
         Returns
         -------
@@ -279,8 +283,11 @@ class FewShotProtocol:
         def adapt(support):
             if not support:
                 return None
+            transcripts = None if unsupervised else [u["wrd"] for u in support]
             state = asr.adapt(
-                [u["sig"] for u in support], [u["wrd"] for u in support]
+                [u["sig"] for u in support],
+                transcripts,
+                unsupervised=unsupervised,
             )
             abstained.append(state.info["abstained"])
             return state
@@ -289,18 +296,76 @@ class FewShotProtocol:
             row["abstained_episodes"] = sum(abstained) if row["k_shot"] else 0
             abstained.clear()
 
-        inner_loop = asr.adaptation.inner_loop(asr.brain)
+        adaptation = (
+            asr.unsupervised_adaptation if unsupervised else (asr.adaptation)
+        )
+        patterns = adaptation.adapt_params or asr.hparams.adapt_params
         return self._run(
             method,
             adapt=adapt,
             score=lambda state, task: asr.error_rates(queries[task], state),
-            settings=asr.adaptation.describe(),
+            settings=adaptation.describe(),
             trainable=sum(
                 p.numel()
-                for p in asr.brain.meta_parameters(inner_loop).values()
+                for name, p in asr.mods.named_parameters()
+                if matches(name, patterns)
             ),
             on_k_done=count_abstentions,
         )
+
+    def evaluate_each_utterance(self, asr, method):
+        """Episodic adaptation: each query utterance adapted to alone.
+
+        Every query utterance of every task goes to
+        ``asr.transcribe_adapting`` (the model's unsupervised adaptation on
+        that utterance only, then its transcript; the base model for the
+        next); scored as the k = 0 row is.
+
+        Arguments
+        ---------
+        asr : speechbrain_meta.inference.AdaptiveASR
+            The exported model.
+        method : str
+            The method's name in the results.
+
+        Returns
+        -------
+        dict
+            A result row (``k_shot`` 0, ``adaptation`` per utterance) with
+            ``collapsed_utterances``: the adapted transcripts the guard
+            threw away.
+        """
+        from speechbrain.utils.metric_stats import ErrorRateStats
+
+        cers, wers, per_task, seconds, collapsed = [], [], {}, [], 0
+        for task in self.tasks:
+            cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
+            for u in self.examples(self._query[task]):
+                start = time.perf_counter()
+                text, info = asr.transcribe_adapting(u["sig"])
+                seconds.append(time.perf_counter() - start)
+                collapsed += not info["kept"]
+                cer.append([u["id"]], [list(text)], [list(u["wrd"])])
+                wer.append([u["id"]], [text.split()], [u["wrd"].split()])
+            cers.append(cer.summarize("error_rate") / 100)
+            wers.append(wer.summarize("error_rate") / 100)
+            per_task[task] = cers[-1]
+        settings = dict(asr.unsupervised_adaptation.describe())
+        settings["per_utterance"] = True
+        row = summary_row(
+            method,
+            0,
+            cers,
+            wers,
+            adaptation=settings,
+            n_tasks=len(self.tasks),
+            trainable_params=0,
+            adapt_seconds=seconds,
+            cer_per_task=per_task,
+            diverged_episodes=0,
+        )
+        row["collapsed_utterances"] = collapsed
+        return row
 
     def _run(self, method, adapt, score, settings, trainable, on_k_done=None):
         """The protocol's loop: adapt on every support, score every query.

@@ -408,3 +408,45 @@ def test_hub_model_adapts_without_transcripts(ctc_folder, tones, tmp_path):
     text, info = asr.transcribe_adapting(wavs[0])
     assert text in (info["adapted"], info["unadapted"])
     assert asr.transcribe_file(wavs[0]) == info["unadapted"]
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "speechbrain_meta.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+
+
+def test_command_line_without_transcripts(ctc_folder, tones, tmp_path):
+    """A folder of audio alone adapts unsupervised and says so; a folder
+    where only some audio has a transcript is refused, naming the file;
+    --adapt-each transcribes each file after adapting to it alone."""
+    support = tmp_path / "audio_only"
+    support.mkdir()
+    utts = _speaker(tones, 1)[:6]
+    for i, (wav, _) in enumerate(utts):
+        audio, rate = sf.read(wav)
+        sf.write(support / f"u{i}.wav", audio, rate)
+    out = tmp_path / "state.pt"
+    args = ["--model", str(ctc_folder), "--out", str(out), "--steps", "2"]
+    proc = _cli("adapt", "--support", str(support), *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no transcripts: adapting from the audio alone" in proc.stdout
+    assert out.exists()
+    refused = _cli("adapt", "--support", str(support), *args, "--eval-split",
+                   "0.5")  # fmt: skip
+    assert refused.returncode == 1 and "has none" in refused.stderr
+    (support / "u0.txt").write_text(utts[0][1])
+    mixed = _cli("adapt", "--support", str(support), *args)
+    assert mixed.returncode == 1
+    assert f"{support / 'u1.wav'}: no transcript u1.txt" in mixed.stderr
+    files = [str(support / "u0.wav"), str(support / "u1.wav")]
+    each = _cli(
+        "transcribe", "--model", str(ctc_folder), "--adapt-each", *files
+    )
+    assert each.returncode == 0, each.stderr[-3000:]
+    lines = each.stdout.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == files
+    assert "adapting to each file alone" in each.stderr

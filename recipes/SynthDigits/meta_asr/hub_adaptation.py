@@ -23,13 +23,13 @@ Authors
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from exported_models import main_job_protocols  # noqa: E402
 
 
 def main(argv=None):
@@ -47,15 +47,9 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    from speechbrain_meta.evaluation import FewShotProtocol, write_results
+    from speechbrain_meta.evaluation import write_results
     from speechbrain_meta.hub import write_encoder_asr
     from speechbrain_meta.inference import HUB_ADAPTATION, AdaptiveASR
-
-    spec = importlib.util.spec_from_file_location(
-        "synthdigits_meta_asr_train", os.path.join(HERE, "train.py")
-    )
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
 
     seed_folder = os.path.join(args.benchmark_folder, f"seed{args.seed}")
     hub = write_encoder_asr(
@@ -72,30 +66,10 @@ def main(argv=None):
         adaptation=adaptation,
         run_opts={"device": "cpu"},
     )
-    overrides = {
-        "seed": args.seed,
-        "output_folder": os.path.join(args.output_folder, "joint_hparams"),
-        "joint_folder": os.path.join(seed_folder, "joint"),
-        "data_folder": os.path.join(args.benchmark_folder, "data"),
-    }
-    joint = os.path.join(HERE, "hparams", "joint.yaml")
-    hparams = train.layered_experiment(joint, train.COMMON, overrides)
-    datasets, _, _ = train.dataio_prepare(
-        hparams, train.prepare_corpora(hparams)
+    protocols = main_job_protocols(
+        args.benchmark_folder, args.seed, args.output_folder
     )
-    voices = sorted(
-        {str(v) for v in train.task_values(datasets["test_voices"], "spk_id")}
-    )[: hparams["few_shot_voice_tasks"]]
-    for split, group_by in hparams["few_shot_sets"].items():
-        if datasets.get(split) is None:
-            continue
-        protocol = FewShotProtocol(
-            datasets[split],
-            group_by=group_by,
-            tasks=voices if split == "test_voices" else None,
-            dataset_name=f"SynthDigits/{split}",
-            **hparams["few_shot"],
-        )
+    for split, protocol in protocols.items():
         rows = protocol.evaluate_interface(asr, "joint as EncoderASR")
         for row in rows:
             row.update(budget="hub", seeds=[args.seed])
