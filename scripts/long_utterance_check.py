@@ -87,6 +87,7 @@ def build_brain(device, dtype, method="maml", overrides=None):
     encoder.insert_blank(index=hparams["blank_index"])
     brain.tokenizer = encoder
     brain.modules.to(dtype)
+    hparams["compute_features"].to(dtype)  # its filterbank is a buffer
     brain.init_optimizers()
     return brain, hparams
 

@@ -450,3 +450,31 @@ def test_command_line_without_transcripts(ctc_folder, tones, tmp_path):
     lines = each.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == files
     assert "adapting to each file alone" in each.stderr
+
+
+def test_readme_unsupervised_block(ctc_folder, tones, tmp_path, monkeypatch):
+    """README.md's block on adapting without transcripts, as written."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "end_to_end"))
+    try:
+        from test_readme_snippets import _block
+    finally:
+        sys.path.pop(0)
+    monkeypatch.chdir(tmp_path)
+    os.symlink(ctc_folder, tmp_path / "any_model")
+    utts = _speaker(tones)
+    (tmp_path / "new").mkdir()
+    audio, rate = sf.read(utts[9][0])
+    sf.write(tmp_path / "new" / "utt_0.wav", audio, rate)
+    wavs, wav_lens = _batch(utts[8:10])
+    namespace = {
+        "untranscribed_wavs": [w for w, _ in utts[:8]],
+        "wavs": wavs,
+        "wav_lens": wav_lens,
+    }
+    exec(_block("README.md", "asr.adapt(untranscribed_wavs)"), namespace)
+    assert namespace["state"].info["unsupervised"]
+    assert len(namespace["words"]) == 2
+    assert namespace["text"] in (
+        namespace["info"]["adapted"],
+        namespace["info"]["unadapted"],
+    )
