@@ -74,6 +74,10 @@ def build_brain(device, dtype, method="maml", overrides=None):
             **(overrides or {}),
         },
     )
+    features = hparams["compute_features"]
+    # Fbank builds its filterbank in float32: features in float32, then the
+    # checked dtype from the normalisation on.
+    hparams["compute_features"] = lambda wavs: features(wavs.float()).to(dtype)
     Brain = meta_brain_class(WarmStartASR, hparams["meta_brain_class"])
     brain = Brain(
         modules=hparams["modules"],
@@ -87,7 +91,6 @@ def build_brain(device, dtype, method="maml", overrides=None):
     encoder.insert_blank(index=hparams["blank_index"])
     brain.tokenizer = encoder
     brain.modules.to(dtype)
-    hparams["compute_features"].to(dtype)  # its filterbank is a buffer
     brain.init_optimizers()
     return brain, hparams
 
