@@ -65,7 +65,19 @@ def _clip(path, seconds, rate, fmt):
     return path
 
 
-def _link(source, target):
+LINKS_PER_FILE = 60000  # ext4 allows 65,000 hard links to one file
+
+
+def _link(source, target, index=0):
+    """Hard-links ``target`` to ``source`` (or to a copy of it: one per
+    ``LINKS_PER_FILE`` links, ``index`` counting them)."""
+    copy = index // LINKS_PER_FILE
+    if copy:
+        stem, ext = os.path.splitext(source)
+        source_copy = f"{stem}_{copy}{ext}"
+        if not os.path.exists(source_copy):
+            shutil.copyfile(source, source_copy)
+        source = source_copy
     os.makedirs(os.path.dirname(target), exist_ok=True)
     os.link(source, target)
 
@@ -86,7 +98,11 @@ def librispeech_tree(root, scale):
         lines = []
         for u in range(n):
             utt = f"{spk}-{chapter}-{u:04d}"
-            _link(clip, os.path.join(folder, utt + ".flac"))
+            _link(
+                clip,
+                os.path.join(folder, utt + ".flac"),
+                sum(per_chapter[:c]) + u,
+            )
             lines.append(f"{utt} A FEW WORDS OF TEXT\n")
         with open(os.path.join(folder, f"{spk}-{chapter}.trans.txt"), "w") as f:
             f.writelines(lines)
@@ -104,7 +120,7 @@ def common_voice_tree(root, scale):
     tables = {"train": [], "dev": [], "test": []}
     for i in range(rows):
         name = f"common_voice_xx_{i}.mp3"
-        _link(clip, os.path.join(lang, "clips", name))
+        _link(clip, os.path.join(lang, "clips", name), i)
         client = f"{i * speakers // rows:064x}"  # ordered by speaker
         words = " ".join(rng.choice(WORDS) for _ in range(6))
         tables["train"].append(
@@ -126,7 +142,7 @@ def speech_commands_tree(root, scale):
         word = WORDS[i % len(WORDS)]
         speaker = f"{(i // len(WORDS)) // 4:08x}"
         name = f"{word}/{speaker}_nohash_{(i // len(WORDS)) % 4}.wav"
-        _link(clip, os.path.join(root, name))
+        _link(clip, os.path.join(root, name), i)
         bucket = int(speaker, 16) % 10
         if bucket == 0:
             lists["validation"].append(name)
