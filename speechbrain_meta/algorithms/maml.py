@@ -116,22 +116,18 @@ class MAML(MetaAlgorithm):
             The query loss after the last inner step.
         """
         theta = learner.meta_parameters(self.inner_loop)
+        # The support loss is handed over only when it is not the recipe's
+        # (a learner need not know the argument otherwise).
         support_loss = self.support_loss(learner, theta)
+        extra = {} if support_loss is None else {"support_loss": support_loss}
         if self.multi_step_weights is None:
             fast = learner.adapt(
-                theta,
-                episode.support,
-                self.inner_loop,
-                support_loss=support_loss,
+                theta, episode.support, self.inner_loop, **extra
             )
             query_loss = learner.task_loss(fast, episode.query)
             return query_loss, query_loss
         steps = learner.adapt(
-            theta,
-            episode.support,
-            self.inner_loop,
-            keep_steps=True,
-            support_loss=support_loss,
+            theta, episode.support, self.inner_loop, keep_steps=True, **extra
         )
         weights = self.step_weights(outer_step)
         objective = 0.0
