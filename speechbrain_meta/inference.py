@@ -521,15 +521,8 @@ class AdaptiveASR(Pretrained):
         BadInput
             What is wrong with it, naming it.
         """
-        if isinstance(wav, (str, os.PathLike)):
-            name = str(wav)
-            wav = read_audio(name, self.hparams.sample_rate, notes=notes)
-        else:
-            wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)
-            if wav.numel() == 0:
-                raise BadInput("empty audio (no samples)", name)
-            if not torch.isfinite(wav).all():
-                raise BadInput("NaN or inf samples", name)
+        utt = self.audio(wav, name, notes)
+        name, wav = utt["id"], utt["sig"]
         try:
             text = check_transcript(
                 transcript, self.labels, drop_unknown, notes

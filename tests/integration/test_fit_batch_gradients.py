@@ -101,8 +101,8 @@ def _episode(seed=0):
     return Episode(_batch(gen, 4, 0), _batch(gen, 3, 10), task="t")
 
 
-def _brain(algorithm, recurrent=False, train_mode=True, **kwargs):
-    brain = TinyCTC(
+def _brain(algorithm, recurrent=False, train_mode=True, cls=None, **kwargs):
+    brain = (cls or TinyCTC)(
         modules=_model(recurrent),
         opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
         hparams={
@@ -565,50 +565,20 @@ def test_unsupervised_maml_gradient_through_fit_batch(recurrent):
     (entropy and class confusion of the frame posteriors) to a supervised
     query loss: fit_batch against finite differences, with and without an
     LSTM."""
-    brain = TinyCTCFrames(
-        modules=_model(recurrent),
-        opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
-        hparams={
-            "grad_accumulation_factor": ACCUMULATE,
-            "adapt_in_train_mode": True,
-        },  # fmt: skip
-        run_opts={"device": DEVICE},
-        meta_algorithm=MAML(
-            InnerLoop(inner_steps=2, inner_lr=0.5),
-            support_objective=_entropy_objective(),
-        ),
+    algorithm = MAML(
+        InnerLoop(inner_steps=2, inner_lr=0.5),
+        support_objective=_entropy_objective(),
     )
-    brain.modules.train()
-    with torch.no_grad():
-        for seed in (5, 6):
-            brain.compute_forward(
-                _batch(torch.Generator().manual_seed(seed), 4, 0), None
-            )
-    brain.init_optimizers()
+    brain = _brain(algorithm, recurrent, cls=TinyCTCFrames)
     params = [p for p in brain.modules.parameters()]
     _check_against_fd(brain, _untranscribed_episode(), params)
 
 
 def test_unsupervised_fomaml_gradient_through_fit_batch():
-    brain = TinyCTCFrames(
-        modules=_model(),
-        opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
-        hparams={
-            "grad_accumulation_factor": ACCUMULATE,
-            "adapt_in_train_mode": True,
-        },  # fmt: skip
-        run_opts={"device": DEVICE},
-        meta_algorithm=FOMAML(
-            InnerLoop(inner_steps=2, inner_lr=0.5),
-            support_objective=_entropy_objective(),
-        ),
+    algorithm = FOMAML(
+        InnerLoop(inner_steps=2, inner_lr=0.5),
+        support_objective=_entropy_objective(),
     )
-    brain.modules.train()
-    with torch.no_grad():
-        for seed in (5, 6):
-            brain.compute_forward(
-                _batch(torch.Generator().manual_seed(seed), 4, 0), None
-            )
-    brain.init_optimizers()
+    brain = _brain(algorithm, False, cls=TinyCTCFrames)
     params = [p for p in brain.modules.parameters()]
     _check_first_order(brain, _untranscribed_episode(), params)
