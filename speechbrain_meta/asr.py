@@ -5,7 +5,10 @@ Nothing in it is meta-specific: ``CTCASR`` is an ordinary SpeechBrain Brain
 trackers outside training), and ``add_ctc_pipelines`` the usual audio and
 character pipelines with a ``CTCTextEncoder``. A recipe subclasses
 ``CTCASR`` for what is its own (what a checkpoint records) and puts a meta
-brain in front with ``meta_brain_class``.
+brain in front with ``meta_brain_class``. What any ASR Brain of these
+recipes shares whatever its decoder (error-rate trackers, validation
+checkpoints on CER, when to augment) is ``ErrorRateBrain``: the
+attention recipe's Brain builds on it too.
 
 Hparams read: ``compute_features``, ``log_softmax``, ``ctc_cost``,
 ``blank_index``, ``cer_computer``, ``wer_computer``, ``train_logger``,
@@ -25,16 +28,24 @@ import torch
 
 
 class ErrorRateBrain(sb.Brain):
-    """An ASR Brain scored by its error rates: fresh ``cer_metric`` and
-    ``wer_metric`` trackers (the ``cer_computer`` and ``wer_computer``
-    hparams) at each evaluation stage, and the scoring of hypotheses
-    against ``batch.wrd``.
+    """An ASR Brain scored by its error rates, whatever its decoder.
+
+    Fresh ``cer_metric`` and ``wer_metric`` trackers (the ``cer_computer``
+    and ``wer_computer`` hparams) at each evaluation stage and the scoring
+    of hypotheses against ``batch.wrd``; validation checkpoints that keep
+    the lowest CER (``checkpoint_meta`` says what they record); and
+    ``augmenting``, True only while ``fit_batch`` trains on a plain batch
+    with a ``wav_augment`` hparam: a subclass's ``compute_forward``
+    augments then, never an episode's support or query, nor a model that
+    adapts (those also run at ``Stage.TRAIN``).
 
     Example
     -------
     >>> issubclass(CTCASR, ErrorRateBrain)
     True
     """
+
+    augmenting = False  # True inside fit_batch of a plain training batch
 
     def on_stage_start(self, stage, epoch=None):
         """Fresh error-rate trackers for each evaluation stage.
@@ -49,6 +60,25 @@ class ErrorRateBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             self.cer_metric = self.hparams.cer_computer()
             self.wer_metric = self.hparams.wer_computer()
+
+    def fit_batch(self, batch):
+        """``sb.Brain.fit_batch``, with ``wav_augment`` on the batch.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            A plain training batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The detached loss.
+        """
+        self.augmenting = getattr(self.hparams, "wav_augment", None) is not None
+        try:
+            return super().fit_batch(batch)
+        finally:
+            self.augmenting = False
 
     def track_error_rates(self, batch, hyps):
         """Scores hypotheses against the batch's transcripts.
@@ -69,6 +99,64 @@ class ErrorRateBrain(sb.Brain):
             [w.split() for w in batch.wrd],
         )
 
+    def checkpoint_meta(self, stats, epoch):
+        """What a validation checkpoint records (a recipe may add to it).
+
+        Arguments
+        ---------
+        stats : dict
+            The validation statistics (``CER``, ``WER``, ``loss``).
+        epoch : int
+            The epoch.
+
+        Returns
+        -------
+        dict
+        """
+        return {"CER": stats["CER"], "updates": self.optimizer_step}
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs; checkpoints on validation CER; keeps the test statistics.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            The stage.
+        stage_loss : float
+            Its mean loss.
+        epoch : int, optional
+            The epoch.
+        """
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        stats["CER"] = self.cer_metric.summarize("error_rate")
+        stats["WER"] = self.wer_metric.summarize("error_rate")
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "updates": self.optimizer_step},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta=self.checkpoint_meta(stats, epoch),
+                min_keys=["CER"],
+                # As many as are averaged at the end (average_checkpoints).
+                num_to_keep=max(
+                    1, int(getattr(self.hparams, "average_checkpoints", 1))
+                ),
+                ckpt_predicate=lambda c: (
+                    not (c.meta.get("keep") or c.meta.get("averaged"))
+                ),
+            )
+        else:
+            self.test_stats = stats
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+
 
 class CTCASR(ErrorRateBrain):
     """Waveform -> features -> normalisation -> encoder -> CTC.
@@ -84,27 +172,6 @@ class CTCASR(ErrorRateBrain):
     >>> issubclass(meta_brain_class(CTCASR), CTCASR)
     True
     """
-
-    augmenting = False  # True inside fit_batch of a plain training batch
-
-    def fit_batch(self, batch):
-        """``sb.Brain.fit_batch``, with ``wav_augment`` on the batch.
-
-        Arguments
-        ---------
-        batch : PaddedBatch
-            A plain training batch.
-
-        Returns
-        -------
-        torch.Tensor
-            The detached loss.
-        """
-        self.augmenting = getattr(self.hparams, "wav_augment", None) is not None
-        try:
-            return super().fit_batch(batch)
-        finally:
-            self.augmenting = False
 
     def compute_forward(self, batch, stage):
         """CTC log-probabilities of a batch.
@@ -255,64 +322,6 @@ class CTCASR(ErrorRateBrain):
         if stage != sb.Stage.TRAIN:
             self.track_error_rates(batch, self.decode(p_ctc, wav_lens)[0])
         return loss
-
-    def checkpoint_meta(self, stats, epoch):
-        """What a validation checkpoint records (a recipe may add to it).
-
-        Arguments
-        ---------
-        stats : dict
-            The validation statistics (``CER``, ``WER``, ``loss``).
-        epoch : int
-            The epoch.
-
-        Returns
-        -------
-        dict
-        """
-        return {"CER": stats["CER"], "updates": self.optimizer_step}
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs; checkpoints on validation CER; keeps the test statistics.
-
-        Arguments
-        ---------
-        stage : sb.Stage
-            The stage.
-        stage_loss : float
-            Its mean loss.
-        epoch : int, optional
-            The epoch.
-        """
-        stats = {"loss": stage_loss}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        stats["CER"] = self.cer_metric.summarize("error_rate")
-        stats["WER"] = self.wer_metric.summarize("error_rate")
-        if stage == sb.Stage.VALID:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "updates": self.optimizer_step},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(
-                meta=self.checkpoint_meta(stats, epoch),
-                min_keys=["CER"],
-                # As many as are averaged at the end (average_checkpoints).
-                num_to_keep=max(
-                    1, int(getattr(self.hparams, "average_checkpoints", 1))
-                ),
-                ckpt_predicate=lambda c: (
-                    not (c.meta.get("keep") or c.meta.get("averaged"))
-                ),
-            )
-        else:
-            self.test_stats = stats
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch loaded": self.hparams.epoch_counter.current},
-                test_stats=stats,
-            )
 
 
 def add_ctc_pipelines(

@@ -105,6 +105,13 @@ def _layer_over(base, layer):
             base[key] = value
 
 
+def _common_files(common_file):
+    """The shared files, first the base: one path, or a list of paths."""
+    if isinstance(common_file, (str, os.PathLike)):
+        return [common_file]
+    return list(common_file)
+
+
 def resolve_layered_yaml(hparams_file, common_file, overrides=None):
     """The merged document, every reference resolved, as yaml text.
 
@@ -112,8 +119,10 @@ def resolve_layered_yaml(hparams_file, common_file, overrides=None):
     ---------
     hparams_file : str
         The method's file.
-    common_file : str
-        The file the recipe's methods share.
+    common_file : str or list of str
+        The file the recipe's methods share; or a list of files, each
+        layered over the one before it (a recipe's model over the corpus,
+        budget and protocol another recipe of the corpus set).
     overrides : str or dict, optional
         Command-line overrides (yaml text or a dict), merged into the
         method's keys as ``load_hyperpyyaml`` merges overrides.
@@ -124,8 +133,14 @@ def resolve_layered_yaml(hparams_file, common_file, overrides=None):
         The yaml text (what ``load_hyperpyyaml`` of one file would see);
         it is what a run saves as its ``hyperparams.yaml``.
     """
-    common = _read(common_file)
-    _absolute_includes(common, os.path.dirname(os.path.abspath(common_file)))
+    common = None
+    for path in _common_files(common_file):
+        shared = _read(path)
+        _absolute_includes(shared, os.path.dirname(os.path.abspath(path)))
+        if common is None:
+            common = shared
+        else:
+            _layer_over(common, shared)
     layer = _read(hparams_file)
     _absolute_includes(layer, os.path.dirname(os.path.abspath(hparams_file)))
     if isinstance(overrides, str):
@@ -135,7 +150,7 @@ def resolve_layered_yaml(hparams_file, common_file, overrides=None):
         if unknown:
             raise KeyError(
                 f"Overrides {unknown} are keys of neither {hparams_file} nor "
-                f"{common_file}"
+                f"{_common_files(common_file)}"
             )
         recursive_update(layer, overrides, must_match=False)
     _layer_over(common, layer)
@@ -155,8 +170,9 @@ def layered_values(hparams_file, common_file, keys, overrides=None):
     ---------
     hparams_file : str
         The method's file.
-    common_file : str
-        The file the recipe's methods share.
+    common_file : str or list of str
+        The file(s) the recipe's methods share (see
+        ``resolve_layered_yaml``).
     keys : iterable of str
         The keys wanted; their values must be plain yaml (numbers,
         strings, lists, mappings) once references are resolved.
@@ -207,8 +223,9 @@ def load_layered_hparams(hparams_file, common_file, overrides=None):
     ---------
     hparams_file : str
         The method's file (only what the method changes).
-    common_file : str
-        The file the recipe's methods share.
+    common_file : str or list of str
+        The file(s) the recipe's methods share (see
+        ``resolve_layered_yaml``).
     overrides : str or dict, optional
         Command-line overrides (yaml text or a dict), applied last.
 
@@ -232,6 +249,16 @@ def load_layered_hparams(hparams_file, common_file, overrides=None):
     ...     os.path.join(folder, "common.yaml"), "seed: 7")
     >>> hparams["method"], hparams["lr"], hparams["seed"]
     ('maml', 0.2, 7)
+
+    A second recipe of the corpus layers its model over the same file:
+
+    >>> with open(os.path.join(folder, "model.yaml"), "w") as f:
+    ...     _ = f.write("base_lr: 0.5\nmodel: attention\n")
+    >>> hparams, _ = load_layered_hparams(
+    ...     os.path.join(folder, "maml.yaml"),
+    ...     [os.path.join(folder, n) for n in ("common.yaml", "model.yaml")])
+    >>> hparams["lr"], hparams["model"]
+    (1.0, 'attention')
     """
     text = resolve_layered_yaml(hparams_file, common_file, overrides)
     return load_hyperpyyaml(text), text
@@ -248,8 +275,9 @@ def layered_experiment(hparams_file, common_file, overrides=None):
     ---------
     hparams_file : str
         The method's file.
-    common_file : str
-        The file the recipe's methods share.
+    common_file : str or list of str
+        The file(s) the recipe's methods share (see
+        ``resolve_layered_yaml``).
     overrides : str or dict, optional
         Command-line overrides.
 

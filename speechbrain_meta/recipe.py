@@ -55,16 +55,18 @@ RUN_KEYS = {
 }  # fmt: skip
 
 
-class WarmStartASR(CTCASR):
-    """The CTC recogniser; the joint model marks the meta-learners' start.
+class WarmStart:
+    """Marks the joint model's checkpoint the meta-learners start from.
 
-    The joint run's validation checkpoint of epoch ``warm_start_epoch`` is
-    kept for good and marked ``warm_start``: the meta-learners start there
-    and meta-train for the remaining epochs (the same number of updates).
+    Put in front of a recipe's Brain (one built on ``ErrorRateBrain``,
+    whose validation checkpoints record ``checkpoint_meta``): the joint
+    run's validation checkpoint of epoch ``warm_start_epoch`` is kept for
+    good and marked ``warm_start``; the meta-learners start there and
+    meta-train for the remaining epochs (the same number of updates).
 
     Example
     -------
-    >>> issubclass(WarmStartASR, CTCASR)
+    >>> issubclass(WarmStartASR, WarmStart)
     True
     """
 
@@ -87,6 +89,16 @@ class WarmStartASR(CTCASR):
         if self.hparams.training == "joint" and epoch == warm_start:
             meta.update(warm_start=True, keep=True)
         return meta
+
+
+class WarmStartASR(WarmStart, CTCASR):
+    """The CTC recogniser whose joint model marks the meta-learners' start.
+
+    Example
+    -------
+    >>> issubclass(WarmStartASR, CTCASR)
+    True
+    """
 
 
 def parse_overrides(overrides):
@@ -686,7 +698,14 @@ def report_learned_rates(brain, hparams, protocol, dataset_name):
 
 
 def evaluate_and_export(
-    hparams, brain, datasets, tokenizer, recipe, tasks=None, skipped=None
+    hparams,
+    brain,
+    datasets,
+    tokenizer,
+    recipe,
+    tasks=None,
+    skipped=None,
+    export=True,
 ):
     """Steps 4 to 6: adaptations, few-shot protocol, the exported model.
 
@@ -712,6 +731,10 @@ def evaluate_and_export(
         Set name to the tasks evaluated (default: all).
     skipped : dict, optional
         Manifest rows skipped per split, reported at the end.
+    export : bool
+        Write the model for ``AdaptiveASR`` (a CTC model of
+        ``speechbrain_meta.asr.CTCASR``'s modules); False: the ``default``
+        adaptation is measured through the brain, nothing is exported.
 
     Returns
     -------
@@ -730,24 +753,28 @@ def evaluate_and_export(
         exported = brain.own_adaptation().replace(
             **hparams["default_adaptation"]
         )
-    # The model for AdaptiveASR, adapting the way it is evaluated (written
-    # by the main process, the others wait for it).
-    run_on_main(
-        export_run,
-        args=[hparams["output_folder"], brain, tokenizer, exported],
-        kwargs={"info": {"method": hparams["method"], "recipe": recipe}},
-    )
-    folder = os.path.join(hparams["output_folder"], "inference")
-    if adaptations is not None:
+    asr = None  # without an export, `default` runs through the brain too
+    if export:
+        # The model for AdaptiveASR, adapting the way it is evaluated
+        # (written by the main process, the others wait for it).
+        run_on_main(
+            export_run,
+            args=[hparams["output_folder"], brain, tokenizer, exported],
+            kwargs={"info": {"method": hparams["method"], "recipe": recipe}},
+        )
+    if export and adaptations is not None:
         # One savedir per process: SpeechBrain's fetch replaces the links
         # it makes there, and a second process would find them missing.
         rank, _ = world()
         load = "inference_load" + (f"_rank{rank}" if rank else "")
         asr = AdaptiveASR.from_hparams(
-            source=os.path.abspath(folder),
+            source=os.path.abspath(
+                os.path.join(hparams["output_folder"], "inference")
+            ),
             savedir=os.path.join(hparams["output_folder"], load),
             run_opts={"device": str(brain.device)},
         )
+    if adaptations is not None:
         results = few_shot_evaluation(
             hparams, brain, datasets, adaptations, corpus, tasks, asr
         )

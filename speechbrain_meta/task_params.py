@@ -76,6 +76,8 @@ def adapt_module(module, adapted_model):
     ...     AdaptedModel, adapter_class=LHUC, all_linear=True))
     >>> [n for n, p in wrapped.named_parameters() if p.requires_grad]
     ['adapted_model.0.task_lhuc']
+    >>> wrapped.adapted_model[0].out_features  # the layer's, kept
+    3
     """
     wrapped = adapted_model(model_to_adapt=module)
     identity_init(wrapped)
@@ -84,7 +86,22 @@ def adapt_module(module, adapted_model):
             "adapt_module: no layer was adapted; check "
             "all_linear/all_conv/target_layers"
         )
+    for name in wrapped.replace_layers:
+        _keep_sizes(wrapped.adapted_model.get_submodule(name))
     return wrapped
+
+
+SIZES = ("in_features", "out_features", "in_channels", "out_channels")
+
+
+def _keep_sizes(adapter):
+    """Gives an adapter its layer's sizes, which code around the model
+    reads (SpeechBrain's beam searchers take the vocabulary from
+    ``fc.w.out_features``)."""
+    target = getattr(adapter, "pretrained_module", None)
+    for size in SIZES:
+        if hasattr(target, size) and not hasattr(adapter, size):
+            setattr(adapter, size, getattr(target, size))
 
 
 def insert_adapters(modules, names, adapted_model):

@@ -35,15 +35,10 @@ import os
 import sys
 
 import speechbrain as sb
-from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
-from speechbrain_meta.data.asterisk import prepare_asterisk_digits
-from speechbrain_meta.data.manifest import load_manifest
-from speechbrain_meta.data.rooms import prepare_simulated_rirs
-from speechbrain_meta.data.tasks import task_values
 from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.layered_yaml import (
     layered_experiment,
@@ -61,56 +56,21 @@ from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # the corpus's prepare script, shared by its recipes
+from synth_digits_prepare import (  # noqa: E402
+    few_shot_tasks,
+    load_splits,
+    prepare_corpora,
+)
+
 COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
 
 
 def dataio_prepare(hparams, real_csv=None):
-    """Datasets (every row checked up front), pipelines, label encoder.
-
-    Bad rows are named with file and line and skipped and counted, or stop
-    the run (``bad_input``); the evaluation sets' transcripts are checked
-    against the training set's characters (the label set), and every
-    utterance against its transcript's CTC length. ``real`` (the recorded
-    voices) is None when it could not be prepared.
+    """Datasets (every row checked up front: ``load_splits``), pipelines,
+    label encoder.
     """
-    checks = {
-        "bad_input": hparams["bad_input"],
-        "audio_checks": hparams["audio_checks"],
-        # A CTC path needs a frame per label: hop x time pooling.
-        "samples_per_frame": hparams["sample_rate"]
-        * hparams["hop_length"]
-        / 1000
-        * hparams["time_pooling_size"],
-    }
-    datasets, skipped = {}, {}
-    datasets["train"], skipped["train"] = load_manifest(
-        hparams["train_csv"],
-        replacements={"data_root": hparams["data_folder"]},
-        **checks,
-    )
-    labels = {c for row in datasets["train"].data.values() for c in row["wrd"]}
-    for split in ("dev", "test", "test_voices"):
-        datasets[split], skipped[split] = load_manifest(
-            hparams[f"{split}_csv"],
-            replacements={"data_root": hparams["data_folder"]},
-            labels=labels,
-            **checks,
-        )
-    if real_csv is not None:
-        datasets["real"], skipped["real"] = load_manifest(
-            real_csv,
-            replacements={"data_root": hparams["real_folder"]},
-            labels=labels,
-            **checks,
-        )
-    for split, bad in skipped.items():
-        logger.info(
-            "%s: %d utterances, %d skipped",
-            split,
-            len(datasets[split]),
-            len(bad),
-        )
-
+    datasets, skipped = load_splits(hparams, real_csv)
     tokenizer = add_ctc_pipelines(
         datasets,
         os.path.join(hparams["save_folder"], "label_encoder.txt"),
@@ -156,40 +116,6 @@ def main(argv):
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     return run(hparams_file, run_opts, overrides)
-
-
-def prepare_corpora(hparams):
-    """Synthesises SynthDigits, the simulated room responses of the
-    augmentation and the real-speech set, unless done.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded hparams (``data_folder``, ``corpus``, ``rir_folder``,
-        ``rirs``, ``real_folder``, ``real_speech``, ``few_shot_sets``).
-
-    Returns
-    -------
-    str or None
-        The real-speech manifest, or None where it cannot be built.
-    """
-    sys.path.insert(0, HERE)
-    from synth_digits_prepare import prepare_synth_digits
-
-    run_on_main(
-        prepare_synth_digits,
-        kwargs={"save_folder": hparams["data_folder"], **hparams["corpus"]},
-    )
-    if hparams.get("rirs") is not None:
-        run_on_main(
-            prepare_simulated_rirs,
-            kwargs={"save_folder": hparams["rir_folder"], **hparams["rirs"]},
-        )
-    if "real" not in (hparams["few_shot_sets"] or {}):
-        return None
-    kwargs = {"save_folder": hparams["real_folder"], **hparams["real_speech"]}
-    run_on_main(prepare_asterisk_digits, kwargs=kwargs)
-    return prepare_asterisk_digits(**kwargs)
 
 
 def prepare_data(overrides=None):
@@ -262,13 +188,7 @@ def run(hparams_file, run_opts, overrides):
         recover_selected(hparams)
     # The method's own brain adapts: its rule, its trainable parameters.
     brain = make_brain(hparams, run_opts, tokenizer)
-    # Held-out voices: the first few speakers.
-    voices = task_values(datasets["test_voices"], "spk_id")
-    tasks = {
-        "test_voices": sorted({str(v) for v in voices})[
-            : hparams["few_shot_voice_tasks"]
-        ]
-    }
+    tasks = few_shot_tasks(hparams, datasets)
     results = evaluate_and_export(
         hparams,
         brain,
