@@ -133,6 +133,8 @@ def _check_train_line(recipe, argv, tmp_path):
     overrides.setdefault("output_folder", str(tmp_path / "out"))
     hparams_file = os.path.join(recipe, hparams_file)
     common = os.path.join(recipe, "hparams", "models", "common.yaml")
+    if not os.path.exists(common):  # shared files of another recipe
+        common = _load_script(os.path.join(recipe, "train.py")).COMMON
     if "<method>" in hparams_file:  # one line for every method file
         folder = os.path.dirname(hparams_file)
         files = [

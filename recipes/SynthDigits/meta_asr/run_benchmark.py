@@ -56,16 +56,40 @@ from speechbrain_meta.reports import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
+# The SynthDigits recipes the job runs (--recipe): the CTC model (this
+# folder) and the attention model (joint CTC/attention, ../meta_seq2seq),
+# on the same corpus, budget and protocol.
+RECIPES = {
+    "meta_asr": HERE,
+    "meta_seq2seq": os.path.join(os.path.dirname(HERE), "meta_seq2seq"),
+}
+_LOADED = {}
 
 
-def _load_recipe():
-    """Loads train.py under a name no other recipe's train.py shadows."""
-    spec = importlib.util.spec_from_file_location(
-        "synthdigits_meta_asr_train", os.path.join(HERE, "train.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _load_recipe(recipe="meta_asr"):
+    """Loads a recipe's train.py (once), under a name no other recipe's
+    train.py shadows.
+    """
+    if recipe not in _LOADED:
+        spec = importlib.util.spec_from_file_location(
+            f"synthdigits_{recipe}_train",
+            os.path.join(RECIPES[recipe], "train.py"),
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _LOADED[recipe] = module
+    return _LOADED[recipe]
+
+
+def recipe_methods(recipe, methods):
+    """The methods of a list that the recipe has an hparams file for."""
+    folder = os.path.join(RECIPES[recipe], "hparams")
+    return [m for m in methods if os.path.isfile(f"{folder}/{m}.yaml")]
+
+
+def method_file(args, method):
+    """The method's hparams file in the run's recipe."""
+    return os.path.join(RECIPES[args.recipe], "hparams", f"{method}.yaml")
 
 
 # Baselines first: the meta-learners and the adapter baselines start from
@@ -151,6 +175,13 @@ def parse_args(argv):
         action="store_true",
         help="the CI-sized smoke test (a few minutes; not the results)",
     )
+    parser.add_argument(
+        "--recipe",
+        default="meta_asr",
+        choices=sorted(RECIPES),
+        help="meta_asr: the CTC model; meta_seq2seq: the attention model "
+        "(joint CTC/attention; its methods are a subset)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
     parser.add_argument(
         "--set",
@@ -179,14 +210,19 @@ def parse_args(argv):
         "--threads", type=int, default=0, help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    available = recipe_methods(args.recipe, METHODS)
     if args.methods is None:
         args.methods = "all" if args.quick else ",".join(MAIN)
     if args.methods == "all":
-        args.methods = ",".join(METHODS)
+        args.methods = ",".join(available)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
+    if args.methods == ",".join(MAIN):  # the default: what the recipe has
+        methods = recipe_methods(args.recipe, methods)
+    unknown = sorted(set(methods) - set(available))
     if unknown:
-        parser.error(f"unknown methods {unknown}; choose from {METHODS}")
+        parser.error(
+            f"unknown methods {unknown}; {args.recipe} has {available}"
+        )
     args.methods = methods
     if args.seeds is None:
         args.seeds = SEEDS[:1] if args.quick else SEEDS
@@ -198,17 +234,19 @@ def parse_args(argv):
         if not sep:
             parser.error(f"--set {item!r}: expected KEY=YAML")
         args.overrides[key.strip()] = yaml.safe_load(value)
-    known = set(layer_keys(COMMON)).union(
-        *(
-            layer_keys(os.path.join(HERE, "hparams", f"{m}.yaml"))
-            for m in methods
-        )
+    common = _load_recipe(args.recipe).COMMON
+    common = [common] if isinstance(common, str) else common
+    known = set().union(
+        *(layer_keys(f) for f in common),
+        *(layer_keys(method_file(args, m)) for m in methods),
     )
     unknown = sorted(set(args.overrides) - known)
     if unknown:
         parser.error(f"--set {unknown}: not a setting of {methods}")
     if args.output_folder is None:
         name = "benchmark_quick" if args.quick else "benchmark"
+        if args.recipe != "meta_asr":
+            name += "_" + args.recipe.split("_", 1)[1]
         args.output_folder = os.path.join("results", "SynthDigits", name)
     return args
 
@@ -225,9 +263,9 @@ def method_overrides(args, method, seed):
     if args.quick:
         overrides.update(json.loads(json.dumps(QUICK)))
     # A --set key only some methods have (inner_steps...) goes to those.
-    known = set(layer_keys(COMMON)) | set(
-        layer_keys(os.path.join(HERE, "hparams", f"{method}.yaml"))
-    )
+    known = set(layer_keys(COMMON)) | set(layer_keys(method_file(args, method)))
+    if args.recipe != "meta_asr":  # its model file's keys
+        known |= set(layer_keys(_load_recipe(args.recipe).COMMON[-1]))
     overrides.update(
         {
             k: v
@@ -285,7 +323,9 @@ def main(argv=None):
             if split == "test"
             else os.path.join(args.output_folder, split)
         )
-        title = f"SynthDigits: {name} (seeds {', '.join(map(str, args.seeds))})"
+        model = "" if args.recipe == "meta_asr" else " (attention model)"
+        seeds = ", ".join(map(str, args.seeds))
+        title = f"SynthDigits{model}: {name} (seeds {seeds})"
         write_results(
             out, pooled[split]["protocol"], pooled[split]["results"], title
         )
@@ -338,8 +378,8 @@ def _run_one(args, method, seed, threads=0):
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    _load_recipe().run(
-        os.path.join(HERE, "hparams", f"{method}.yaml"),
+    _load_recipe(args.recipe).run(
+        method_file(args, method),
         {"device": args.device, "noprogressbar": True},
         method_overrides(args, method, seed),
     )
@@ -370,6 +410,8 @@ def _run_worker(args, method, seed, threads):
         args.output_folder,
         "--device",
         args.device,
+        "--recipe",
+        args.recipe,
     ]
     command += ["--quick"] if args.quick else []
     for item in args.set:
