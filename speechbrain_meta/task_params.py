@@ -97,7 +97,8 @@ SIZES = ("in_features", "out_features", "in_channels", "out_channels")
 def _keep_sizes(adapter):
     """Gives an adapter its layer's sizes, which code around the model
     reads (SpeechBrain's beam searchers take the vocabulary from
-    ``fc.w.out_features``)."""
+    ``fc.w.out_features``).
+    """
     target = getattr(adapter, "pretrained_module", None)
     for size in SIZES:
         if hasattr(target, size) and not hasattr(adapter, size):
