@@ -345,10 +345,14 @@ class HubSeq2Seq(HubASR):
         return states
 
     def compute_forward(self, batch, stage):
-        """Encoder states and the decoder's teacher-forced log-probabilities."""
+        """Encoder states and the decoder's teacher-forced log-probabilities
+        (None for a batch of audio alone, which has no ``tokens_bos``).
+        """
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         states = self.encode(wavs, wav_lens)
+        if not hasattr(batch, "tokens_bos"):  # adaptation without text
+            return {"states": states, "p_seq": None, "wav_lens": wav_lens}
         tokens_bos, _ = batch.tokens_bos
         searcher = self.searcher
         if hasattr(searcher, "dec"):  # S2SRNNBeamSearcher
@@ -358,6 +362,30 @@ class HubSeq2Seq(HubASR):
             hidden, _ = searcher.model.decode(tokens_bos, states, enc_lens)
         p_seq = torch.log_softmax(searcher.fc(hidden), dim=-1)
         return {"states": states, "p_seq": p_seq, "wav_lens": wav_lens}
+
+    def frame_log_probs(self, predictions):
+        """The CTC head's frame posteriors, which adaptation without
+        transcripts scores (a model whose beam search has no CTC scorer
+        has none: refused).
+
+        Arguments
+        ---------
+        predictions : dict
+            From ``compute_forward``.
+
+        Returns
+        -------
+        tuple
+            ``(log_probs, wav_lens)``.
+        """
+        ctc = self.ctc_head()
+        if ctc is None:
+            raise NotImplementedError(
+                "this attention model's beam search has no CTC scorer: "
+                "adaptation without transcripts scores CTC posteriors"
+            )
+        log_probs = torch.log_softmax(ctc.ctc_fc(predictions["states"]), -1)
+        return log_probs, predictions["wav_lens"]
 
     def compute_objectives(self, predictions, batch, stage):
         """NLL (+ the searcher's CTC weight of CTC); beam search outside

@@ -410,6 +410,32 @@ def test_hub_model_adapts_without_transcripts(ctc_folder, tones, tmp_path):
     assert asr.transcribe_file(wavs[0]) == info["unadapted"]
 
 
+def test_attention_hub_model_adapts_without_transcripts(
+    seq2seq_folder, tones, tmp_path
+):
+    """An EncoderDecoderASR with a CTC scorer adapts from audio alone: the
+    objective scores its CTC head's posteriors (the decoder is not run),
+    and falls on the support."""
+    asr = AdaptiveASR.from_hparams(
+        source=str(seq2seq_folder),
+        savedir=str(tmp_path / "ours"),
+        run_opts={"device": "cpu"},
+    )
+    assert asr.kind == "seq2seq"
+    wavs = [w for w, _ in _speaker(tones)[:8]]
+    state = asr.adapt(wavs, safe=False)
+    assert state.info["unsupervised"] and state.weights
+    objective = asr.unsupervised_adaptation.unsupervised
+    batch = sb.dataio.batch.PaddedBatch([asr.audio(w) for w in wavs]).to("cpu")
+    start = dict(asr.brain.modules.named_parameters())
+    adapted = {**start, **asr._fast_weights(state)}
+    with torch.no_grad():
+        loss_fn = objective(asr.brain)(start)
+        assert float(loss_fn(adapted, batch)) < float(loss_fn(start, batch))
+    text, info = asr.transcribe_adapting(wavs[0])
+    assert text in (info["adapted"], info["unadapted"])
+
+
 def _cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "speechbrain_meta.cli", *args],

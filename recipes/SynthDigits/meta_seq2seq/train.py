@@ -103,8 +103,8 @@ class ASR(WarmStart, ErrorRateBrain):
         return p_ctc, p_seq, wav_lens, hyps
 
     def frame_log_probs(self, predictions):
-        """The CTC head's frame posteriors (adaptation without
-        transcripts scores them).
+        """The CTC head's frame posteriors (KL-regularised adaptation,
+        ``Adaptation(kl=...)``, compares them with the unadapted model's).
 
         Arguments
         ---------
