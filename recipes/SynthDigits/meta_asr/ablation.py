@@ -61,7 +61,6 @@ def score_joint(folder, overrides, lrs=(0.001, 0.003)):
     spec.loader.exec_module(train)
 
     from speechbrain_meta.adaptation import Adaptation
-    from speechbrain_meta.data.tasks import task_values
     from speechbrain_meta.evaluation import FewShotProtocol
 
     overrides = {**overrides, "output_folder": folder, "run_few_shot": False}
@@ -73,9 +72,7 @@ def score_joint(folder, overrides, lrs=(0.001, 0.003)):
     )
     train.recover_selected(hparams)
     brain = train.make_brain(hparams, {"device": "cpu"}, tokenizer)
-    voices = sorted(
-        {str(v) for v in task_values(datasets["test_voices"], "spk_id")}
-    )[: hparams["few_shot_voice_tasks"]]
+    tasks = train.few_shot_tasks(hparams, datasets)
     out = {}
     for split, group_by in SETS.items():
         if datasets.get(split) is None:
@@ -87,7 +84,7 @@ def score_joint(folder, overrides, lrs=(0.001, 0.003)):
             1,
             20,
             seed=hparams["few_shot"]["seed"],
-            tasks=voices if split == "test_voices" else None,
+            tasks=tasks.get(split),
         )
         for lr in lrs:
             rows = protocol.evaluate(

@@ -58,9 +58,7 @@ def main_job_protocols(benchmark_folder, seed, output_folder):
     datasets, _, _ = train.dataio_prepare(
         hparams, train.prepare_corpora(hparams)
     )
-    voices = sorted(
-        {str(v) for v in train.task_values(datasets["test_voices"], "spk_id")}
-    )[: hparams["few_shot_voice_tasks"]]
+    tasks = train.few_shot_tasks(hparams, datasets)
     protocols = {}
     for split, group_by in hparams["few_shot_sets"].items():
         if datasets.get(split) is None:
@@ -68,7 +66,7 @@ def main_job_protocols(benchmark_folder, seed, output_folder):
         protocols[split] = FewShotProtocol(
             datasets[split],
             group_by=group_by,
-            tasks=voices if split == "test_voices" else None,
+            tasks=tasks.get(split),
             dataset_name=f"SynthDigits/{split}",
             **hparams["few_shot"],
         )
