@@ -575,7 +575,9 @@ def recipe_error_rates(brain, fast_weights, query):
     ``brain.cer_metric`` or ``brain.wer_metric``, as SpeechBrain's ASR
     recipes do), then its ``compute_forward``/``compute_objectives`` at
     ``Stage.TEST`` on the query with the fast weights in place, and reads
-    the trackers (a rate the recipe does not track is NaN).
+    the trackers (a rate the recipe does not track is NaN). A translation
+    recipe that also makes a ``brain.bleu_metric`` (SpeechBrain's
+    ``BLEUStats``, as its ST recipes do) gets its BLEU as a third score.
 
     Arguments
     ---------
@@ -589,7 +591,8 @@ def recipe_error_rates(brain, fast_weights, query):
     Returns
     -------
     tuple of float
-        ``(cer, wer)`` as fractions.
+        ``(cer, wer)`` as fractions; ``(cer, wer, bleu)`` for a
+        translation (BLEU / 100).
     """
     brain.on_stage_start(sb.Stage.TEST, None)
     with torch.no_grad(), brain.evaluation_ctx:
@@ -603,10 +606,14 @@ def recipe_error_rates(brain, fast_weights, query):
             "neither a cer_metric nor a wer_metric (ErrorRateStats); the "
             "default scorer reads them (or pass score= to the protocol)"
         )
-    return tuple(
+    scores = tuple(
         float("nan") if r is None else float(r.summarize("error_rate")) / 100
         for r in rates
     )
+    bleu = getattr(brain, "bleu_metric", None)
+    if bleu is not None:  # a translation: its BLEU too (BLEUStats)
+        scores += (float(bleu.summarize("BLEU")) / 100,)
+    return scores
 
 
 def held_out_error(brain, fast_weights, batch, unadapted=None):

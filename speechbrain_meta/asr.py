@@ -31,9 +31,11 @@ class ErrorRateBrain(sb.Brain):
     """An ASR Brain scored by its error rates, whatever its decoder.
 
     Fresh ``cer_metric`` and ``wer_metric`` trackers (the ``cer_computer``
-    and ``wer_computer`` hparams) at each evaluation stage and the scoring
-    of hypotheses against ``batch.wrd``; validation checkpoints that keep
-    the lowest CER (``checkpoint_meta`` says what they record); and
+    and ``wer_computer`` hparams; a ``bleu_metric`` too where there is a
+    ``bleu_computer``: a translation) at each evaluation stage and the
+    scoring of hypotheses against ``batch.wrd`` or other references;
+    validation checkpoints that keep the lowest CER (``checkpoint_meta``
+    says what they record); and
     ``augmenting``, True only while ``fit_batch`` trains on a plain batch
     with a ``wav_augment`` hparam: a subclass's ``compute_forward``
     augments then, never an episode's support or query, nor a model that
@@ -60,6 +62,8 @@ class ErrorRateBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             self.cer_metric = self.hparams.cer_computer()
             self.wer_metric = self.hparams.wer_computer()
+            bleu = getattr(self.hparams, "bleu_computer", None)
+            self.bleu_metric = None if bleu is None else bleu()
 
     def fit_batch(self, batch):
         """``sb.Brain.fit_batch``, with ``wav_augment`` on the batch.
@@ -80,8 +84,10 @@ class ErrorRateBrain(sb.Brain):
         finally:
             self.augmenting = False
 
-    def track_error_rates(self, batch, hyps):
-        """Scores hypotheses against the batch's transcripts.
+    def track_error_rates(self, batch, hyps, refs=None):
+        """Scores hypotheses against the batch's transcripts (or other
+        references: a translation recipe's); BLEU too where the recipe
+        has a ``bleu_computer``.
 
         Arguments
         ---------
@@ -89,15 +95,22 @@ class ErrorRateBrain(sb.Brain):
             Has ``id`` and ``wrd``.
         hyps : list
             Per utterance, its characters: a string, or a list of labels.
+        refs : list of str, optional
+            The references (default: ``batch.wrd``).
         """
+        refs = batch.wrd if refs is None else refs
         self.cer_metric.append(
-            batch.id, [list(h) for h in hyps], [list(w) for w in batch.wrd]
+            batch.id, [list(h) for h in hyps], [list(w) for w in refs]
         )
         self.wer_metric.append(
             batch.id,
             ["".join(h).split() for h in hyps],
-            [w.split() for w in batch.wrd],
+            [w.split() for w in refs],
         )
+        if getattr(self, "bleu_metric", None) is not None:
+            self.bleu_metric.append(
+                batch.id, ["".join(h) for h in hyps], [list(refs)]
+            )
 
     def checkpoint_meta(self, stats, epoch):
         """What a validation checkpoint records (a recipe may add to it).
@@ -133,6 +146,8 @@ class ErrorRateBrain(sb.Brain):
             return
         stats["CER"] = self.cer_metric.summarize("error_rate")
         stats["WER"] = self.wer_metric.summarize("error_rate")
+        if getattr(self, "bleu_metric", None) is not None:
+            stats["BLEU"] = self.bleu_metric.summarize("BLEU")
         if stage == sb.Stage.VALID:
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": epoch, "updates": self.optimizer_step},

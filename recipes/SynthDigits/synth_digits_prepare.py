@@ -55,7 +55,7 @@ def prepare_corpora(hparams):
             prepare_simulated_rirs,
             kwargs={"save_folder": hparams["rir_folder"], **hparams["rirs"]},
         )
-    if "real" not in (hparams["few_shot_sets"] or {}):
+    if (hparams["few_shot_sets"] or {}).get("real") is None:
         return None
     kwargs = {"save_folder": hparams["real_folder"], **hparams["real_speech"]}
     run_on_main(prepare_asterisk_digits, kwargs=kwargs)

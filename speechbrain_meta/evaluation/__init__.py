@@ -22,7 +22,11 @@ from speechbrain_meta.evaluation.classification import (
     write_way_shot_results,
 )
 from speechbrain_meta.evaluation.protocol import FewShotProtocol
-from speechbrain_meta.evaluation.reports import plot_results, results_table
+from speechbrain_meta.evaluation.reports import (
+    is_translation,
+    plot_results,
+    results_table,
+)
 from speechbrain_meta.evaluation.results import (
     RESULTS_JSON,
     RESULTS_MD,
@@ -50,6 +54,7 @@ __all__ = [
     "candidate_adaptations",
     "choose_way_shot_adaptation",
     "confidence_interval",
+    "is_translation",
     "load_results",
     "merge_results",
     "pool_seeds",

@@ -223,8 +223,9 @@ class FewShotProtocol:
         adaptation : Adaptation, optional
             How it adapts (default: ``brain.own_adaptation()``).
         score : callable, optional
-            ``score(brain, fast_weights, query) -> (cer, wer)``; default:
-            the recipe's own decoding and ``ErrorRateStats``
+            ``score(brain, fast_weights, query) -> (cer, wer)`` or
+            ``(cer, wer, bleu)``; default: the recipe's own decoding,
+            ``ErrorRateStats`` and, for a translation, ``BLEUStats``
             (``recipe_error_rates``).
 
         Returns
@@ -371,12 +372,13 @@ class FewShotProtocol:
         """The protocol's loop: adapt on every support, score every query.
 
         ``adapt(support) -> state`` (weights or a task state) and
-        ``score(state, task) -> (cer, wer)``; ``on_k_done(row)`` is called
-        with each k's row.
+        ``score(state, task) -> (cer, wer)``, or ``(cer, wer, bleu)`` for a
+        translation (BLEU as a fraction); ``on_k_done(row)`` is called with
+        each k's row.
         """
         rows = []
         for k in self.k_shots:
-            cers, wers, seconds, per_task = [], [], [], {}
+            cers, wers, bleus, seconds, per_task = [], [], [], [], {}
             diverged = 0
             for task in self.tasks:
                 task_cers = []
@@ -399,13 +401,15 @@ class FewShotProtocol:
                             err,
                         )
                         diverged += 1
-                        cer = wer = 1.0
+                        scores = (1.0, 1.0, 0.0)  # BLEU 0, if scored
                     else:
                         if k:
                             seconds.append(time.perf_counter() - start)
-                        cer, wer = score(state, task)
+                        scores = score(state, task)
+                    cer, wer = scores[:2]
                     cers.append(cer)
                     wers.append(wer)
+                    bleus.extend(scores[2:3])  # a translation's BLEU
                     task_cers.append(cer)
                 per_task[task] = sum(task_cers) / len(task_cers)
             row = summary_row(
@@ -419,6 +423,7 @@ class FewShotProtocol:
                 adapt_seconds=seconds,
                 cer_per_task=per_task,
                 diverged_episodes=diverged,
+                bleus=bleus if len(bleus) == len(cers) else None,
             )
             if on_k_done is not None:
                 on_k_done(row)

@@ -1,4 +1,5 @@
-"""Few-shot reports: the markdown table and the plot of error rate against k.
+"""Few-shot reports: the markdown table and the plot of error rate (or a
+translation's BLEU) against k.
 
 Authors
  * speechbrain-meta developers 2026
@@ -78,7 +79,8 @@ def describe_adaptation(settings):
 
 
 def results_table(rows, title=None):
-    """CER (and WER) per method and k as markdown, one table per budget.
+    """CER (and WER) per method and k as markdown, one table per budget;
+    BLEU (then WER and CER) for a translation's rows.
 
     Arguments
     ---------
@@ -109,11 +111,34 @@ def results_table(rows, title=None):
     return "\n".join(lines) + "\n"
 
 
+def is_translation(rows):
+    """Whether the rows score a translation (every row has a BLEU).
+
+    Arguments
+    ---------
+    rows : list of dict
+        Result rows.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> is_translation([{"bleu_mean": 0.3}]), is_translation([{}])
+    (True, False)
+    """
+    return bool(rows) and all("bleu_mean" in r for r in rows)
+
+
 def _table(rows):
     methods = list(OrderedDict.fromkeys(r["method"] for r in rows))
     ks = sorted({r["k_shot"] for r in rows})
     by = {(r["method"], r["k_shot"]): r for r in rows}
-    header = ["method"] + [f"CER % k={k}" for k in ks]
+    # A translation is reported by its BLEU (higher is better), then its
+    # WER and CER; a transcription by its CER, then its WER.
+    metric = "bleu" if is_translation(rows) else "cer"
+    header = ["method"] + [f"{metric.upper()} % k={k}" for k in ks]
     header += ["adaptation", "adapted params", "adapt s"]
     table = []
     for m in methods:
@@ -122,7 +147,9 @@ def _table(rows):
         for k in ks:
             r = by.get((m, k))
             cells.append(
-                "—" if r is None else _fmt(r["cer_mean"], r["cer_ci95"])
+                "—"
+                if r is None
+                else _fmt(r[f"{metric}_mean"], r[f"{metric}_ci95"])
             )
             if r is not None and k > 0:
                 params = r["trainable_params"]
@@ -130,21 +157,27 @@ def _table(rows):
                 settings = describe_adaptation(r.get("adaptation"))
         cells += [settings, f"{params:,}", f"{secs:.2f}"]
         table.append(cells)
-    wer = "WER %: " + "; ".join(
-        m
-        + " "
-        + ", ".join(
-            f"k={k}: {100 * by[(m, k)]['wer_mean']:.1f}"
-            for k in ks
-            if (m, k) in by
+    lines = [markdown_table(header, table)]
+    for other in ("wer", "cer") if metric == "bleu" else ("wer",):
+        lines.append(
+            f"{other.upper()} %: "
+            + "; ".join(
+                m
+                + " "
+                + ", ".join(
+                    f"k={k}: {100 * by[(m, k)][f'{other}_mean']:.1f}"
+                    for k in ks
+                    if (m, k) in by
+                )
+                for m in methods
+            )
         )
-        for m in methods
-    )
-    return markdown_table(header, table) + "\n" + wer + "\n"
+    return "\n".join(lines) + "\n"
 
 
-def plot_results(rows, path, title=None):
-    """Plots CER against k, one line per method, with 95% intervals.
+def plot_results(rows, path, title=None, metric="cer"):
+    """Plots CER (or BLEU) against k, one line per method, with 95%
+    intervals.
 
     Arguments
     ---------
@@ -154,6 +187,8 @@ def plot_results(rows, path, title=None):
         The PNG to write.
     title : str, optional
         The plot title.
+    metric : str
+        ``cer``, or ``bleu`` for a translation's rows.
 
     Returns
     -------
@@ -179,8 +214,8 @@ def plot_results(rows, path, title=None):
             (r for r in rows if label(r) == m), key=lambda r: r["k_shot"]
         )
         ks = [r["k_shot"] for r in mine]
-        cer = [100 * r["cer_mean"] for r in mine]
-        err = [100 * (r["cer_ci95"] or 0.0) for r in mine]
+        cer = [100 * r[f"{metric}_mean"] for r in mine]
+        err = [100 * (r[f"{metric}_ci95"] or 0.0) for r in mine]
         ax.errorbar(
             ks,
             cer,
@@ -194,7 +229,7 @@ def plot_results(rows, path, title=None):
         )
     ax.set_xticks(sorted({r["k_shot"] for r in rows}))
     ax.set_xlabel("support utterances k")
-    ax.set_ylabel("CER % (query), mean and 95 % CI")
+    ax.set_ylabel(f"{metric.upper()} % (query), mean and 95 % CI")
     ax.set_title(title or "Few-shot adaptation")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))

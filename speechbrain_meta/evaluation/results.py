@@ -12,13 +12,14 @@ list of ``results`` rows, one per method, k and adaptation budget::
                   "wer_ci95": 0.03, "n_tasks": 4, "n_episodes": 20,
                   "trainable_params": 1234567, "adapt_seconds_mean": 0.8}]}
 
-Error rates are fractions. A row also carries the adaptation's settings
-(``adaptation``: rule, rate, steps, normalisation mode), its ``budget``
-(``tuned``: the settings best for the method on meta-dev; ``quick``: a
-fixed small budget), the training ``seeds`` it pools and every scored
-episode (``episode_cers``, ``episode_wers``), so that runs pool exactly
-(``pool_seeds``). It is written beside a markdown table and a PNG plot
-(``reports.py``).
+Error rates are fractions. A translation's rows also have ``bleu_mean``,
+``bleu_ci95`` and ``episode_bleus`` (BLEU / 100). A row also carries the
+adaptation's settings (``adaptation``: rule, rate, steps, normalisation
+mode), its ``budget`` (``tuned``: the settings best for the method on
+meta-dev; ``quick``: a fixed small budget), the training ``seeds`` it
+pools and every scored episode (``episode_cers``, ``episode_wers``), so
+that runs pool exactly (``pool_seeds``). It is written beside a markdown
+table and a PNG plot (``reports.py``).
 
 Authors
  * speechbrain-meta developers 2026
@@ -30,7 +31,11 @@ import os
 
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_meta.evaluation.reports import plot_results, results_table
+from speechbrain_meta.evaluation.reports import (
+    is_translation,
+    plot_results,
+    results_table,
+)
 from speechbrain_meta.evaluation.stats import summary_row
 from speechbrain_meta.reports import write_json
 
@@ -45,7 +50,8 @@ def write_results(output_folder, protocol, rows, title=None, **fields):
     Arguments
     ---------
     output_folder : str
-        Where to write ``few_shot_results.{json,md}`` and ``few_shot_cer.png``.
+        Where to write ``few_shot_results.{json,md}`` and ``few_shot_cer.png``
+        (and ``few_shot_bleu.png`` for a translation).
     protocol : dict
         ``FewShotProtocol.description()``.
     rows : list of dict
@@ -80,6 +86,13 @@ def write_results(output_folder, protocol, rows, title=None, **fields):
     ) as fout:
         fout.write(results_table(rows, title=title))
     plot_results(rows, os.path.join(output_folder, RESULTS_PNG), title=title)
+    if is_translation(rows):
+        plot_results(
+            rows,
+            os.path.join(output_folder, "few_shot_bleu.png"),
+            title=title,
+            metric="bleu",
+        )
     return document
 
 
@@ -257,6 +270,8 @@ def validate_results(document):
         for key in ("cer_mean", "wer_mean"):
             if not (row[key] >= 0 and math.isfinite(row[key])):
                 raise ValueError(f"results[{i}]: {key} = {row[key]}")
+        if "bleu_mean" in row and not 0 <= row["bleu_mean"] <= 1:
+            raise ValueError(f"results[{i}]: bleu_mean = {row['bleu_mean']}")
         if row["k_shot"] not in protocol["k_shots"]:
             raise ValueError(
                 f"results[{i}]: k_shot {row['k_shot']} not in protocol"
@@ -326,6 +341,11 @@ def pool_seeds(documents):
             },
             diverged_episodes=sum(p.get("diverged_episodes", 0) for p in parts),
             seeds=[s for p in parts for s in p.get("seeds", [])],
+            bleus=(
+                [b for p in parts for b in p["episode_bleus"]]
+                if all("episode_bleus" in p for p in parts)
+                else None
+            ),
         )
         if any("abstained_episodes" in p for p in parts):
             row["abstained_episodes"] = sum(

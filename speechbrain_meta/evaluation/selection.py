@@ -217,7 +217,7 @@ def _search(brain, protocol, candidates, steps, score):
                             totals[s].append(1.0)
                         continue
                     for s in steps:
-                        cer, _ = score(brain, path[s], queries[task])
+                        cer = score(brain, path[s], queries[task])[0]
                         totals[s].append(cer)
         for s in steps:
             mean, ci95 = confidence_interval(totals[s])

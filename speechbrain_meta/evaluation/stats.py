@@ -55,6 +55,7 @@ def summary_row(
     n_tasks=0,
     trainable_params=0,
     adapt_seconds=(),
+    bleus=None,
     **extra,
 ):
     """One result row from episode scores (also pools several runs).
@@ -75,6 +76,10 @@ def summary_row(
         Adapted parameters.
     adapt_seconds : list of float
         Adaptation time of each episode.
+    bleus : list of float, optional
+        One BLEU score per scored episode, as a fraction (sacrebleu's
+        score / 100), where the recipe translates: the row then has
+        ``bleu_mean``, ``bleu_ci95`` and ``episode_bleus``.
     **extra : dict
         More fields of the row.
 
@@ -87,6 +92,8 @@ def summary_row(
     >>> row = summary_row("m", 5, [0.2, 0.4], [0.5, 0.7])
     >>> row["cer_mean"], row["n_episodes"], round(row["cer_ci95"], 3)
     (0.30000000000000004, 2, 1.271)
+    >>> summary_row("m", 5, [0.2], [0.5], bleus=[0.4])["bleu_mean"]
+    0.4
     """
     cer_mean, cer_ci = confidence_interval(cers)
     wer_mean, wer_ci = confidence_interval(wers)
@@ -109,14 +116,22 @@ def summary_row(
         "episode_cers": list(cers),
         "episode_wers": list(wers),
     }
+    if bleus is not None:
+        if len(bleus) != len(cers):
+            raise ValueError(
+                f"{len(bleus)} BLEU scores for {len(cers)} episodes"
+            )
+        row["bleu_mean"], row["bleu_ci95"] = confidence_interval(bleus)
+        row["episode_bleus"] = list(bleus)
     row.update(extra)
     logger.info(
-        "few-shot %s k=%d: CER %.4f +- %s, WER %.4f (%d episodes)",
+        "few-shot %s k=%d: CER %.4f +- %s, WER %.4f%s (%d episodes)",
         method,
         k,
         cer_mean,
         "n/a" if cer_ci is None else f"{cer_ci:.4f}",
         wer_mean,
+        "" if bleus is None else f", BLEU {100 * row['bleu_mean']:.1f}",
         len(cers),
     )
     return row

@@ -11,6 +11,7 @@ import ruamel.yaml
 
 from speechbrain_meta.evaluation import validate_results
 from speechbrain_meta.layered_yaml import load_layered_hparams
+from speechbrain_meta.recipe import recover_selected
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthDigits", "meta_asr")
@@ -277,4 +278,4 @@ def test_joint_model_averages_its_best_checkpoints(quick_benchmark, tmp_path):
         Checkpointer(str(tmp_path / "joint" / "save")).list_checkpoints()
     ) == len(saved)
     hparams = train.layered_experiment(joint, train.COMMON, overrides)
-    assert train.recover_selected(hparams).path == averaged.path
+    assert recover_selected(hparams).path == averaged.path

@@ -16,6 +16,7 @@ from speechbrain.dataio.batch import PaddedBatch
 
 from speechbrain_meta.evaluation import validate_results
 from speechbrain_meta.layered_yaml import load_layered_hparams
+from speechbrain_meta.recipe import recover_selected
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthDigits", "meta_seq2seq")
@@ -140,7 +141,7 @@ def test_beam_search_decodes_with_the_adapted_weights(recipe):
         _hparams("fomaml"), module["COMMON"], overrides
     )
     datasets, tokenizer, _ = module["dataio_prepare"](hparams)
-    assert module["recover_selected"](hparams) is not None
+    assert recover_selected(hparams) is not None
     brain = module["make_brain"](hparams, {"device": "cpu"}, tokenizer)
     brain.modules.eval()
     batch = PaddedBatch([datasets["test"][i] for i in range(3)])

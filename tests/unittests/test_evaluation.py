@@ -212,3 +212,57 @@ def test_merge_refuses_different_episodes():
     with pytest.raises(ValueError, match="different episodes"):
         merge_results(docs)
     assert len(merge_results([docs[0], docs[0]])["results"]) == 4
+
+
+class _TranslatingBrain(_SpyBrain):
+    """A translation recipe: its TEST stage also makes a ``bleu_metric``
+    (BLEU in sacrebleu's 0-100 scale), rising with the support size."""
+
+    def on_stage_start(self, stage, epoch):
+        super().on_stage_start(stage, epoch)
+        self.bleu_metric = _Metric()
+
+    def task_loss(self, fast, batch, stage):
+        self.bleu_metric.value = 10.0 * fast["n"] + 100.0 * self.bias
+        return super().task_loss(fast, batch, stage)
+
+
+def test_translation_rows_carry_bleu_through_pooling_table_and_plot(tmp_path):
+    """A recipe with a ``bleu_metric`` gets BLEU in every row (as a
+    fraction, episode by episode, pooled over seeds), its table is by BLEU
+    and a BLEU plot is written; a diverged episode scores BLEU 0; a BLEU
+    outside [0, 1] is refused."""
+    protocol = FewShotProtocol(_data(), "task", [0, 1, 5], 2, 10)
+    docs = []
+    for seed, bias in ((1, 0.0), (2, 0.2)):
+        rows = protocol.evaluate(_TranslatingBrain(bias), "m")
+        for row in rows:
+            row.update(budget="tuned", seeds=[seed])
+        docs.append({"protocol": protocol.description(), "results": rows})
+    by_k = {r["k_shot"]: r for r in docs[0]["results"]}
+    assert by_k[0]["bleu_mean"] == pytest.approx(0.0)
+    assert by_k[5]["bleu_mean"] == pytest.approx(0.5)
+    assert by_k[5]["episode_bleus"] == pytest.approx([0.5] * 6)
+    pooled = {r["k_shot"]: r for r in pool_seeds(docs)["results"]}
+    assert pooled[5]["bleu_mean"] == pytest.approx(0.6)
+    assert len(pooled[5]["episode_bleus"]) == 12
+    rows = pool_seeds(docs)["results"]
+    write_results(tmp_path, protocol.description(), rows, "st")
+    table = (tmp_path / "few_shot_results.md").read_text()
+    assert "BLEU % k=5" in table and "| 60.0 ± " in table
+    assert "WER %: " in table and "CER %: " in table
+    assert (tmp_path / "few_shot_bleu.png").stat().st_size > 1000
+    document = json.loads((tmp_path / "few_shot_results.json").read_text())
+    document["results"][0]["bleu_mean"] = 60.0  # not a fraction
+    with pytest.raises(ValueError, match="bleu_mean"):
+        validate_results(document)
+
+    class Diverging(_TranslatingBrain):
+        def adapt_to_task(self, support, **kwargs):
+            if support is not None and len(support.id) >= 5:
+                raise NonFiniteInnerLoss(2, "gradient")
+            return super().adapt_to_task(support, **kwargs)
+
+    rows = {r["k_shot"]: r for r in protocol.evaluate(Diverging(0), "d")}
+    assert rows[5]["bleu_mean"] == 0.0 and rows[5]["cer_mean"] == 1.0
+    assert rows[1]["bleu_mean"] == pytest.approx(0.1)

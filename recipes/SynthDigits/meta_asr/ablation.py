@@ -26,6 +26,8 @@ import os
 
 import yaml
 
+from speechbrain_meta.recipe import recover_selected
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SETS = {
     "dev": "lang",
@@ -70,7 +72,7 @@ def score_joint(folder, overrides, lrs=(0.001, 0.003)):
     datasets, tokenizer, _ = train.dataio_prepare(
         hparams, train.prepare_corpora(hparams)
     )
-    train.recover_selected(hparams)
+    recover_selected(hparams)
     brain = train.make_brain(hparams, {"device": "cpu"}, tokenizer)
     tasks = train.few_shot_tasks(hparams, datasets)
     out = {}

@@ -61,6 +61,8 @@ def main_job_protocols(benchmark_folder, seed, output_folder):
     tasks = train.few_shot_tasks(hparams, datasets)
     protocols = {}
     for split, group_by in hparams["few_shot_sets"].items():
+        if group_by is None:  # not evaluated
+            continue
         if datasets.get(split) is None:
             continue
         protocols[split] = FewShotProtocol(

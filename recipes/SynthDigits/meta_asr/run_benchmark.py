@@ -57,11 +57,19 @@ from speechbrain_meta.reports import write_json
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
 # The SynthDigits recipes the job runs (--recipe): the CTC model (this
-# folder) and the attention model (joint CTC/attention, ../meta_seq2seq),
-# on the same corpus, budget and protocol.
+# folder), the attention model (joint CTC/attention, ../meta_seq2seq) and
+# speech translation into English (../meta_st), on the same speech,
+# budget and protocol.
 RECIPES = {
     "meta_asr": HERE,
     "meta_seq2seq": os.path.join(os.path.dirname(HERE), "meta_seq2seq"),
+    "meta_st": os.path.join(os.path.dirname(HERE), "meta_st"),
+}
+# What each recipe's tables are titled with.
+MODELS = {
+    "meta_asr": "",
+    "meta_seq2seq": " (attention model)",
+    "meta_st": "-ST (speech translation into English)",
 }
 _LOADED = {}
 
@@ -180,7 +188,8 @@ def parse_args(argv):
         default="meta_asr",
         choices=sorted(RECIPES),
         help="meta_asr: the CTC model; meta_seq2seq: the attention model "
-        "(joint CTC/attention; its methods are a subset)",
+        "(joint CTC/attention); meta_st: speech translation (attention, "
+        "BLEU); their methods are subsets",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
     parser.add_argument(
@@ -323,7 +332,7 @@ def main(argv=None):
             if split == "test"
             else os.path.join(args.output_folder, split)
         )
-        model = "" if args.recipe == "meta_asr" else " (attention model)"
+        model = MODELS[args.recipe]
         seeds = ", ".join(map(str, args.seeds))
         title = f"SynthDigits{model}: {name} (seeds {seeds})"
         write_results(
@@ -532,7 +541,12 @@ def run_all(args, order):
         return seconds
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
     # The data once, before the workers read it.
-    _load_recipe().prepare_data(method_overrides(args, "joint", args.seeds[0]))
+    # (the CTC recipe's corpus, and what the recipe adds to it: meta_st's
+    # manifests and units).
+    prepare = getattr(
+        _load_recipe(args.recipe), "prepare_data", _load_recipe().prepare_data
+    )
+    prepare(method_overrides(args, "joint", args.seeds[0]))
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
 
         def start(method, seed):
