@@ -16,9 +16,6 @@ hparams, and takes these steps in order (``recipes/*/.../train.py``):
    the ``default`` adaptation through the exported model (4 to 6 are
    ``evaluate_and_export``).
 
-``run_method`` takes the six steps for a recipe, with its Brain behind
-the method's meta brain (``make_meta_brain``).
-
 Every trained model is selected by the same criterion: CER on meta-dev
 episodes after adapting with its own rule.
 
@@ -36,7 +33,6 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.asr import CTCASR
-from speechbrain_meta.brains import meta_brain_class
 from speechbrain_meta.distributed import world
 from speechbrain_meta.evaluation import (
     FewShotProtocol,
@@ -48,7 +44,7 @@ from speechbrain_meta.evaluation import (
 from speechbrain_meta.inference import AdaptiveASR, export_run
 from speechbrain_meta.interpret import learned_rates, write_rate_report
 from speechbrain_meta.layered_yaml import layer_keys
-from speechbrain_meta.task_params import insert_adapters
+from speechbrain_meta.translation import ST
 
 logger = get_logger(__name__)
 
@@ -102,6 +98,17 @@ class WarmStartASR(WarmStart, CTCASR):
     Example
     -------
     >>> issubclass(WarmStartASR, CTCASR)
+    True
+    """
+
+
+class WarmStartST(WarmStart, ST):
+    """``speechbrain_meta.translation.ST`` with the joint model's warm-start
+    checkpoint marked: the Brain of the speech-translation recipes.
+
+    Example
+    -------
+    >>> issubclass(WarmStartST, ST)
     True
     """
 
@@ -792,118 +799,3 @@ def evaluate_and_export(
             {k: len(v) for k, v in skipped.items()},
         )
     return results
-
-
-def make_meta_brain(asr_class, hparams, run_opts, tokenizer, **overrides):
-    """A method's brain: the recipe's ASR Brain behind its meta brain.
-
-    Arguments
-    ---------
-    asr_class : type
-        The recipe's Brain (e.g. ``WarmStartASR``).
-    hparams : dict
-        The run's hparams (``modules``, ``opt_class``, ``checkpointer``,
-        ``meta_brain_class``, ``meta_algorithm``, optionally
-        ``rule_opt_class`` and ``meta_train_init``).
-    run_opts : dict
-        SpeechBrain run options.
-    tokenizer : object
-        The recipe's label encoder or tokenizer (``brain.tokenizer``).
-    **overrides : dict
-        Hparams this brain sees changed (``train_method`` passes some).
-
-    Returns
-    -------
-    MetaBrain
-    """
-    Brain = meta_brain_class(asr_class, hparams["meta_brain_class"])
-    brain = Brain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams={**hparams, **overrides},
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-        meta_algorithm=hparams["meta_algorithm"],
-        rule_opt_class=hparams.get("rule_opt_class"),
-        meta_train_init=hparams.get("meta_train_init"),
-    )
-    brain.tokenizer = tokenizer
-    return brain
-
-
-def run_method(
-    hparams,
-    run_opts,
-    make_brain,
-    data,
-    train_joint,
-    recipe,
-    tasks=None,
-    export=True,
-):
-    """Steps 1 to 6 for a recipe whose data are prepared.
-
-    Arguments
-    ---------
-    hparams : dict
-        The run's hparams (``layered_experiment``).
-    run_opts : dict
-        SpeechBrain run options.
-    make_brain : callable
-        ``make_brain(hparams, run_opts, tokenizer, **overrides)``: the
-        method's brain (``make_meta_brain`` with the recipe's class).
-    data : tuple
-        ``(datasets, tokenizer, skipped)`` from the recipe's
-        ``dataio_prepare``.
-    train_joint : callable
-        Runs the recipe on its ``joint.yaml`` (called where the joint model
-        the method starts from is missing).
-    recipe : str
-        ``<Corpus>/<recipe>``, as ``evaluate_and_export`` takes it.
-    tasks : dict, optional
-        Set name to the tasks evaluated (default: all).
-    export : bool
-        Write the model for ``AdaptiveASR`` (``evaluate_and_export``).
-
-    Returns
-    -------
-    dict
-        Few-shot results per evaluation set.
-    """
-    datasets, tokenizer, skipped = data
-    if hparams["init_from_joint"]:
-        load_joint_model(hparams, train_joint)
-    if hparams.get("adapters") is not None:
-        # Task parameters / adapters go into the loaded model (names of the
-        # pretrained weights change once they are wrapped).
-        insert_adapters(
-            hparams["modules"], hparams["adapted_modules"], hparams["adapters"]
-        )
-    logger.info(
-        "%s: %s training, %d epochs, learning rate %g, tasks by %s",
-        hparams["method"],
-        hparams["training"],
-        hparams["number_of_epochs"],
-        hparams["lr"],
-        hparams.get("group_by"),
-    )
-    train_method(
-        lambda **kw: make_brain(hparams, run_opts, tokenizer, **kw),
-        hparams,
-        run_opts,
-        datasets,
-    )
-    if hparams["training"] != "none":
-        recover_selected(hparams)  # the checkpoint selected on meta-dev
-    # The method's own brain adapts: its rule, its trainable parameters.
-    brain = make_brain(hparams, run_opts, tokenizer)
-    return evaluate_and_export(
-        hparams,
-        brain,
-        datasets,
-        tokenizer,
-        recipe,
-        tasks,
-        skipped,
-        export=export,
-    )

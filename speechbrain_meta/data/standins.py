@@ -328,6 +328,125 @@ def common_voice_standin(
     return speakers
 
 
+# CoVoST 2's translation files: tab-separated, a header, no quoting.
+COVOST_COLUMNS = ["path", "sentence", "translation", "client_id", "split"]
+
+
+def _stand_in_translation(sentence, lang, target="en"):
+    """The stand-in's "translation" of a sentence: each word of the source
+    language's list replaced by the target list's word at its position
+    (deterministic, not a translation), in the sentence's written form.
+    """
+    source = CV_WORDS[lang].split()
+    words = CV_WORDS[target].split()
+    bare = sentence.strip(".‘’«»").lower().split()
+    out = [
+        words[source.index(w) % len(words)] if w in source else w for w in bare
+    ]
+    text = " ".join(out)
+    return text[:1].upper() + text[1:] + "."
+
+
+def covost_standin(
+    root, covost_folder, languages=None, utterances_per_speaker=4, seed=0
+):
+    r"""Writes a CoVoST 2 X -> En stand-in: a Common Voice-layout corpus
+    (``common_voice_standin``) and, per source language, the translation
+    file ``covost_folder/covost_v2.<lang>_en.tsv`` as CoVoST 2 ships it.
+
+    The tsv has CoVoST 2's columns (``COVOST_COLUMNS``), tabs and no
+    quoting, and its quirks: a translation with ``"`` in it (a character,
+    not a quote: every fourth row), training rows split between ``train``
+    and ``train_covost``, one row with an empty translation and one whose
+    clip is not in the release's ``validated.tsv`` (CoVoST 2 was made from
+    Common Voice 4). A speaker's split is its Common Voice split. The
+    "translations" are the English stand-in words at the positions of the
+    source words (``_stand_in_translation``): a layout, not a translation.
+
+    Arguments
+    ---------
+    root : str
+        The folder of the Common Voice language folders.
+    covost_folder : str
+        Where the ``covost_v2.*.tsv`` files go.
+    languages : dict, optional
+        Language to ``{"train": n, "dev": n, "test": n}`` speakers
+        (``common_voice_standin``); default 2/1/1 speakers of ``de``,
+        ``fr``, ``es`` and ``it``.
+    utterances_per_speaker : int
+        Utterances per speaker.
+    seed : int
+        Everything is drawn from it.
+
+    Returns
+    -------
+    dict
+        Language to its quirks' clip names: ``empty_translation``,
+        ``not_validated``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root, covost = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> quirks = covost_standin(
+    ...     root, covost, {"de": {"train": 1, "test": 1}}, 4)
+    >>> sorted(os.listdir(covost))
+    ['covost_v2.de_en.tsv']
+    >>> with open(os.path.join(covost, "covost_v2.de_en.tsv")) as f:
+    ...     lines = f.read().splitlines()
+    >>> lines[0].split("\t")
+    ['path', 'sentence', 'translation', 'client_id', 'split']
+    >>> sorted({line.split("\t")[4] for line in lines[1:]})
+    ['test', 'train', 'train_covost']
+    """
+    if languages is None:
+        languages = {
+            lang: {"train": 2, "dev": 1, "test": 1}
+            for lang in ("de", "fr", "es", "it")
+        }
+    common_voice_standin(
+        root,
+        languages,
+        utterances_per_speaker=utterances_per_speaker,
+        seed=seed,
+    )
+    os.makedirs(covost_folder, exist_ok=True)
+    quirks = {}
+    for lang in languages:
+        rows = []
+        for split in ("train", "dev", "test"):
+            tsv = os.path.join(root, lang, f"{split}.tsv")
+            with open(tsv, encoding="utf-8") as f:
+                header, *lines = f.read().splitlines()
+            names = header.split("\t")
+            for i, line in enumerate(lines):
+                record = dict(zip(names, line.split("\t")))
+                translation = _stand_in_translation(record["sentence"], lang)
+                if len(rows) % 4 == 3:  # a quoted word, unescaped
+                    first, *rest = translation.split(" ")
+                    translation = " ".join([f'"{first}"', *rest])
+                name = split
+                if split == "train" and i % 2:
+                    name = "train_covost"  # CoVoST 1's extra training rows
+                rows.append(
+                    [record["path"], record["sentence"], translation]
+                    + [record["client_id"], name]
+                )
+        train = [r for r in rows if r[4].startswith("train")]
+        train[-1][2] = ""  # an empty translation
+        missing = f"common_voice_{lang}_{99999999}.mp3"
+        rows.append([missing, "Nicht da.", "Not there.", "0" * 64, "train"])
+        path = os.path.join(covost_folder, f"covost_v2.{lang}_en.tsv")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\t".join(COVOST_COLUMNS) + "\n")
+            f.writelines("\t".join(row) + "\n" for row in rows)
+        quirks[lang] = {
+            "empty_translation": train[-1][0],
+            "not_validated": missing,
+        }
+    return quirks
+
+
 # Speech Commands v0.02's 35 words; the first ten are the standard commands.
 GSC_COMMANDS = "yes no up down left right on off stop go".split()
 GSC_WORDS = GSC_COMMANDS + [

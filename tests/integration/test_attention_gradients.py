@@ -195,3 +195,90 @@ def test_first_order_meta_gradient_through_the_decoder(decoder):
     delta the inner loop's whole update at the current theta, held."""
     brain = _brain(decoder, "fomaml")
     _check_first_order(brain, _episode(), list(brain.modules.parameters()))
+
+
+class _Encoder(torch.nn.Module):
+    """An LSTM whose forward returns its states alone (a lobe's interface)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(FEATS, HIDDEN, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x)[0]
+
+
+def _st_episode(seed=0):
+    """Episodes for the speech-translation Brain: a source transcript for
+    its CTC branch (3 labels + blank) and a translation in another order
+    and vocabulary (reversed, shifted) for its decoder."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def batch(n, offset):
+        examples = []
+        for i in range(n):
+            source = [1 + (i + j) % 3 for j in range(2 + i % 2)]
+            target = [3 + (2 - s + 1) % 3 for s in reversed(source)]
+            examples.append(
+                {
+                    "id": f"u{offset + i}",
+                    "sig": torch.randn(
+                        8 - i % 3, FEATS, generator=gen, dtype=torch.float64
+                    )
+                    * 2
+                    + 1,
+                    "tokens": torch.tensor(source),
+                    "translation_bos": torch.tensor([BOS] + target),
+                    "translation_eos": torch.tensor(target + [EOS]),
+                    "translation": " ".join(map(str, target)),
+                }
+            )
+        return PaddedBatch(examples)
+
+    return Episode(batch(4, 0), batch(3, 10), task="t")
+
+
+def _st_brain(algorithm):
+    from speechbrain_meta import MetaInitBrain, meta_brain_class
+    from speechbrain_meta.translation import ST
+
+    modules = _modules("gru")
+    modules["encoder"] = _Encoder().double()
+    modules["ctc_lin"] = torch.nn.Linear(HIDDEN, 4).double()
+    Brain = meta_brain_class(ST, MetaInitBrain)
+    brain = Brain(
+        modules=modules,
+        opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+        hparams={
+            "grad_accumulation_factor": ACCUMULATE,
+            "adapt_in_train_mode": True,
+            "ctc_weight": 0.3,
+            "compute_features": torch.nn.Identity(),
+            "log_softmax": torch.nn.LogSoftmax(dim=-1),
+            "ctc_cost": lambda p, t, pl, tl: ctc_loss(p, t, pl, tl, 0),
+            "seq_cost": sb.nnet.losses.nll_loss,
+        },
+        run_opts={"device": "cpu"},
+        meta_algorithm=ALGORITHMS[algorithm](),
+    )
+    brain.modules.train()
+    with torch.no_grad():  # global statistics that are not empty
+        brain.compute_forward(_st_episode(5).support, sb.Stage.TRAIN)
+    brain.init_optimizers()
+    return brain
+
+
+def test_meta_gradients_through_the_speech_translation_brain():
+    """The package's ST Brain (``speechbrain_meta.translation.ST``: CTC on
+    the source transcript + NLL of a translation in another order and
+    vocabulary) behind a meta brain: second-order MAML's meta-gradient at
+    ``fit_batch`` level matches finite differences, and FOMAML's matches
+    its first-order objective's."""
+    brain = _st_brain("maml")
+    _check_against_fd(brain, _st_episode(), list(brain.modules.parameters()))
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for p in brain.modules["decoder"].parameters()
+    )
+    brain = _st_brain("fomaml")
+    _check_first_order(brain, _st_episode(), list(brain.modules.parameters()))

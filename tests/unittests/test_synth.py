@@ -114,3 +114,29 @@ def test_phonemes_in_the_voice_language():
     tts = Espeak.get()
     assert tts.phonemes("4", "fr") != tts.phonemes("4", "de")
     assert tts.phonemes("1 2", "en").count(" ") >= 1
+
+
+def test_synth_digits_st_names_a_broken_row_and_reuses_its_work(tmp_path):
+    """SynthDigits-ST: a transcript that is not digits stops the
+    preparation with its file and line; a rerun with the same sources
+    leaves the manifests as they are, a changed source remakes them."""
+    import os
+
+    from speechbrain_meta.data.synth_st import prepare_synth_digits_st
+
+    src, dst = tmp_path / "src", tmp_path / "st"
+    src.mkdir()
+    header = "ID,duration,wav,spk_id,lang,wrd\n"
+    good = "a,1.0,$data_root/a.wav,s,de,4 1 7\nb,1.0,$data_root/b.wav,s,en,2\n"
+    (src / "train.csv").write_text(header + good)
+    counts = prepare_synth_digits_st(str(src), str(dst), splits=("train",))
+    assert counts == {"train": {"written": 1, "target_language": 1}}
+    made = os.path.getmtime(dst / "train.csv")
+    prepare_synth_digits_st(str(src), str(dst), splits=("train",))
+    assert os.path.getmtime(dst / "train.csv") == made
+    (src / "train.csv").write_text(
+        header + good + "c,1.0,$data_root/c.wav,s,fr,4 x 1\n"
+    )
+    os.utime(src / "train.csv", (made + 10, made + 10))
+    with pytest.raises(ValueError, match=r"train\.csv:4: not a digit: 'x'"):
+        prepare_synth_digits_st(str(src), str(dst), splits=("train",))

@@ -65,6 +65,13 @@ from speechbrain.utils.parallel import parallel_map
 logger = get_logger(__name__)
 
 ROLES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
+# The CoVoST 2 splits each role reads (speech translation): its train set
+# is "train" plus "train_covost" (CoVoST 1's extra training rows).
+COVOST_SPLITS = {
+    "train": {"train", "train_covost"},
+    "dev": {"dev"},
+    "test": {"test"},
+}
 MAX_LOGGED = 20
 SAMPLE_RATE = 16000
 # Apostrophe look-alikes written for the plain one: right and left single
@@ -261,6 +268,7 @@ def prepare_common_voice(
     seed=1986,
     num_workers=None,
     skip_prep=False,
+    translations=None,
 ):
     """Writes the manifests and 16 kHz wav files, unless already done.
 
@@ -291,6 +299,12 @@ def prepare_common_voice(
         this process).
     skip_prep : bool
         Do nothing (manifests prepared elsewhere).
+    translations : dict, optional
+        Speech translation, CoVoST 2 (``{"folder": F, "target": "en"}``):
+        each language's rows are those of its ``validated.tsv`` that
+        ``F/covost_v2.<lang>_<target>.tsv`` puts in the role's split
+        (``COVOST_SPLITS``), with their ``translation`` (``read_covost``);
+        the manifests get a ``translation`` column.
 
     Returns
     -------
@@ -336,6 +350,13 @@ def prepare_common_voice(
         "min_character_share": min_character_share,
         "seed": seed,
     }
+    if translations is not None:
+        if accents is not None:
+            raise ValueError("translations: CoVoST 2 has no accent variant")
+        config["translations"] = {
+            "folder": os.path.abspath(translations["folder"]),
+            "target": translations.get("target", "en"),
+        }
     os.makedirs(save_folder, exist_ok=True)
     with _lock(os.path.join(save_folder, ".prepare.lock")):
         done = _done(save_folder, config)
@@ -378,11 +399,18 @@ def _prepare(data_folder, save_folder, config, accents, num_workers):
     summary = {"config": config, "languages": {}}
     skipped = collections.defaultdict(dict)  # task -> reason -> lines
     rows = []
+    translations = config.get("translations")
     if accents is None:
         for role, languages in config["roles"].items():
             for lang in languages:
-                tsv = _tsv(data_folder, lang, ROLES[role])
-                for row in _read_tsv(tsv, lang, skipped[lang]):
+                if translations is None:
+                    tsv = _tsv(data_folder, lang, ROLES[role])
+                    read = _read_tsv(tsv, lang, skipped[lang])
+                else:
+                    read = _translated_rows(
+                        data_folder, translations, lang, role, skipped[lang]
+                    )
+                for row in read:
                     rows.append(dict(row, role=role, task=lang))
     else:
         lang = accents["language"]
@@ -446,8 +474,10 @@ def _skip(skipped, reason, where):
         logger.warning("%s: %s: skipped", where, reason)
 
 
-def _read_tsv(tsv, lang, skipped):
-    """The rows of one tsv with a clip on disk and a sentence (step 1)."""
+def _read_tsv(tsv, lang, skipped, keep=None):
+    """The rows of one tsv with a clip on disk and a sentence (step 1);
+    with ``keep`` (a set of clip names), those rows only.
+    """
     folder = os.path.dirname(tsv)
     with open(tsv, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -459,6 +489,8 @@ def _read_tsv(tsv, lang, skipped):
         for line_no, record in enumerate(reader, start=2):
             where = f"{tsv}:{line_no}"
             path = record["path"] or ""
+            if keep is not None and path not in keep:
+                continue
             clip = os.path.join(folder, "clips", path)
             if not path or not os.path.isfile(clip):
                 _skip(skipped, f"missing clip: {clip}", where)
@@ -470,12 +502,94 @@ def _read_tsv(tsv, lang, skipped):
             field = record.get("accents", record.get("accent")) or ""
             yield {
                 "where": where,
+                "path": path,
                 "clip": clip,
                 "lang": lang,
                 "client": record["client_id"],
                 "accent_field": field.strip(),
                 "wrd": text,
             }
+
+
+def read_covost(tsv, splits, skipped):
+    r"""The translations of a CoVoST 2 tsv in some of its splits.
+
+    The file is tab-separated with a header (``path``, ``sentence``,
+    ``translation``, ``client_id``, ``split``) and no quoting: a ``"`` in
+    a sentence is a character, as CoVoST's own loaders read it. A row
+    with an empty translation is skipped (named with its line).
+
+    Arguments
+    ---------
+    tsv : str
+        ``covost_v2.<source>_<target>.tsv``.
+    splits : iterable of str
+        The split values kept (e.g. ``train`` and ``train_covost``).
+    skipped : dict
+        Reason to the skipped rows' places.
+
+    Returns
+    -------
+    dict
+        Clip name (``path``) to ``(translation, place)``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> tsv = os.path.join(tempfile.mkdtemp(), "covost_v2.de_en.tsv")
+    >>> with open(tsv, "w") as f:
+    ...     _ = f.write("path\tsentence\ttranslation\tclient_id\tsplit\n"
+    ...                 'a.mp3\tDas "Haus".\tThe "house".\tc\ttrain\n'
+    ...                 "b.mp3\tEins.\t\tc\ttrain\n"
+    ...                 "c.mp3\tZwei.\tTwo.\tc\ttest\n")
+    >>> skipped = {}
+    >>> read_covost(tsv, {"train"}, skipped)["a.mp3"][0]
+    'The "house".'
+    >>> list(skipped)
+    ['empty translation']
+    """
+    kept = {}
+    with open(tsv, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = {"path", "translation", "split"} - set(
+            reader.fieldnames or ()
+        )
+        if missing:
+            raise ValueError(f"{tsv}: no column {sorted(missing)}")
+        for line_no, record in enumerate(reader, start=2):
+            if record["split"] not in splits:
+                continue
+            where = f"{tsv}:{line_no}"
+            translation = " ".join((record["translation"] or "").split())
+            if not translation:
+                _skip(skipped, "empty translation", where)
+                continue
+            kept[record["path"]] = (translation, where)
+    return kept
+
+
+def _translated_rows(data_folder, translations, lang, role, skipped):
+    """The rows of ``lang``'s ``validated.tsv`` in the role's CoVoST 2
+    split, with their translations (step 1 of speech translation).
+    """
+    name = f"covost_v2.{lang}_{translations['target']}.tsv"
+    tsv = os.path.join(translations["folder"], name)
+    if not os.path.isfile(tsv):
+        raise FileNotFoundError(
+            f"{tsv} not found: translations['folder'] must hold CoVoST 2's "
+            "covost_v2.<source>_<target>.tsv files (extracted)"
+        )
+    covost = read_covost(tsv, COVOST_SPLITS[role], skipped)
+    validated = _tsv(data_folder, lang, "validated.tsv")
+    with open(validated, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        in_release = {record["path"] for record in reader}
+    # CoVoST 2 was made from Common Voice 4: a later release may have
+    # dropped (invalidated) some of its clips.
+    for path in sorted(set(covost) - in_release):
+        _skip(skipped, "not in validated.tsv", covost[path][1])
+    for row in _read_tsv(validated, lang, skipped, set(covost)):
+        yield dict(row, translation=covost[row["path"]][0])
 
 
 def _accent_rows(tsv, lang, role_accents, skipped):
@@ -738,6 +852,7 @@ def _manifest_row(row, wav, duration):
         "lang": row["lang"],
         "accent": row["accent_field"],
         "wrd": row["wrd"],
+        **({"translation": row["translation"]} if "translation" in row else {}),
     }
 
 
@@ -760,11 +875,10 @@ def _task_summary(rows, skipped, role):
 def _write_csv(path, rows):
     tmp = path + ".tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(
-            f,
-            fieldnames=["ID", "duration", "wav", "spk_id", "lang", "accent"]
-            + ["wrd"],
-        )
+        fields = ["ID", "duration", "wav", "spk_id", "lang", "accent", "wrd"]
+        if rows and "translation" in rows[0]:
+            fields.append("translation")
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)  # never a half-written manifest

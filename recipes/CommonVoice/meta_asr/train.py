@@ -26,7 +26,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import functools
 import json
 import os
 import sys
@@ -35,6 +34,7 @@ import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
 from speechbrain_meta.data.manifest import (
     check_disjoint_tasks,
@@ -45,11 +45,14 @@ from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.layered_yaml import layered_experiment, layered_values
 from speechbrain_meta.recipe import (
     WarmStartASR,
+    evaluate_and_export,
     joint_overrides,
-    make_meta_brain,
+    load_joint_model,
     parse_overrides,
-    run_method,
+    recover_selected,
+    train_method,
 )
+from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -122,8 +125,21 @@ def dataio_prepare(hparams):
     return datasets, tokenizer, skipped
 
 
-# The method's brain: the recipe's ASR behind its meta brain.
-make_brain = functools.partial(make_meta_brain, WarmStartASR)
+def make_brain(hparams, run_opts, tokenizer, **overrides):
+    """The method's brain: the recipe's ASR behind its meta brain."""
+    Brain = meta_brain_class(WarmStartASR, hparams["meta_brain_class"])
+    brain = Brain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams={**hparams, **overrides},
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        meta_algorithm=hparams["meta_algorithm"],
+        rule_opt_class=hparams.get("rule_opt_class"),
+        meta_train_init=hparams.get("meta_train_init"),
+    )
+    brain.tokenizer = tokenizer
+    return brain
 
 
 def prepare(hparams_file, overrides):
@@ -194,24 +210,50 @@ def run(hparams_file, run_opts, overrides):
     init_process_group(run_opts)  # torchrun: join the process group
     overrides = prepare(hparams_file, overrides)
     hparams = layered_experiment(hparams_file, COMMON, overrides)
-    data = dataio_prepare(hparams)
+    datasets, tokenizer, skipped = dataio_prepare(hparams)
 
-    joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
-    # The variant's task definition goes to its joint model too.
-    shared = joint_overrides(
-        overrides,
-        hparams["joint_folder"],
-        os.path.dirname(joint_yaml),
-        task_keys=("accents", "group_by", "max_utterances_per_language"),
+    if hparams["init_from_joint"]:
+        joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
+        # The variant's task definition goes to its joint model too.
+        shared = joint_overrides(
+            overrides,
+            hparams["joint_folder"],
+            os.path.dirname(joint_yaml),
+            task_keys=("accents", "group_by", "max_utterances_per_language"),
+        )
+        load_joint_model(hparams, lambda: run(joint_yaml, run_opts, shared))
+    if hparams.get("adapters") is not None:
+        # Task parameters / adapters go into the loaded model.
+        insert_adapters(
+            hparams["modules"], hparams["adapted_modules"], hparams["adapters"]
+        )
+    logger.info(
+        "%s: %s training, %d epochs, learning rate %g, tasks by %s",
+        hparams["method"],
+        hparams["training"],
+        hparams["number_of_epochs"],
+        hparams["lr"],
+        hparams["group_by"],
     )
-    return run_method(
+    train_method(
+        lambda **kw: make_brain(hparams, run_opts, tokenizer, **kw),
         hparams,
         run_opts,
-        make_brain,
-        data,
-        train_joint=lambda: run(joint_yaml, run_opts, shared),
-        recipe="CommonVoice/meta_asr",
+        datasets,
     )
+    if hparams["training"] != "none":
+        # Evaluate the checkpoint selected on meta-dev.
+        recover_selected(hparams)
+    brain = make_brain(hparams, run_opts, tokenizer)
+    results = evaluate_and_export(
+        hparams,
+        brain,
+        datasets,
+        tokenizer,
+        "CommonVoice/meta_asr",
+        skipped=skipped,
+    )
+    return results
 
 
 if __name__ == "__main__":

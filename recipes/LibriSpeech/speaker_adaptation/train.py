@@ -31,7 +31,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import functools
 import os
 import sys
 
@@ -39,6 +38,7 @@ import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import add_ctc_pipelines
 from speechbrain_meta.data.manifest import (
     check_disjoint_tasks,
@@ -49,10 +49,13 @@ from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.layered_yaml import layered_experiment
 from speechbrain_meta.recipe import (
     WarmStartASR,
+    evaluate_and_export,
     joint_overrides,
-    make_meta_brain,
-    run_method,
+    load_joint_model,
+    recover_selected,
+    train_method,
 )
+from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,8 +126,21 @@ def dataio_prepare(hparams):
     return datasets, tokenizer, skipped
 
 
-# The method's brain: the recipe's ASR behind its meta brain.
-make_brain = functools.partial(make_meta_brain, WarmStartASR)
+def make_brain(hparams, run_opts, tokenizer, **overrides):
+    """The method's brain: the recipe's ASR behind its meta brain."""
+    Brain = meta_brain_class(WarmStartASR, hparams["meta_brain_class"])
+    brain = Brain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams={**hparams, **overrides},
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        meta_algorithm=hparams["meta_algorithm"],
+        rule_opt_class=hparams.get("rule_opt_class"),
+        meta_train_init=hparams.get("meta_train_init"),
+    )
+    brain.tokenizer = tokenizer
+    return brain
 
 
 def run(hparams_file, run_opts, overrides):
@@ -157,20 +173,45 @@ def run(hparams_file, run_opts, overrides):
             "skip_prep": hparams["skip_prep"],
         },
     )
-    data = dataio_prepare(hparams)
+    datasets, tokenizer, skipped = dataio_prepare(hparams)
 
-    joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
-    shared = joint_overrides(
-        overrides, hparams["joint_folder"], os.path.dirname(joint_yaml)
+    if hparams["init_from_joint"]:
+        joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
+        shared = joint_overrides(
+            overrides, hparams["joint_folder"], os.path.dirname(joint_yaml)
+        )
+        load_joint_model(hparams, lambda: run(joint_yaml, run_opts, shared))
+    if hparams.get("adapters") is not None:
+        # Task parameters / adapters go into the loaded model.
+        insert_adapters(
+            hparams["modules"], hparams["adapted_modules"], hparams["adapters"]
+        )
+    logger.info(
+        "%s: %s training, %d epochs, learning rate %g",
+        hparams["method"],
+        hparams["training"],
+        hparams["number_of_epochs"],
+        hparams["lr"],
     )
-    return run_method(
+    train_method(
+        lambda **kw: make_brain(hparams, run_opts, tokenizer, **kw),
         hparams,
         run_opts,
-        make_brain,
-        data,
-        train_joint=lambda: run(joint_yaml, run_opts, shared),
-        recipe="LibriSpeech/speaker_adaptation",
+        datasets,
     )
+    if hparams["training"] != "none":
+        # Evaluate the checkpoint selected on meta-dev.
+        recover_selected(hparams)
+    brain = make_brain(hparams, run_opts, tokenizer)
+    results = evaluate_and_export(
+        hparams,
+        brain,
+        datasets,
+        tokenizer,
+        "LibriSpeech/speaker_adaptation",
+        skipped=skipped,
+    )
+    return results
 
 
 if __name__ == "__main__":

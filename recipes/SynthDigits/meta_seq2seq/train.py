@@ -32,7 +32,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import functools
 import os
 import sys
 
@@ -40,15 +39,19 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta import meta_brain_class
 from speechbrain_meta.asr import ErrorRateBrain
 from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.layered_yaml import layered_experiment
 from speechbrain_meta.recipe import (
     WarmStart,
+    evaluate_and_export,
     joint_overrides,
-    make_meta_brain,
-    run_method,
+    load_joint_model,
+    recover_selected,
+    train_method,
 )
+from speechbrain_meta.task_params import insert_adapters
 
 logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -198,8 +201,21 @@ def dataio_prepare(hparams, real_csv=None):
     return datasets, label_encoder, skipped
 
 
-# The method's brain: the recipe's ASR behind its meta brain.
-make_brain = functools.partial(make_meta_brain, ASR)
+def make_brain(hparams, run_opts, tokenizer, **overrides):
+    """The method's brain: the recipe's ASR behind its meta brain."""
+    Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
+    brain = Brain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams={**hparams, **overrides},
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        meta_algorithm=hparams["meta_algorithm"],
+        rule_opt_class=hparams.get("rule_opt_class"),
+        meta_train_init=hparams.get("meta_train_init"),
+    )
+    brain.tokenizer = tokenizer
+    return brain
 
 
 def run(hparams_file, run_opts, overrides):
@@ -222,20 +238,42 @@ def run(hparams_file, run_opts, overrides):
     init_process_group(run_opts)  # torchrun: join the process group
     hparams = layered_experiment(hparams_file, COMMON, overrides)
     real_csv = prepare_corpora(hparams)
-    data = dataio_prepare(hparams, real_csv)
+    datasets, tokenizer, skipped = dataio_prepare(hparams, real_csv)
 
-    joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
-    shared = joint_overrides(
-        overrides, hparams["joint_folder"], os.path.dirname(joint_yaml)
+    if hparams["init_from_joint"]:
+        joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
+        shared = joint_overrides(
+            overrides, hparams["joint_folder"], os.path.dirname(joint_yaml)
+        )
+        load_joint_model(hparams, lambda: run(joint_yaml, run_opts, shared))
+    if hparams.get("adapters") is not None:
+        insert_adapters(
+            hparams["modules"], hparams["adapted_modules"], hparams["adapters"]
+        )
+    logger.info(
+        "%s: %s training, %d epochs, learning rate %g",
+        hparams["method"],
+        hparams["training"],
+        hparams["number_of_epochs"],
+        hparams["lr"],
     )
-    return run_method(
+    train_method(
+        lambda **kw: make_brain(hparams, run_opts, tokenizer, **kw),
         hparams,
         run_opts,
-        make_brain,
-        data,
-        train_joint=lambda: run(joint_yaml, run_opts, shared),
-        recipe="SynthDigits/meta_seq2seq",
-        tasks=few_shot_tasks(hparams, data[0]),
+        datasets,
+    )
+    if hparams["training"] != "none":
+        recover_selected(hparams)  # the checkpoint selected on meta-dev
+    brain = make_brain(hparams, run_opts, tokenizer)
+    return evaluate_and_export(
+        hparams,
+        brain,
+        datasets,
+        tokenizer,
+        "SynthDigits/meta_seq2seq",
+        few_shot_tasks(hparams, datasets),
+        skipped,
         export=False,
     )
 

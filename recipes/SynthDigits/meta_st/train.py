@@ -8,17 +8,17 @@ training budget, few-shot protocol and adaptation search (read from
 ``../meta_asr/hparams/models/common.yaml``, the model from
 ``hparams/models/st.yaml``).
 
-The Brain below is written as upstream's ST recipes write theirs
-(SpeechBrain's ``recipes/Fisher-Callhome-Spanish/ST``): an encoder over
-the speech, an attentional decoder over the translation's SentencePiece
-units under teacher forcing, and a multitask CTC branch on the source
-transcript (``ctc_weight`` x CTC + (1 - ``ctc_weight``) x NLL);
-``S2SRNNBeamSearcher`` decodes the translation outside training, scored
-with ``BLEUStats`` (BLEU), and ``ErrorRateStats`` (the translation's WER
-and CER; model selection and the adaptation search use that CER). It
-became a meta-learning recipe by the change the package's README
-documents: the meta Brain in front of it, an ``!include:`` fragment per
-method, episodes in the loaders' options.
+The Brain is ``speechbrain_meta.translation.ST``, written as upstream's ST
+recipes write theirs (SpeechBrain's ``recipes/Fisher-Callhome-Spanish/ST``)
+and shared with the CoVoST 2 recipe: an encoder over the speech, an
+attentional decoder over the translation's SentencePiece units under
+teacher forcing, and a multitask CTC branch on the source transcript
+(``ctc_weight`` x CTC + (1 - ``ctc_weight``) x NLL); ``S2SRNNBeamSearcher``
+decodes the translation outside training, scored with ``BLEUStats`` (BLEU)
+and ``ErrorRateStats`` (the translation's WER and CER; model selection and
+the adaptation search use that CER). The meta-learning part is the
+package README's change: the meta Brain in front of it, an ``!include:``
+fragment per method, episodes in the loaders' options.
 
 Methods: ``joint`` (multilingual ST, the baseline and the warm start),
 ``lora`` (adapters fine-tuned on the k shots), ``fomaml``, ``maml``,
@@ -35,15 +35,15 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import functools
 import os
 import sys
 
 import speechbrain as sb
-import torch
 from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta.asr import ErrorRateBrain, add_ctc_pipelines
+from speechbrain_meta.asr import add_ctc_pipelines
+from speechbrain_meta.brains import meta_brain_class
 from speechbrain_meta.data.synth_st import prepare_synth_digits_st
 from speechbrain_meta.data.tokenizer import corpus_tokenizer
 from speechbrain_meta.distributed import init_process_group
@@ -52,12 +52,17 @@ from speechbrain_meta.layered_yaml import (
     load_layered_hparams,
 )
 from speechbrain_meta.recipe import (
-    WarmStart,
+    WarmStartST,
+    evaluate_and_export,
     joint_overrides,
-    make_meta_brain,
-    run_method,
+    load_joint_model,
+    recover_selected,
+    train_method,
 )
+from speechbrain_meta.task_params import insert_adapters
+from speechbrain_meta.translation import add_translation_pipeline
 
+logger = get_logger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # the corpus's prepare script, shared by its recipes
 from synth_digits_prepare import load_splits, prepare_corpora  # noqa: E402
@@ -67,84 +72,6 @@ COMMON = [
     os.path.join(HERE, "..", "meta_asr", "hparams", "models", "common.yaml"),
     os.path.join(HERE, "hparams", "models", "st.yaml"),
 ]
-
-
-class ST(WarmStart, ErrorRateBrain):
-    """Attention speech translation with a CTC branch on the source.
-
-    ``ErrorRateBrain`` gives the trackers (BLEU, the translation's WER and
-    CER), the validation checkpoints on that CER and ``augmenting``;
-    ``WarmStart`` marks the joint model's checkpoint the meta-learners
-    start from. ``self.tokenizer`` is the translation's SentencePiece.
-    """
-
-    def compute_forward(self, batch, stage):
-        """Forward computations from the waveform batches to the output
-        probabilities; the beam search's translations outside training.
-        """
-        batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        translation_bos, _ = batch.translation_bos
-        if self.augmenting and stage == sb.Stage.TRAIN:
-            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
-            translation_bos = self.hparams.wav_augment.replicate_labels(
-                translation_bos
-            )
-
-        feats = self.hparams.compute_features(wavs)
-        feats = self.modules.normalize(feats, wav_lens)
-        x = self.modules.encoder(feats)
-        p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(x))
-        e_in = self.modules.emb(translation_bos)
-        h, _ = self.modules.decoder(e_in, x, wav_lens)
-        p_seq = self.hparams.log_softmax(self.modules.seq_lin(h))
-
-        hyps = None
-        if stage != sb.Stage.TRAIN:
-            hyps, _, _, _ = self.hparams.beam_searcher(x.detach(), wav_lens)
-        return p_ctc, p_seq, wav_lens, hyps
-
-    def frame_log_probs(self, predictions):
-        """The CTC head's frame posteriors over the source's characters
-        (KL-regularised adaptation compares them with the unadapted
-        model's).
-
-        Arguments
-        ---------
-        predictions : tuple
-            From ``compute_forward``.
-
-        Returns
-        -------
-        tuple
-            ``(log_probs, wav_lens)``.
-        """
-        p_ctc, _, wav_lens, _ = predictions
-        return p_ctc, wav_lens
-
-    def compute_objectives(self, predictions, batch, stage):
-        """The multitask loss; BLEU, WER and CER outside training."""
-        p_ctc, p_seq, wav_lens, hyps = predictions
-        translation_eos, translation_eos_lens = batch.translation_eos
-        tokens, tokens_lens = batch.tokens  # the source transcript's
-        if self.augmenting and stage == sb.Stage.TRAIN:
-            replicate = self.hparams.wav_augment.replicate_labels
-            translation_eos = replicate(translation_eos)
-            translation_eos_lens = replicate(translation_eos_lens)
-            tokens = replicate(tokens)
-            tokens_lens = replicate(tokens_lens)
-
-        loss_ctc = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
-        loss_seq = self.hparams.seq_cost(
-            p_seq, translation_eos, length=translation_eos_lens
-        )
-        weight = self.hparams.ctc_weight
-        loss = weight * loss_ctc + (1 - weight) * loss_seq
-
-        if stage != sb.Stage.TRAIN:
-            translations = [self.tokenizer.decode_ids(h) for h in hyps]
-            self.track_error_rates(batch, translations, batch.translation)
-        return loss
 
 
 def prepare_data(overrides=None):
@@ -230,28 +157,48 @@ def dataio_prepare(hparams, tokenizer):
             f"{hparams['translation_neurons']}"
         )
 
-    @sb.utils.data_pipeline.takes("translation")
-    @sb.utils.data_pipeline.provides(
-        "translation_bos", "translation_eos", "translation_tokens"
+    add_translation_pipeline(
+        datasets, tokenizer, hparams["bos_index"], hparams["eos_index"]
     )
-    def translation_pipeline(translation):
-        units = tokenizer.encode_as_ids(translation)
-        yield torch.LongTensor([hparams["bos_index"]] + units)
-        yield torch.LongTensor(units + [hparams["eos_index"]])
-        yield torch.LongTensor(units)
-
-    all_sets = list(datasets.values())
-    sb.dataio.dataset.add_dynamic_item(all_sets, translation_pipeline)
     sb.dataio.dataset.set_output_keys(
-        all_sets,
+        list(datasets.values()),
         ["id", "sig", "wrd", "translation", "spk_id", "lang", "tokens",
          "translation_bos", "translation_eos"],
     )  # fmt: skip
     return datasets, tokenizer, skipped
 
 
-# The method's brain: the recipe's ST Brain behind its meta brain.
-make_brain = functools.partial(make_meta_brain, ST)
+def make_brain(hparams, run_opts, tokenizer, **overrides):
+    """The method's brain: the ST Brain behind the method's meta brain.
+
+    Arguments
+    ---------
+    hparams : dict
+        The run's hparams.
+    run_opts : dict
+        SpeechBrain run options.
+    tokenizer : sentencepiece.SentencePieceProcessor
+        The translation's units.
+    **overrides : dict
+        Hparams this brain sees changed (``train_method`` passes some).
+
+    Returns
+    -------
+    MetaBrain
+    """
+    Brain = meta_brain_class(WarmStartST, hparams["meta_brain_class"])
+    brain = Brain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams={**hparams, **overrides},
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        meta_algorithm=hparams["meta_algorithm"],
+        rule_opt_class=hparams.get("rule_opt_class"),
+        meta_train_init=hparams.get("meta_train_init"),
+    )
+    brain.tokenizer = tokenizer
+    return brain
 
 
 def run(hparams_file, run_opts, overrides):
@@ -273,18 +220,45 @@ def run(hparams_file, run_opts, overrides):
     """
     init_process_group(run_opts)  # torchrun: join the process group
     hparams = layered_experiment(hparams_file, COMMON, overrides)
-    data = dataio_prepare(hparams, prepare_translations(hparams))
-    joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
-    shared = joint_overrides(
-        overrides, hparams["joint_folder"], os.path.dirname(joint_yaml)
+    datasets, tokenizer, skipped = dataio_prepare(
+        hparams, prepare_translations(hparams)
     )
-    return run_method(
+    joint_yaml = os.path.join(HERE, "hparams", hparams["joint_hparams"])
+    if hparams["init_from_joint"]:
+        shared = joint_overrides(
+            overrides,
+            hparams["joint_folder"],
+            os.path.dirname(joint_yaml),
+        )
+        load_joint_model(hparams, lambda: run(joint_yaml, run_opts, shared))
+    if hparams.get("adapters") is not None:
+        # Task parameters / adapters go into the loaded model.
+        insert_adapters(
+            hparams["modules"], hparams["adapted_modules"], hparams["adapters"]
+        )
+    logger.info(
+        "%s: %s training, %d epochs, learning rate %g",
+        hparams["method"],
+        hparams["training"],
+        hparams["number_of_epochs"],
+        hparams["lr"],
+    )
+    train_method(
+        lambda **kw: make_brain(hparams, run_opts, tokenizer, **kw),
         hparams,
         run_opts,
-        make_brain,
-        data,
-        train_joint=lambda: run(joint_yaml, run_opts, shared),
-        recipe="SynthDigits/meta_st",
+        datasets,
+    )
+    if hparams["training"] != "none":
+        recover_selected(hparams)  # the checkpoint selected on meta-dev
+    brain = make_brain(hparams, run_opts, tokenizer)
+    return evaluate_and_export(
+        hparams,
+        brain,
+        datasets,
+        tokenizer,
+        "SynthDigits/meta_st",
+        skipped=skipped,
         export=False,
     )
 

@@ -1,0 +1,1 @@
+../../CommonVoice/meta_asr/common_voice_prepare.py

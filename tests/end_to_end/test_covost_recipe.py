@@ -1,0 +1,113 @@
+"""The CoVoST 2 speech-translation recipe on a stand-in in its layout.
+
+A Common Voice-layout corpus of espeak-ng speakers (48 kHz mp3 clips,
+``validated.tsv``) and CoVoST 2's translation files
+(``covost_v2.<lang>_en.tsv``: tabs, no quoting, ``train_covost`` rows, an
+empty translation, a clip the release does not have;
+``speechbrain_meta.data.standins.covost_standin``): the preparation reads
+them as they are, and the rows of ``tests/recipes/CoVoST.csv`` run as
+upstream's recipe tests run them (debug flags split as a shell would).
+"""
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from speechbrain_meta.data.standins import covost_standin
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+LANGUAGES = {
+    "de": {"train": 2, "dev": 1, "test": 1},
+    "fr": {"train": 2, "test": 1},
+    "es": {"train": 1, "dev": 2},
+    "it": {"train": 1, "test": 3},
+}
+
+
+def _rows():
+    with open(os.path.join(ROOT, "tests", "recipes", "CoVoST.csv")) as f:
+        return {
+            os.path.basename(r["Hparam_file"])[:-5]: r
+            for r in csv.DictReader(f)
+        }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """``tests/tmp/CoVoST/{cv,covost}``: the stand-in; its quirks."""
+    work = tmp_path_factory.mktemp("covost")
+    data = work / "tests" / "tmp" / "CoVoST"
+    quirks = covost_standin(
+        str(data / "cv"), str(data / "covost"), LANGUAGES, 6
+    )
+    return work, quirks
+
+
+def _run_row(row, cwd):
+    command = (
+        [sys.executable, os.path.join(ROOT, row["Script_file"])]
+        + [os.path.join(ROOT, row["Hparam_file"])]
+        + shlex.split(row["test_debug_flags"])
+        + ["--debug", "--debug_persistently"]
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    run = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
+    out = cwd / flags["--output_folder"]
+    checks = row["test_debug_checks"].split("file_exists=[")[1].split("]")[0]
+    for name in checks.split(","):
+        assert (out / name).exists(), name
+    with open(out / "few_shot" / "test" / "few_shot_results.json") as f:
+        return json.load(f)["results"], out
+
+
+def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
+    """The fomaml row (it trains the joint model first): the manifests
+    hold each role's CoVoST split with its translation (quotes kept as
+    characters, ``train_covost`` rows in meta-train), the quirks are
+    skipped and named with file and line, and the test language's rows
+    carry BLEU."""
+    cwd, quirks = workdir
+    results, out = _run_row(_rows()["fomaml"], cwd)
+    prepared = cwd / "tests" / "tmp" / "CoVoST_prepared"
+    with open(prepared / "train.csv", newline="") as f:
+        train = list(csv.DictReader(f))
+    assert {r["lang"] for r in train} == {"de", "fr"}
+    assert all(r["translation"] for r in train)
+    assert any(r["translation"].startswith('"') for r in train)
+    clips = {os.path.basename(r["wav"])[:-4] + ".mp3" for r in train}
+    with open(prepared / "test.csv", newline="") as f:
+        assert {r["lang"] for r in csv.DictReader(f)} == {"it"}
+    covost = cwd / "tests" / "tmp" / "CoVoST" / "covost"
+    with open(covost / "covost_v2.de_en.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    extra = {r["path"] for r in rows if r["split"] == "train_covost"}
+    assert extra and extra <= clips | {quirks["de"]["empty_translation"]}
+    assert quirks["de"]["empty_translation"] not in clips
+    summary = json.loads((prepared / "prepare_summary.json").read_text())
+    skipped = summary["languages"]["de"]["skipped_lines"]
+    assert [w.rsplit(":", 1)[0] for w in skipped["empty translation"]] == [
+        str(covost / "covost_v2.de_en.tsv")
+    ]
+    assert len(skipped["not in validated.tsv"]) == 1
+    assert {r["k_shot"] for r in results} == {0, 2}
+    for row in results:
+        assert 0.0 <= row["bleu_mean"] <= 1.0
+        assert set(row["cer_per_task"]) == {"it"}
+    log = (out / "train_log.txt").read_text()
+    assert "valid BLEU" in log
+
+
+@pytest.mark.parametrize("method", ["reptile", "metasgd", "lhuc", "lora"])
+def test_method_rows_run(workdir, method):
+    """The other methods' rows run from the joint model and score BLEU."""
+    results, _ = _run_row(_rows()[method], workdir[0])
+    assert all("bleu_mean" in r for r in results)
