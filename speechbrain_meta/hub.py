@@ -559,3 +559,121 @@ def write_encoder_asr(export_folder, hub_folder):
         os.path.join(hub_folder, "tokenizer.ckpt"),
     )
     return hub_folder
+
+
+HUB_SEQ2SEQ_TAIL = """tokenizer: !new:sentencepiece.SentencePieceProcessor
+asr_model: !new:torch.nn.ModuleList
+    - [!ref <enc>, !ref <emb>, !ref <dec>, !ref <seq_lin>]
+encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential
+    compute_features: !ref <compute_features>
+    normalize: !ref <normalize>
+    model: !ref <enc>
+decoder: !new:speechbrain.decoders.S2SRNNBeamSearcher
+    embedding: !ref <emb>
+    decoder: !ref <dec>
+    linear: !ref <seq_lin>
+    bos_index: !ref <bos_index>
+    eos_index: !ref <eos_index>
+    min_decode_ratio: 0.0
+    max_decode_ratio: !ref <max_decode_ratio>
+    beam_size: !ref <beam_size>
+    eos_threshold: !ref <eos_threshold>
+    using_max_attn_shift: False
+modules:
+    encoder: !ref <encoder>
+    decoder: !ref <decoder>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        asr: !ref <asr_model>
+        normalizer: !ref <normalize>
+        tokenizer: !ref <tokenizer>
+"""
+
+
+def write_encoder_decoder(run_folder, modules, tokenizer_file, hub_folder):
+    """Writes a trained attention model as a SpeechBrain hub folder.
+
+    The folder an ``EncoderDecoderASR`` loads as SpeechBrain's own attention
+    models are laid out (``hyperparams.yaml``: the run's feature pipeline,
+    normalisation, encoder, embedding, attentional decoder and output
+    layer, an ``S2SRNNBeamSearcher`` over them, a SentencePiece tokenizer, a
+    ``Pretrainer`` reading ``asr.ckpt``, ``normalizer.ckpt`` and
+    ``tokenizer.ckpt`` from the folder); ``AdaptiveASR`` loads it too, and
+    adapts it from k (audio, text) pairs by the decoder's NLL. The speech
+    translation recipes write their models so: a translation is what it
+    "transcribes". Nothing of the meta-learning is kept; for models without
+    task parameters (``joint`` and the meta-initialisation methods).
+
+    Arguments
+    ---------
+    run_folder : str
+        The run's output folder (its ``hyperparams.yaml``: ``compute_features``,
+        ``normalize``, ``encoder``, ``modules`` with ``emb``, ``decoder`` and
+        ``seq_lin``, ``bos_index``, ``eos_index``, ``beam_size``,
+        ``max_decode_ratio``, ``eos_threshold``).
+    modules : torch.nn.ModuleDict
+        The trained modules (``normalize``, ``encoder``, ``emb``,
+        ``decoder``, ``seq_lin``).
+    tokenizer_file : str
+        The SentencePiece model (``.model``).
+    hub_folder : str
+        Where the hub folder goes.
+
+    Returns
+    -------
+    str
+        ``hub_folder``.
+    """
+    import shutil
+    from io import StringIO
+
+    import ruamel.yaml
+
+    from hyperpyyaml import resolve_references
+
+    path = os.path.join(run_folder, HPARAMS_FILE)
+    with open(path, encoding="utf-8") as f:  # values, not references
+        source = ruamel.yaml.YAML().load(resolve_references(f.read()))
+    if source.get("adapters") is not None:
+        raise ValueError(
+            f"{path}: a model with task parameters or adapters is not "
+            "written as an EncoderDecoderASR here"
+        )
+    out = ruamel.yaml.comments.CommentedMap()
+    for key in (
+        "sample_rate",
+        "bos_index",
+        "eos_index",
+        "beam_size",
+        "max_decode_ratio",
+        "eos_threshold",
+        "compute_features",
+        "normalize",
+    ):
+        out[key] = source[key]
+    out["enc"] = source["encoder"]  # "encoder" is the whole pipeline here
+    out["emb"] = source["modules"]["emb"]
+    out["dec"] = source["modules"]["decoder"]
+    out["seq_lin"] = source["modules"]["seq_lin"]
+    stream = StringIO()
+    ruamel.yaml.YAML().dump(out, stream)
+    os.makedirs(hub_folder, exist_ok=True)
+    with open(
+        os.path.join(hub_folder, HPARAMS_FILE), "w", encoding="utf-8"
+    ) as f:
+        f.write(
+            "# An EncoderDecoderASR written from "
+            f"{os.path.abspath(run_folder)}\n"
+            + stream.getvalue()
+            + HUB_SEQ2SEQ_TAIL
+        )
+    model = torch.nn.ModuleList(
+        [modules[name] for name in ("encoder", "emb", "decoder", "seq_lin")]
+    )
+    torch.save(
+        {k: v.cpu() for k, v in model.state_dict().items()},
+        os.path.join(hub_folder, "asr.ckpt"),
+    )
+    modules["normalize"]._save(os.path.join(hub_folder, "normalizer.ckpt"))
+    shutil.copyfile(tokenizer_file, os.path.join(hub_folder, "tokenizer.ckpt"))
+    return hub_folder

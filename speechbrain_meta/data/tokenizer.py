@@ -19,7 +19,31 @@ import tempfile
 import sentencepiece as spm
 from speechbrain.tokenizers.SentencePiece import SentencePiece
 
-__all__ = ["corpus_tokenizer"]
+__all__ = ["corpus_tokenizer", "tokenizer_file"]
+
+
+def tokenizer_file(folder, vocab_size, model_type="unigram"):
+    """Where ``corpus_tokenizer`` keeps its model.
+
+    Arguments
+    ---------
+    folder : str
+        The tokenizer's folder.
+    vocab_size : int
+        Units.
+    model_type : str
+        ``unigram``, ``bpe`` or ``char``.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> tokenizer_file("tok", 27)
+    'tok/27_unigram.model'
+    """
+    return os.path.join(folder, f"{vocab_size}_{model_type}.model")
 
 
 def corpus_tokenizer(
@@ -55,8 +79,8 @@ def corpus_tokenizer(
     >>> sp.decode_ids(sp.encode_as_ids("two one"))
     'two one'
     """
-    name = f"{vocab_size}_{model_type}.model"
-    path = os.path.join(folder, name)
+    path = tokenizer_file(folder, vocab_size, model_type)
+    name = os.path.basename(path)
     if not os.path.exists(path):
         os.makedirs(folder, exist_ok=True)
         private = tempfile.mkdtemp(prefix=".training_", dir=folder)

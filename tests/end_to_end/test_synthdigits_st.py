@@ -177,3 +177,101 @@ def test_translation_is_decoded_with_the_adapted_weights(recipe):
     assert bleu < 0.5 and wer > 0.5  # sevens against the references
     assert any("seven" not in r for r in refs)
     assert torch.equal(bias.detach(), before)
+
+
+def test_the_trained_model_translates_as_a_speechbrain_hub_model(
+    recipe, tmp_path
+):
+    """The run's ``hub/`` folder: SpeechBrain's own ``EncoderDecoderASR``
+    loads it and translates as the recipe's beam search does;
+    ``AdaptiveASR`` loads it, adapts it to a new source language from k
+    (audio, translation) pairs on a copy (the support's loss falls, the
+    base model is unchanged) and translates with the adapted weights."""
+    from speechbrain.inference.ASR import EncoderDecoderASR
+
+    from speechbrain_meta.inference import AdaptiveASR
+
+    module, _, out, data = recipe
+    if not (out / "fomaml" / "hub" / "hyperparams.yaml").exists():
+        _run(recipe, "fomaml")
+    hub = out / "fomaml" / "hub"
+    hparams, _ = load_layered_hparams(
+        _hparams("fomaml"),
+        module["COMMON"],
+        {"data_folder": str(data), "st_folder": str(out / "st_en")},
+    )
+    tokenizer = module["prepare_translations"](hparams)
+    datasets, _, _ = module["dataio_prepare"](hparams, tokenizer)
+    test = datasets["test"]
+    test.set_output_keys(["id", "sig", "translation", "lang"])
+    language = test[0]["lang"]
+    utts = [u for u in test if u["lang"] == language][:8]
+    batch = PaddedBatch(utts[:4])
+    wavs, lens = batch.sig
+    reference = EncoderDecoderASR.from_hparams(
+        source=str(hub), savedir=str(tmp_path / "reference")
+    )
+    expected = reference.transcribe_batch(wavs, lens)[0]
+    asr = AdaptiveASR.from_hparams(
+        source=str(hub), savedir=str(tmp_path / "ours"),
+        run_opts={"device": "cpu"},
+    )  # fmt: skip
+    assert asr.transcribe_batch(wavs, lens)[0] == expected
+    before = {k: v.clone() for k, v in asr.mods.state_dict().items()}
+    support = utts[:5]
+    state = asr.adapt(
+        [u["sig"] for u in support],
+        [u["translation"] for u in support],
+        safe=False,
+    )
+    fitted = [asr.utterance(u["sig"], u["translation"]) for u in support]
+    assert asr.loss(fitted, state) < asr.loss(fitted)
+    after = asr.mods.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    translations = asr.transcribe_batch(wavs, lens, state)[0]
+    assert len(translations) == 4
+
+
+def test_command_line_adapts_and_translates(recipe, tmp_path):
+    """``speechbrain-meta-adapt`` on the hub folder with k (audio,
+    translation) pairs of a new source language writes a task state;
+    ``speechbrain-meta-transcribe`` with it prints one translation per
+    file."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    module, _, out, data = recipe
+    if not (out / "fomaml" / "hub" / "hyperparams.yaml").exists():
+        _run(recipe, "fomaml")
+    with open(out / "st_en" / "test.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["lang"] == "hu"][:7]
+    support = tmp_path / "support"
+    support.mkdir()
+    for row in rows[:5]:
+        wav = row["wav"].replace("$data_root", str(data))
+        audio, rate = sf.read(wav)
+        sf.write(support / f"{row['ID']}.wav", audio, rate)
+        (support / f"{row['ID']}.txt").write_text(row["translation"])
+    state = tmp_path / "hu.pt"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    cli = [sys.executable, "-m", "speechbrain_meta.cli"]
+    hub = str(out / "fomaml" / "hub")
+    adapt = subprocess.run(
+        cli + ["adapt", "--model", hub, "--support", str(support)]
+        + ["--out", str(state), "--rule", "adam", "--lr", "0.001"]
+        + ["--steps", "3", "--no-safe"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert adapt.returncode == 0, adapt.stderr[-3000:]
+    assert "EncoderDecoderASR" in adapt.stdout and state.exists()
+    files = [r["wav"].replace("$data_root", str(data)) for r in rows[5:]]
+    translate = subprocess.run(
+        cli + ["transcribe", "--model", hub, "--task-state", str(state)]
+        + files,
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert translate.returncode == 0, translate.stderr[-3000:]
+    lines = translate.stdout.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == files

@@ -39,8 +39,9 @@ from speechbrain_meta.data.manifest import (
     drop_long_utterances,
     load_manifest,
 )
-from speechbrain_meta.data.tokenizer import corpus_tokenizer
+from speechbrain_meta.data.tokenizer import corpus_tokenizer, tokenizer_file
 from speechbrain_meta.distributed import init_process_group
+from speechbrain_meta.hub import write_encoder_decoder
 from speechbrain_meta.layered_yaml import layered_experiment, layered_values
 from speechbrain_meta.recipe import (
     WarmStartST,
@@ -310,7 +311,7 @@ def run(hparams_file, run_opts, overrides):
     if hparams["training"] != "none":
         recover_selected(hparams)  # the checkpoint selected on meta-dev
     brain = make_brain(hparams, run_opts, tokenizer)
-    return evaluate_and_export(
+    results = evaluate_and_export(
         hparams,
         brain,
         datasets,
@@ -319,6 +320,23 @@ def run(hparams_file, run_opts, overrides):
         skipped=skipped,
         export=False,
     )
+    if hparams.get("adapters") is None:
+        # The model as SpeechBrain's EncoderDecoderASR (and AdaptiveASR)
+        # load it: a translation is what it transcribes.
+        run_on_main(
+            write_encoder_decoder,
+            args=[
+                hparams["output_folder"],
+                brain.modules,
+                tokenizer_file(
+                    hparams["tokenizer_folder"],
+                    hparams["vocab_size"],
+                    hparams["token_type"],
+                ),
+                os.path.join(hparams["output_folder"], "hub"),
+            ],
+        )
+    return results
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_meta.asr import add_ctc_pipelines
 from speechbrain_meta.brains import meta_brain_class
 from speechbrain_meta.data.synth_st import prepare_synth_digits_st
-from speechbrain_meta.data.tokenizer import corpus_tokenizer
+from speechbrain_meta.data.tokenizer import corpus_tokenizer, tokenizer_file
 from speechbrain_meta.distributed import init_process_group
+from speechbrain_meta.hub import write_encoder_decoder
 from speechbrain_meta.layered_yaml import (
     layered_experiment,
     load_layered_hparams,
@@ -252,7 +253,7 @@ def run(hparams_file, run_opts, overrides):
     if hparams["training"] != "none":
         recover_selected(hparams)  # the checkpoint selected on meta-dev
     brain = make_brain(hparams, run_opts, tokenizer)
-    return evaluate_and_export(
+    results = evaluate_and_export(
         hparams,
         brain,
         datasets,
@@ -261,6 +262,23 @@ def run(hparams_file, run_opts, overrides):
         skipped=skipped,
         export=False,
     )
+    if hparams.get("adapters") is None:
+        # The model as SpeechBrain's EncoderDecoderASR (and AdaptiveASR)
+        # load it: a translation is what it transcribes.
+        run_on_main(
+            write_encoder_decoder,
+            args=[
+                hparams["output_folder"],
+                brain.modules,
+                tokenizer_file(
+                    hparams["tokenizer_folder"],
+                    hparams["vocab_size"],
+                    hparams["token_type"],
+                ),
+                os.path.join(hparams["output_folder"], "hub"),
+            ],
+        )
+    return results
 
 
 def main(argv):
