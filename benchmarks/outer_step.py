@@ -4,7 +4,13 @@
 Uses the SynthTones recipe's CTC model (hparams/maml.yaml), with its CRDNN
 encoder and with SpeechBrain's Conformer encoder in its place
 (``conformer_ctc.yaml`` beside this script), and one fixed episode
-(K = 5 support + Q = 5 query utterances). The floor is what
+(K = 5 support + Q = 5 query utterances). The attention models are the
+SynthDigits recipes' own, on one episode (one language) of the quick main
+job's corpus: ``seq2seq``, the joint CTC/attention recogniser
+(``meta_seq2seq``: CRDNN, location-aware attentional GRU decoder over
+characters), and ``st``, the speech-translation model (``meta_st``: the
+same shape, decoding SentencePiece units of the English translation, CTC
+on the source transcript). The floor is what
 the same data costs a plain SpeechBrain recipe: ``k + 1`` plain
 ``Brain.fit_batch`` steps (forward, backward, optimiser step) on a batch
 of the support's size (K = Q here), the plain step timed in turn with
@@ -24,15 +30,17 @@ the twice-differentiable CTC's own HVP, on the support's
 log-probabilities, against the model's HVP.
 
     python benchmarks/outer_step.py [--repeats 5] [--json DIR] [--device cuda:0]
-        [--models crdnn,conformer]
+        [--models crdnn,conformer,seq2seq,st]
 
 Authors
  * speechbrain-meta developers 2026
 """
 
+import importlib.util
 import io
 import os
 import sys
+from collections import namedtuple
 
 import ruamel.yaml
 import speechbrain as sb
@@ -59,6 +67,7 @@ from speechbrain_meta.asr import CTCASR as ASR  # noqa: E402
 from speechbrain_meta.data import TaskSampler  # noqa: E402
 from speechbrain_meta.layered_yaml import load_layered_hparams  # noqa: E402
 from speechbrain_meta.losses import differentiable_ctc  # noqa: E402
+from speechbrain_meta.recipe import WarmStartST  # noqa: E402
 
 ALGORITHMS = {
     "maml": ("maml.yaml", {"inner_steps": 3}),
@@ -82,6 +91,19 @@ MODELS = {
     "crdnn": None,
     "conformer": os.path.join(os.path.dirname(__file__), "conformer_ctc.yaml"),
 }
+# The attention models: a SynthDigits recipe each (the algorithms of
+# ALGORITHMS that it has a method file for).
+SYNTHDIGITS = os.path.join(ROOT, "recipes", "SynthDigits")
+RECIPE_MODELS = {"seq2seq": "meta_seq2seq", "st": "meta_st"}
+# The quick main job's corpus (run_benchmark.py --quick): 2 speakers x 16
+# utterances per language.
+QUICK_CORPUS = {"speakers_per_language": 2, "utts_per_speaker": 16}
+
+# What the rows of one model need: ``load(method)`` its hparams, ``base``
+# the Brain the meta brains are put in front of, ``plain`` that Brain for
+# the floor, the fixed ``episode``, its ``support`` as a plain batch,
+# ``build(brain_class, hparams)`` and whether its output is CTC's.
+Model = namedtuple("Model", "name load base plain episode support build is_ctc")
 
 
 def load(method, out, model="crdnn"):
@@ -133,6 +155,16 @@ def setup(folder, device):
     examples = [datasets["train"][i] for i in next(iter(sampler))]
     episode = sampler.collate_fn()(examples)
     support = sb.dataio.batch.PaddedBatch(examples[: episode.n_support])
+    return episode, support, builder(device, tokenizer)
+
+
+def builder(device, tokenizer, statistics_from=None):
+    """``build(brain_class, hparams)``: a brain ready for ``fit_batch``.
+
+    With ``statistics_from`` (a batch), one training-mode forward of it
+    gives the global normalisation its statistics first, as a trained
+    model has (the SynthDigits recipes adapt in eval mode).
+    """
 
     def build(brain_class, hparams):
         brain = brain_class(
@@ -145,37 +177,134 @@ def setup(folder, device):
         brain.grad_accumulation_factor = 1  # one outer step per call
         brain.on_fit_start()
         brain.modules.train()
+        if statistics_from is not None:
+            with torch.no_grad():
+                brain.compute_forward(statistics_from, sb.Stage.TRAIN)
         return brain
 
-    return episode, support, build
+    return build
+
+
+def synthtones_model(model, folder, device):
+    """A SynthTones CTC model (``crdnn`` or ``conformer``) on the shared
+    episode of ``setup``."""
+    episode, support, build = setup(folder, device)
+    return Model(
+        model,
+        lambda method: load(method, folder, model),
+        ASR,
+        ASR,
+        episode,
+        support,
+        build,
+        True,
+    )
+
+
+def recipe_model(model, folder, device):
+    """An attention model of a SynthDigits recipe (``RECIPE_MODELS``) on
+    one episode (K = 5 + Q = 5 utterances of one meta-train language) of
+    the quick corpus, prepared in ``folder/synthdigits``.
+
+    Arguments
+    ---------
+    model : str
+        A key of ``RECIPE_MODELS``.
+    folder : str
+        Where the corpus and the brains' files go.
+    device : str
+        The brains' device.
+
+    Returns
+    -------
+    Model
+    """
+    name = RECIPE_MODELS[model]
+    # The recipe's train.py under its own name: both recipes have one.
+    spec = importlib.util.spec_from_file_location(
+        f"synthdigits_{name}_train",
+        os.path.join(SYNTHDIGITS, name, "train.py"),
+    )
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    shared = {
+        "data_folder": os.path.join(folder, "synthdigits"),
+        "corpus": QUICK_CORPUS,
+        "few_shot_sets": {"test": "lang"},  # no real voices needed
+        "st_folder": os.path.join(folder, "synthdigits", "st_en"),
+    }
+
+    def load_recipe(method):
+        overrides = {
+            **shared,
+            "output_folder": os.path.join(folder, model, method),
+            "inner_steps": ALGORITHMS[method][1]["inner_steps"],
+        }
+        path = os.path.join(SYNTHDIGITS, name, "hparams", f"{method}.yaml")
+        known = load_layered_hparams(path, recipe.COMMON, {})[0]
+        overrides = {k: v for k, v in overrides.items() if k in known}
+        return load_layered_hparams(path, recipe.COMMON, overrides)[0]
+
+    hparams = load_recipe("maml")
+    if model == "st":
+        tokenizer = recipe.prepare_translations(hparams)
+        datasets, tokenizer, _ = recipe.dataio_prepare(hparams, tokenizer)
+        base = plain = WarmStartST
+    else:
+        recipe.prepare_corpora(hparams)
+        datasets, tokenizer, _ = recipe.dataio_prepare(hparams)
+        base = plain = recipe.ASR
+    torch.manual_seed(0)
+    sampler = TaskSampler(datasets["train"], "lang", 5, 5, 1, seed=0)
+    examples = [datasets["train"][i] for i in next(iter(sampler))]
+    episode = sampler.collate_fn()(examples)
+    support = sb.dataio.batch.PaddedBatch(examples[: episode.n_support])
+    return Model(
+        model,
+        load_recipe,
+        base,
+        plain,
+        episode,
+        support,
+        builder(device, tokenizer, statistics_from=support),
+        False,
+    )
 
 
 def main(argv=None):
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--models", default=",".join(list(MODELS) + list(RECIPE_MODELS))
+    )
     args = parser.parse_args(argv)
     data = os.path.join(args.json, "outer_step_data")
     device = torch.device(args.device)
-    episode, support, build = setup(data, args.device)
     rows, settings = [], {}
-    for model in args.models.split(","):
-        model_rows, model_settings = outer_steps(
-            model, data, episode, support, build, args.repeats, device
-        )
+    for name in args.models.split(","):
+        if name in RECIPE_MODELS:
+            model = recipe_model(name, data, args.device)
+        elif name in MODELS:
+            model = synthtones_model(name, data, args.device)
+        else:
+            parser.error(
+                f"--models: {name!r} is none of "
+                f"{list(MODELS) + list(RECIPE_MODELS)}"
+            )
+        model_rows, model_settings = outer_steps(model, args.repeats, device)
         rows += model_rows
-        rows += hvp_rows(model, data, episode, build, args.repeats, device)
-        settings[model] = model_settings
+        rows += hvp_rows(model, args.repeats, device)
+        settings[name] = model_settings
         plain = model_settings["plain_fit_batch_s"]["median"]
         print(
-            f"\n{model}: {model_settings['parameters']} parameters, "
-            f"K={episode.n_support} + Q={episode.n_query} utterances, "
-            f"plain fit_batch {plain:.3f} s, {torch.get_num_threads()} "
-            f"threads, median of {args.repeats}"
+            f"\n{name}: {model_settings['parameters']} parameters, "
+            f"K={model.episode.n_support} + Q={model.episode.n_query} "
+            f"utterances, plain fit_batch {plain:.3f} s, "
+            f"{torch.get_num_threads()} threads, median of {args.repeats}"
         )
     settings.update(
         {
-            "support": episode.n_support,
-            "query": episode.n_query,
+            "support": 5,
+            "query": 5,
             "device": str(device),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -185,24 +314,36 @@ def main(argv=None):
     return rows
 
 
-def outer_steps(model, data, episode, support, build, repeats, device):
+def has_method(model, method):
+    """Whether the model's recipe has a method file for ``method``."""
+    if model.name not in RECIPE_MODELS:
+        return True
+    folder = os.path.join(SYNTHDIGITS, RECIPE_MODELS[model.name], "hparams")
+    return os.path.exists(os.path.join(folder, f"{method}.yaml"))
+
+
+def outer_steps(model, repeats, device):
     """The rows of one model: each algorithm against its floor."""
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    plain = build(ASR, load("maml", data, model))
+    build, episode, support = model.build, model.episode, model.support
+    plain = build(model.plain, model.load("maml"))
     plain_step = measure(lambda: plain.fit_batch(support), repeats, 2, sync)
     cases = []
     for method in ALGORITHMS:
-        hparams = load(method, data, model)
-        Brain = meta_brain_class(ASR, hparams["meta_brain_class"])
+        if not has_method(model, method):
+            continue
+        hparams = model.load(method)
+        Brain = meta_brain_class(model.base, hparams["meta_brain_class"])
         inner = hparams["meta_algorithm"].inner_loop
         cases.append((method, build(Brain, hparams), inner))
     for name, make_rule, first_order in RULES:
-        hparams = load("maml", data, model)
+        hparams = model.load("maml")
         hparams["meta_algorithm"] = MAML(
             InnerLoop(3, update_rule=make_rule(), first_order=first_order)
         )
         hparams["rule_opt_class"] = lambda p: torch.optim.Adam(p, lr=1e-3)
-        brain = build(meta_brain_class(ASR, MetaOptimizerBrain), hparams)
+        Brain = meta_brain_class(model.base, MetaOptimizerBrain)
+        brain = build(Brain, hparams)
         cases.append((name, brain, hparams["meta_algorithm"].inner_loop))
     rows = []
     for name, brain, inner in cases:
@@ -220,13 +361,14 @@ def outer_steps(model, data, episode, support, build, repeats, device):
         )
         rows.append(
             row(
-                f"{model}: {name} ({'first' if inner.first_order else 'second'}"
+                f"{model.name}: {name} "
+                f"({'first' if inner.first_order else 'second'}"
                 f" order, k={k}) vs (k+1) fit_batch",
                 ours,
                 floor_of(plain_beside, k),
                 goal=goal,
                 peer_name=f"{k + 1} x plain fit_batch (support-sized batch)",
-                model=model,
+                model=model.name,
                 inner_steps=k,
                 first_order=inner.first_order,
             )
@@ -238,11 +380,13 @@ def outer_steps(model, data, episode, support, build, repeats, device):
     return rows, settings
 
 
-def hvp_rows(model, data, episode, build, repeats, device):
+def hvp_rows(model, repeats, device):
     """Second-order MAML's outer step against the HVPs it needs."""
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    hparams = load("maml", data, model)
-    brain = build(meta_brain_class(ASR, hparams["meta_brain_class"]), hparams)
+    hparams = model.load("maml")
+    Brain = meta_brain_class(model.base, hparams["meta_brain_class"])
+    brain = model.build(Brain, hparams)
+    episode = model.episode
     k = hparams["meta_algorithm"].inner_loop.inner_steps
     weights = list(
         brain.meta_parameters(hparams["meta_algorithm"].inner_loop).items()
@@ -269,6 +413,45 @@ def hvp_rows(model, data, episode, build, repeats, device):
     def hvp():
         hvp_of(support_loss(tensors, True), tensors, vector)
 
+    steps = [lambda: brain.fit_batch(episode), gradient, hvp]
+    if model.is_ctc:
+        steps.append(ctc_hvp_of(brain, support, hvp_of, gen))
+    step, grad, one_hvp, *ctc = measure_interleaved(steps, repeats, 2, sync)
+    needed = {key: k * one_hvp[key] + grad[key] for key in grad}
+    rows = [
+        row(
+            f"{model.name}: maml outer step vs {k} support HVPs + 1 gradient",
+            step,
+            needed,
+            peer_name=f"{k} HVPs + 1 gradient of the support loss",
+            model=model.name,
+        ),
+        row(
+            f"{model.name}: one HVP of the support loss vs one gradient",
+            one_hvp,
+            grad,
+            goal=(2.5 * (k + 1) - 1) / k,
+            peer_name="one gradient of the support loss",
+            model=model.name,
+        ),
+    ]
+    if ctc:
+        rows.append(
+            row(
+                f"{model.name}: pure CTC's HVP alone "
+                f"({steps[-1].shape} log-probs) vs the model's HVP",
+                ctc[0],
+                one_hvp,
+                peer_name="the model's HVP",
+                model=model.name,
+            )
+        )
+    return rows
+
+
+def ctc_hvp_of(brain, support, hvp_of, gen):
+    """The twice-differentiable CTC's HVP alone, on the support's
+    log-probabilities (a callable; ``.shape`` names their shape)."""
     with torch.no_grad(), brain.support_forward_context(False):
         log_probs, wav_lens = brain.compute_forward(support, sb.Stage.TRAIN)
     log_probs = log_probs.detach().requires_grad_(True)
@@ -282,39 +465,8 @@ def hvp_rows(model, data, episode, build, repeats, device):
             )
         hvp_of(loss, [log_probs], [ctc_vector])
 
-    step, grad, one_hvp, ctc = measure_interleaved(
-        [lambda: brain.fit_batch(episode), gradient, hvp, ctc_hvp],
-        repeats,
-        2,
-        sync,
-    )
-    needed = {key: k * one_hvp[key] + grad[key] for key in grad}
-    shape = "x".join(str(d) for d in log_probs.shape)
-    return [
-        row(
-            f"{model}: maml outer step vs {k} support HVPs + 1 gradient",
-            step,
-            needed,
-            peer_name=f"{k} HVPs + 1 gradient of the support loss",
-            model=model,
-        ),
-        row(
-            f"{model}: one HVP of the support loss vs one gradient",
-            one_hvp,
-            grad,
-            goal=(2.5 * (k + 1) - 1) / k,
-            peer_name="one gradient (native CTC)",
-            model=model,
-        ),
-        row(
-            f"{model}: pure CTC's HVP alone ({shape} log-probs) vs the "
-            "model's HVP",
-            ctc,
-            one_hvp,
-            peer_name="the model's HVP",
-            model=model,
-        ),
-    ]
+    ctc_hvp.shape = "x".join(str(d) for d in log_probs.shape)
+    return ctc_hvp
 
 
 if __name__ == "__main__":
