@@ -475,6 +475,26 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
+def _write_hub_yaml(values, tail, interface, source_folder, hub_folder):
+    """A hub folder's ``hyperparams.yaml``: the model's values (in order),
+    then the interface's wiring (``tail``).
+    """
+    from io import StringIO
+
+    import ruamel.yaml
+
+    stream = StringIO()
+    ruamel.yaml.YAML().dump(ruamel.yaml.comments.CommentedMap(values), stream)
+    os.makedirs(hub_folder, exist_ok=True)
+    path = os.path.join(hub_folder, HPARAMS_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            f"# An {interface} written from {os.path.abspath(source_folder)}\n"
+            + stream.getvalue()
+            + tail
+        )
+
+
 def write_encoder_asr(export_folder, hub_folder):
     """Writes a model exported by this package as a SpeechBrain hub folder.
 
@@ -512,30 +532,17 @@ def write_encoder_asr(export_folder, hub_folder):
             f"{export_folder}: an encoder that takes lengths or has task "
             "parameters is not written as an EncoderASR here"
         )
-    out = ruamel.yaml.comments.CommentedMap()
-    for key in (
+    keys = [
         "sample_rate",
         "blank_index",
         "compute_features",
         "log_softmax",
         "normalize",
         "ctc_lin",
-    ):
-        out[key] = source[key]
+    ]
+    out = {key: source[key] for key in keys}
     out["enc"] = source["encoder"]  # "encoder" is the whole pipeline here
-    os.makedirs(hub_folder, exist_ok=True)
-    from io import StringIO
-
-    stream = StringIO()
-    ruamel.yaml.YAML().dump(out, stream)
-    with open(
-        os.path.join(hub_folder, HPARAMS_FILE), "w", encoding="utf-8"
-    ) as f:
-        f.write(
-            f"# An EncoderASR written from {os.path.abspath(export_folder)}\n"
-            + stream.getvalue()
-            + HUB_CTC_TAIL
-        )
+    _write_hub_yaml(out, HUB_CTC_TAIL, "EncoderASR", export_folder, hub_folder)
     parts = [
         torch.load(
             os.path.join(export_folder, f"{name}.ckpt"), map_location="cpu"
@@ -625,10 +632,8 @@ def write_encoder_decoder(run_folder, modules, tokenizer_file, hub_folder):
         ``hub_folder``.
     """
     import shutil
-    from io import StringIO
 
     import ruamel.yaml
-
     from hyperpyyaml import resolve_references
 
     path = os.path.join(run_folder, HPARAMS_FILE)
@@ -639,8 +644,7 @@ def write_encoder_decoder(run_folder, modules, tokenizer_file, hub_folder):
             f"{path}: a model with task parameters or adapters is not "
             "written as an EncoderDecoderASR here"
         )
-    out = ruamel.yaml.comments.CommentedMap()
-    for key in (
+    keys = [
         "sample_rate",
         "bos_index",
         "eos_index",
@@ -649,24 +653,15 @@ def write_encoder_decoder(run_folder, modules, tokenizer_file, hub_folder):
         "eos_threshold",
         "compute_features",
         "normalize",
-    ):
-        out[key] = source[key]
+    ]
+    out = {key: source[key] for key in keys}
     out["enc"] = source["encoder"]  # "encoder" is the whole pipeline here
     out["emb"] = source["modules"]["emb"]
     out["dec"] = source["modules"]["decoder"]
     out["seq_lin"] = source["modules"]["seq_lin"]
-    stream = StringIO()
-    ruamel.yaml.YAML().dump(out, stream)
-    os.makedirs(hub_folder, exist_ok=True)
-    with open(
-        os.path.join(hub_folder, HPARAMS_FILE), "w", encoding="utf-8"
-    ) as f:
-        f.write(
-            "# An EncoderDecoderASR written from "
-            f"{os.path.abspath(run_folder)}\n"
-            + stream.getvalue()
-            + HUB_SEQ2SEQ_TAIL
-        )
+    _write_hub_yaml(
+        out, HUB_SEQ2SEQ_TAIL, "EncoderDecoderASR", run_folder, hub_folder
+    )
     model = torch.nn.ModuleList(
         [modules[name] for name in ("encoder", "emb", "decoder", "seq_lin")]
     )

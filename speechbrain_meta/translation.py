@@ -145,7 +145,9 @@ class ST(ErrorRateBrain):
         return loss
 
 
-def add_translation_pipeline(datasets, tokenizer, bos_index, eos_index):
+def add_translation_pipeline(
+    datasets, tokenizer, bos_index, eos_index, output_neurons=None
+):
     """The decoder's inputs and targets from each row's ``translation``.
 
     Arguments
@@ -156,6 +158,9 @@ def add_translation_pipeline(datasets, tokenizer, bos_index, eos_index):
         The translation's units.
     bos_index, eos_index : int
         Prepended to the decoder's inputs, appended to its targets.
+    output_neurons : int, optional
+        The decoder's output size: a tokenizer with another number of
+        units is refused.
 
     Returns
     -------
@@ -177,6 +182,12 @@ def add_translation_pipeline(datasets, tokenizer, bos_index, eos_index):
     >>> data["train"][0]["translation_eos"]
     tensor([3, 5, 0])
     """
+    if output_neurons is not None and tokenizer.vocab_size() != output_neurons:
+        raise ValueError(
+            f"the translation's SentencePiece model has "
+            f"{tokenizer.vocab_size()} units, the decoder {output_neurons} "
+            "outputs (translation_neurons)"
+        )
 
     @sb.utils.data_pipeline.takes("translation")
     @sb.utils.data_pipeline.provides(

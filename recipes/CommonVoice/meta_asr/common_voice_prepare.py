@@ -474,9 +474,10 @@ def _skip(skipped, reason, where):
         logger.warning("%s: %s: skipped", where, reason)
 
 
-def _read_tsv(tsv, lang, skipped, keep=None):
+def _read_tsv(tsv, lang, skipped, keep=None, seen=None):
     """The rows of one tsv with a clip on disk and a sentence (step 1);
-    with ``keep`` (a set of clip names), those rows only.
+    with ``keep`` (a set of clip names), those rows only; ``seen`` (a set)
+    gets every clip name the file lists.
     """
     folder = os.path.dirname(tsv)
     with open(tsv, encoding="utf-8", newline="") as f:
@@ -489,6 +490,8 @@ def _read_tsv(tsv, lang, skipped, keep=None):
         for line_no, record in enumerate(reader, start=2):
             where = f"{tsv}:{line_no}"
             path = record["path"] or ""
+            if seen is not None:
+                seen.add(path)
             if keep is not None and path not in keep:
                 continue
             clip = os.path.join(folder, "clips", path)
@@ -581,15 +584,13 @@ def _translated_rows(data_folder, translations, lang, role, skipped):
         )
     covost = read_covost(tsv, COVOST_SPLITS[role], skipped)
     validated = _tsv(data_folder, lang, "validated.tsv")
-    with open(validated, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        in_release = {record["path"] for record in reader}
+    in_release = set()
+    for row in _read_tsv(validated, lang, skipped, set(covost), in_release):
+        yield dict(row, translation=covost[row["path"]][0])
     # CoVoST 2 was made from Common Voice 4: a later release may have
     # dropped (invalidated) some of its clips.
     for path in sorted(set(covost) - in_release):
         _skip(skipped, "not in validated.tsv", covost[path][1])
-    for row in _read_tsv(validated, lang, skipped, set(covost)):
-        yield dict(row, translation=covost[row["path"]][0])
 
 
 def _accent_rows(tsv, lang, role_accents, skipped):

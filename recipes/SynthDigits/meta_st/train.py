@@ -151,15 +151,12 @@ def dataio_prepare(hparams, tokenizer):
         hparams["blank_index"],
     )
     source_encoder.expect_len(hparams["output_neurons"])
-    if tokenizer.vocab_size() != hparams["translation_neurons"]:
-        raise ValueError(
-            f"the translation's SentencePiece model has "
-            f"{tokenizer.vocab_size()} units, translation_neurons: "
-            f"{hparams['translation_neurons']}"
-        )
-
     add_translation_pipeline(
-        datasets, tokenizer, hparams["bos_index"], hparams["eos_index"]
+        datasets,
+        tokenizer,
+        hparams["bos_index"],
+        hparams["eos_index"],
+        output_neurons=hparams["translation_neurons"],
     )
     sb.dataio.dataset.set_output_keys(
         list(datasets.values()),
