@@ -20,5 +20,7 @@ def quick_benchmark(tmp_path_factory):
 
     out = Path(out)
     module = runpy.run_path(os.path.join(RECIPE, "run_benchmark.py"))
-    merged = module["main"](["--quick", "--output_folder", str(out)])
+    merged = module["main"](
+        ["--quick", "--methods", "all", "--output_folder", str(out)]
+    )
     return module, out, merged

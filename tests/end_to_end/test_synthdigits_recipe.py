@@ -181,7 +181,9 @@ def test_quick_main_job(quick_benchmark):
             out / "seed1234" / method / "inference" / "hyperparams.yaml"
         ).exists()
     # Rerunning skips what is done and gives the same table.
-    again = module["main"](["--quick", "--output_folder", str(out)])
+    again = module["main"](
+        ["--quick", "--methods", "all", "--output_folder", str(out)]
+    )
     assert again == merged
 
 
