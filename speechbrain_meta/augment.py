@@ -4,7 +4,7 @@
 between low and high frequencies that differs from one voice, microphone
 or telephone line to another. Synthetic voices are brighter than real
 ones: the long-term spectra of the SynthDigits training voices and of the
-recorded voices of its real-speech set (``speechbrain_meta.data.asterisk``)
+recorded voices of its real-speech set (``speechbrain_meta.corpora.asterisk``)
 differ by 6-10 dB at 1-4 kHz, relative to their 0-4 kHz energy. It goes in
 an ``Augmenter``'s list beside SpeechBrain's own augmentations.
 

@@ -3,7 +3,7 @@
 The corpus is synthesised with espeak-ng (``espeakng-loader``, one fresh
 worker process per speaker so that the same seed gives the same bytes):
 connected digits read in many languages and voices, see
-``speechbrain_meta.data.synth``. Nothing is downloaded. Both recipes
+``speechbrain_meta.corpora.synth``. Nothing is downloaded. Both recipes
 (``meta_asr/``, ``meta_seq2seq/``) link to this file, as upstream's
 recipes of one corpus share its prepare script: the same corpus, room
 responses, real voices and manifest checks, so that their results compare.
@@ -15,10 +15,10 @@ Authors
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta.data.asterisk import prepare_asterisk_digits
+from speechbrain_meta.corpora.asterisk import prepare_asterisk_digits
+from speechbrain_meta.corpora.rooms import prepare_simulated_rirs
+from speechbrain_meta.corpora.synth import prepare_synth_digits
 from speechbrain_meta.data.manifest import load_manifest
-from speechbrain_meta.data.rooms import prepare_simulated_rirs
-from speechbrain_meta.data.synth import prepare_synth_digits
 from speechbrain_meta.data.tasks import task_values
 
 __all__ = [

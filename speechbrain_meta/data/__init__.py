@@ -1,4 +1,6 @@
-"""Episodic data: task sampling and episode collation.
+"""Reading corpora: manifests and utterances checked up front, tasks, task
+sampling and episode collation, and the units a corpus is trained with
+(SentencePiece). What produces corpora is in ``speechbrain_meta.corpora``.
 
 Authors
  * speechbrain-meta developers 2026

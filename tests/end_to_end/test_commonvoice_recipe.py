@@ -3,7 +3,7 @@
 espeak-ng speakers of five languages written in Common Voice's exact layout
 (48 kHz mp3 clips, ``train/dev/test/validated.tsv`` with the newer
 ``accents`` columns, and a language with the older ``accent`` ones;
-``speechbrain_meta.data.standins``), with bad rows planted in a tsv: the
+``speechbrain_meta.corpora.standins``), with bad rows planted in a tsv: the
 prepare script names and skips them, and the language and accent rows of
 ``tests/recipes/CommonVoice.csv`` run as upstream's recipe tests run them
 (debug flags split as a shell would, ``--debug``).
@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from speechbrain_meta.data.standins import common_voice_standin
+from speechbrain_meta.corpora.standins import common_voice_standin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "CommonVoice", "meta_asr")

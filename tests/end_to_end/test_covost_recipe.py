@@ -4,7 +4,7 @@ A Common Voice-layout corpus of espeak-ng speakers (48 kHz mp3 clips,
 ``validated.tsv``) and CoVoST 2's translation files
 (``covost_v2.<lang>_en.tsv``: tabs, no quoting, ``train_covost`` rows, an
 empty translation, a clip the release does not have;
-``speechbrain_meta.data.standins.covost_standin``): the preparation reads
+``speechbrain_meta.corpora.standins.covost_standin``): the preparation reads
 them as they are, and the rows of ``tests/recipes/CoVoST.csv`` run as
 upstream's recipe tests run them (debug flags split as a shell would).
 """
@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from speechbrain_meta.data.standins import covost_standin
+from speechbrain_meta.corpora.standins import covost_standin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 LANGUAGES = {

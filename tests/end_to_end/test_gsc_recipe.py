@@ -2,7 +2,7 @@
 
 espeak-ng words in many voices, written in Speech Commands' exact layout
 (``<word>/<speaker>_nohash_<n>.wav``, the two lists, background noise;
-``speechbrain_meta.data.standins``), with bad clips planted in it: the
+``speechbrain_meta.corpora.standins``), with bad clips planted in it: the
 prepare script names and skips them, and every row of
 ``tests/recipes/Google-speech-commands.csv`` runs as upstream's recipe tests
 run it (debug flags through a shell's word splitting, with ``--debug``),
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_meta.data.standins import speech_commands_standin
+from speechbrain_meta.corpora.standins import speech_commands_standin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "Google-speech-commands", "few_shot_kws")

@@ -1,7 +1,7 @@
 """The LibriSpeech speaker-adaptation recipe on a stand-in corpus.
 
 A few espeak-ng speakers written in LibriSpeech's exact layout (flac files
-and ``*.trans.txt`` per chapter, ``speechbrain_meta.data.standins``), with
+and ``*.trans.txt`` per chapter, ``speechbrain_meta.corpora.standins``), with
 bad lines planted in it: the prepare script names and skips them, and the
 recipe's ``tests/recipes/LibriSpeech.csv`` row runs as upstream's recipe
 tests run it (its debug flags through a shell's word splitting, with
@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from speechbrain_meta.data.standins import librispeech_standin
+from speechbrain_meta.corpora.standins import librispeech_standin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech", "speaker_adaptation")

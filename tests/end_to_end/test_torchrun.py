@@ -48,7 +48,7 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def _standin(dataset, root):
-    from speechbrain_meta.data.standins import (
+    from speechbrain_meta.corpora.standins import (
         common_voice_standin,
         librispeech_standin,
     )

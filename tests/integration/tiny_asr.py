@@ -10,7 +10,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_meta.data.tones import prepare_tone_tasks
+from speechbrain_meta.corpora.tones import prepare_tone_tasks
 
 ALPHABET = "abcdef"
 PAD, BOS, EOS = 0, 1, 2  # blank == pad == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_meta.data import asterisk
+from speechbrain_meta.corpora import asterisk
 
 
 def _gsm(seconds, freq):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from speechbrain_meta.data.synth import Espeak, prepare_synth_digits
+from speechbrain_meta.corpora.synth import Espeak, prepare_synth_digits
 
 SMALL = dict(
     train_languages=["en", "de", "fr"],
@@ -122,7 +122,7 @@ def test_synth_digits_st_names_a_broken_row_and_reuses_its_work(tmp_path):
     leaves the manifests as they are, a changed source remakes them."""
     import os
 
-    from speechbrain_meta.data.synth_st import prepare_synth_digits_st
+    from speechbrain_meta.corpora.synth_st import prepare_synth_digits_st
 
     src, dst = tmp_path / "src", tmp_path / "st"
     src.mkdir()

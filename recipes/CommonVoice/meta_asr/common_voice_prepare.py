@@ -317,7 +317,7 @@ def prepare_common_voice(
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_meta.data.standins import common_voice_standin
+    >>> from speechbrain_meta.corpora.standins import common_voice_standin
     >>> corpus, out = tempfile.mkdtemp(), tempfile.mkdtemp()
     >>> _ = common_voice_standin(
     ...     corpus, {"es": {"test": 1}}, utterances_per_speaker=2)

@@ -82,7 +82,7 @@ def prepare_GSC(
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_meta.data.standins import speech_commands_standin
+    >>> from speechbrain_meta.corpora.standins import speech_commands_standin
     >>> corpus, out = tempfile.mkdtemp(), tempfile.mkdtemp()
     >>> _ = speech_commands_standin(corpus, ["yes", "no", "cat", "tree"],
     ...     speakers=3, validation_speakers=1, testing_speakers=1)

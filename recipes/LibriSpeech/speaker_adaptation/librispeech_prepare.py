@@ -71,7 +71,7 @@ def prepare_librispeech(
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_meta.data.standins import librispeech_standin
+    >>> from speechbrain_meta.corpora.standins import librispeech_standin
     >>> corpus, out = tempfile.mkdtemp(), tempfile.mkdtemp()
     >>> _ = librispeech_standin(
     ...     corpus, {"dev-clean": 1}, utterances_per_chapter=2)

@@ -44,7 +44,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.asr import add_ctc_pipelines
 from speechbrain_meta.brains import meta_brain_class
-from speechbrain_meta.data.synth_st import prepare_synth_digits_st
+from speechbrain_meta.corpora.synth_st import prepare_synth_digits_st
 from speechbrain_meta.data.tokenizer import corpus_tokenizer, tokenizer_file
 from speechbrain_meta.distributed import init_process_group
 from speechbrain_meta.hub import write_encoder_decoder

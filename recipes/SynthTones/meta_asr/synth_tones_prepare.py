@@ -1,13 +1,13 @@
 """Data preparation for the SynthTones meta-ASR recipe.
 
-The corpus is synthesised offline (see ``speechbrain_meta.data.tones``):
+The corpus is synthesised offline (see ``speechbrain_meta.corpora.tones``):
 each task is a synthetic speaker with its own symbol-to-sound mapping.
 
 Authors
  * speechbrain-meta developers 2026
 """
 
-from speechbrain_meta.data.tones import prepare_tone_tasks
+from speechbrain_meta.corpora.tones import prepare_tone_tasks
 
 
 def prepare_synth_tones(save_folder, **kwargs):

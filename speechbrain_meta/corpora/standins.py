@@ -2,7 +2,7 @@
 
 The recipes for corpora users have on disk (LibriSpeech...) are tested, and
 can be tried, without the corpus: these functions synthesise a few
-speakers with espeak-ng (``speechbrain_meta.data.synth``, one fresh worker
+speakers with espeak-ng (``speechbrain_meta.corpora.synth``, one fresh worker
 process per speaker: same seed, same bytes) and write them where and how
 the real corpus keeps them, so that the recipe's own prepare script reads
 them unchanged. Nothing is downloaded.
@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from speechbrain_meta.data.synth import synthesize_fresh
+from speechbrain_meta.corpora.synth import synthesize_fresh
 
 SAMPLE_RATE = 16000
 

@@ -2,7 +2,7 @@
 
 Speech translation from many source languages into one target language,
 offline: each SynthDigits utterance (digits read by espeak-ng in its
-voice's language, ``speechbrain_meta.data.synth``) gets the English text
+voice's language, ``speechbrain_meta.corpora.synth``) gets the English text
 of what was said, the digit words in order (``"4 1 7"`` read in Greek is
 translated ``"four one seven"``). The target is deterministic, so every
 utterance has exactly one correct translation, and it shares no symbol

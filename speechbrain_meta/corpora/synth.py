@@ -45,8 +45,8 @@ import torch
 import torchaudio
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_meta.data import espeak_worker
-from speechbrain_meta.data.espeak_worker import Espeak, EspeakError
+from speechbrain_meta.corpora import espeak_worker
+from speechbrain_meta.corpora.espeak_worker import Espeak, EspeakError
 from speechbrain_meta.data.tasks import stable_seed
 
 __all__ = [
