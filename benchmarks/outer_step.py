@@ -293,7 +293,11 @@ def main(argv=None):
         model_rows, model_settings = outer_steps(model, args.repeats, device)
         rows += model_rows
         rows += hvp_rows(model, args.repeats, device)
-        settings[name] = model_settings
+        settings[name] = {
+            **model_settings,
+            "support": model.episode.n_support,
+            "query": model.episode.n_query,
+        }
         plain = model_settings["plain_fit_batch_s"]["median"]
         print(
             f"\n{name}: {model_settings['parameters']} parameters, "
@@ -303,8 +307,6 @@ def main(argv=None):
         )
     settings.update(
         {
-            "support": 5,
-            "query": 5,
             "device": str(device),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
