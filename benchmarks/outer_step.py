@@ -36,6 +36,7 @@ Authors
  * speechbrain-meta developers 2026
 """
 
+import functools
 import importlib.util
 import io
 import os
@@ -65,7 +66,10 @@ from speechbrain_meta import (  # noqa: E402
 )
 from speechbrain_meta.asr import CTCASR as ASR  # noqa: E402
 from speechbrain_meta.data import TaskSampler  # noqa: E402
-from speechbrain_meta.layered_yaml import load_layered_hparams  # noqa: E402
+from speechbrain_meta.layered_yaml import (  # noqa: E402
+    layer_keys,
+    load_layered_hparams,
+)
 from speechbrain_meta.losses import differentiable_ctc  # noqa: E402
 from speechbrain_meta.recipe import WarmStartST  # noqa: E402
 
@@ -95,15 +99,33 @@ MODELS = {
 # ALGORITHMS that it has a method file for).
 SYNTHDIGITS = os.path.join(ROOT, "recipes", "SynthDigits")
 RECIPE_MODELS = {"seq2seq": "meta_seq2seq", "st": "meta_st"}
-# The quick main job's corpus (run_benchmark.py --quick): 2 speakers x 16
-# utterances per language.
-QUICK_CORPUS = {"speakers_per_language": 2, "utts_per_speaker": 16}
 
-# What the rows of one model need: ``load(method)`` its hparams, ``base``
-# the Brain the meta brains are put in front of, ``plain`` that Brain for
-# the floor, the fixed ``episode``, its ``support`` as a plain batch,
+# What the rows of one model need: ``load(method)`` its hparams,
+# ``brain_class`` (the floor's Brain, and the one the meta brains are put in
+# front of), the fixed ``episode``, its ``support`` as a plain batch,
 # ``build(brain_class, hparams)`` and whether its output is CTC's.
-Model = namedtuple("Model", "name load base plain episode support build is_ctc")
+Model = namedtuple(
+    "Model", "name load brain_class episode support build is_ctc"
+)
+
+
+def _load_script(path, name):
+    """A recipe script as a module under its own name (recipes share file
+    names such as train.py)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fixed_episode(dataset, group_by):
+    """One seeded episode (K = Q = 5) of ``dataset`` and its support as a
+    plain batch."""
+    torch.manual_seed(0)
+    sampler = TaskSampler(dataset, group_by, 5, 5, 1, seed=0)
+    examples = [dataset[i] for i in next(iter(sampler))]
+    episode = sampler.collate_fn()(examples)
+    return episode, sb.dataio.batch.PaddedBatch(examples[: episode.n_support])
 
 
 def load(method, out, model="crdnn"):
@@ -127,6 +149,7 @@ def floor_of(plain, k):
     return {key: (k + 1) * value for key, value in plain.items()}
 
 
+@functools.lru_cache(maxsize=None)  # one corpus and episode for both encoders
 def setup(folder, device):
     """The fixed episode, a support-sized plain batch, and a brain builder.
 
@@ -151,10 +174,7 @@ def setup(folder, device):
     base = load("maml", folder)
     prepare_synth_tones(base["data_folder"], **base["corpus"])
     datasets, tokenizer = dataio_prepare(base)
-    sampler = TaskSampler(datasets["train"], "spk_id", 5, 5, 1, seed=0)
-    examples = [datasets["train"][i] for i in next(iter(sampler))]
-    episode = sampler.collate_fn()(examples)
-    support = sb.dataio.batch.PaddedBatch(examples[: episode.n_support])
+    episode, support = fixed_episode(datasets["train"], "spk_id")
     return episode, support, builder(device, tokenizer)
 
 
@@ -193,7 +213,6 @@ def synthtones_model(model, folder, device):
         model,
         lambda method: load(method, folder, model),
         ASR,
-        ASR,
         episode,
         support,
         build,
@@ -220,16 +239,17 @@ def recipe_model(model, folder, device):
     Model
     """
     name = RECIPE_MODELS[model]
-    # The recipe's train.py under its own name: both recipes have one.
-    spec = importlib.util.spec_from_file_location(
-        f"synthdigits_{name}_train",
-        os.path.join(SYNTHDIGITS, name, "train.py"),
+    recipe = _load_script(
+        os.path.join(SYNTHDIGITS, name, "train.py"), f"synthdigits_{name}_train"
     )
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    # The quick main job's corpus (run_benchmark.py --quick).
+    quick = _load_script(
+        os.path.join(SYNTHDIGITS, "meta_asr", "run_benchmark.py"),
+        "synthdigits_run_benchmark",
+    ).QUICK
     shared = {
         "data_folder": os.path.join(folder, "synthdigits"),
-        "corpus": QUICK_CORPUS,
+        "corpus": quick["corpus"],
         "few_shot_sets": {"test": "lang"},  # no real voices needed
         "st_folder": os.path.join(folder, "synthdigits", "st_en"),
     }
@@ -241,7 +261,7 @@ def recipe_model(model, folder, device):
             "inner_steps": ALGORITHMS[method][1]["inner_steps"],
         }
         path = os.path.join(SYNTHDIGITS, name, "hparams", f"{method}.yaml")
-        known = load_layered_hparams(path, recipe.COMMON, {})[0]
+        known = set().union(*map(layer_keys, [*recipe.COMMON, path]))
         overrides = {k: v for k, v in overrides.items() if k in known}
         return load_layered_hparams(path, recipe.COMMON, overrides)[0]
 
@@ -249,21 +269,16 @@ def recipe_model(model, folder, device):
     if model == "st":
         tokenizer = recipe.prepare_translations(hparams)
         datasets, tokenizer, _ = recipe.dataio_prepare(hparams, tokenizer)
-        base = plain = WarmStartST
+        brain_class = WarmStartST
     else:
         recipe.prepare_corpora(hparams)
         datasets, tokenizer, _ = recipe.dataio_prepare(hparams)
-        base = plain = recipe.ASR
-    torch.manual_seed(0)
-    sampler = TaskSampler(datasets["train"], "lang", 5, 5, 1, seed=0)
-    examples = [datasets["train"][i] for i in next(iter(sampler))]
-    episode = sampler.collate_fn()(examples)
-    support = sb.dataio.batch.PaddedBatch(examples[: episode.n_support])
+        brain_class = recipe.ASR
+    episode, support = fixed_episode(datasets["train"], "lang")
     return Model(
         model,
         load_recipe,
-        base,
-        plain,
+        brain_class,
         episode,
         support,
         builder(device, tokenizer, statistics_from=support),
@@ -328,14 +343,14 @@ def outer_steps(model, repeats, device):
     """The rows of one model: each algorithm against its floor."""
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     build, episode, support = model.build, model.episode, model.support
-    plain = build(model.plain, model.load("maml"))
+    plain = build(model.brain_class, model.load("maml"))
     plain_step = measure(lambda: plain.fit_batch(support), repeats, 2, sync)
     cases = []
     for method in ALGORITHMS:
         if not has_method(model, method):
             continue
         hparams = model.load(method)
-        Brain = meta_brain_class(model.base, hparams["meta_brain_class"])
+        Brain = meta_brain_class(model.brain_class, hparams["meta_brain_class"])
         inner = hparams["meta_algorithm"].inner_loop
         cases.append((method, build(Brain, hparams), inner))
     for name, make_rule, first_order in RULES:
@@ -344,7 +359,7 @@ def outer_steps(model, repeats, device):
             InnerLoop(3, update_rule=make_rule(), first_order=first_order)
         )
         hparams["rule_opt_class"] = lambda p: torch.optim.Adam(p, lr=1e-3)
-        Brain = meta_brain_class(model.base, MetaOptimizerBrain)
+        Brain = meta_brain_class(model.brain_class, MetaOptimizerBrain)
         brain = build(Brain, hparams)
         cases.append((name, brain, hparams["meta_algorithm"].inner_loop))
     rows = []
@@ -386,7 +401,7 @@ def hvp_rows(model, repeats, device):
     """Second-order MAML's outer step against the HVPs it needs."""
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     hparams = model.load("maml")
-    Brain = meta_brain_class(model.base, hparams["meta_brain_class"])
+    Brain = meta_brain_class(model.brain_class, hparams["meta_brain_class"])
     brain = model.build(Brain, hparams)
     episode = model.episode
     k = hparams["meta_algorithm"].inner_loop.inner_steps
