@@ -557,8 +557,7 @@ def write_search_table(scores, path, title):
     str
         The table.
     """
-    from speechbrain_meta.evaluation.reports import describe_adaptation
-    from speechbrain_meta.reports import markdown_table
+    from speechbrain_meta.reports import describe_adaptation, markdown_table
 
     rows = []
     for r in sorted(scores, key=lambda r: r["cer"]):

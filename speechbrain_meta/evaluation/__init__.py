@@ -6,8 +6,8 @@
   classification (accuracy);
 * ``scoring.py``: how a query is scored (default: the recipe's decoding);
 * ``stats.py``: means and confidence intervals;
-* ``results.py``: the ``few_shot_results.json`` contract, its I/O;
-* ``reports.py``: the markdown table and the plot;
+* ``results.py``: the ``few_shot_results.json`` contract, its I/O (its
+  tables and plot are written by ``speechbrain_meta.reports``);
 * ``selection.py``: each method's adaptation settings, chosen on meta-dev.
 
 Authors
@@ -18,15 +18,8 @@ from speechbrain_meta.evaluation.classification import (
     WayShotProtocol,
     choose_way_shot_adaptation,
     query_accuracy,
-    way_shot_table,
-    write_way_shot_results,
 )
 from speechbrain_meta.evaluation.protocol import FewShotProtocol
-from speechbrain_meta.evaluation.reports import (
-    is_translation,
-    plot_results,
-    results_table,
-)
 from speechbrain_meta.evaluation.results import (
     RESULTS_JSON,
     RESULTS_MD,
@@ -37,6 +30,7 @@ from speechbrain_meta.evaluation.results import (
     pool_seeds,
     validate_results,
     write_results,
+    write_way_shot_results,
 )
 from speechbrain_meta.evaluation.scoring import recipe_error_rates
 from speechbrain_meta.evaluation.selection import (
@@ -44,6 +38,12 @@ from speechbrain_meta.evaluation.selection import (
     select_adaptation,
 )
 from speechbrain_meta.evaluation.stats import confidence_interval, summary_row
+from speechbrain_meta.reports import (
+    is_translation,
+    plot_results,
+    results_table,
+    way_shot_table,
+)
 
 __all__ = [
     "FewShotProtocol",

@@ -19,7 +19,6 @@ Authors
 import hashlib
 import json
 import math
-import os
 import random
 import time
 
@@ -32,7 +31,6 @@ from speechbrain_meta.data.tasks import group_tasks, stable_seed
 from speechbrain_meta.evaluation.stats import confidence_interval
 from speechbrain_meta.inner import NonFiniteInnerLoss
 from speechbrain_meta.modes import modules_in_mode
-from speechbrain_meta.reports import markdown_table, write_json
 
 logger = get_logger(__name__)
 
@@ -432,72 +430,3 @@ def choose_way_shot_adaptation(protocol, brain, candidates, steps):
         {"adaptation": a.describe(), "accuracy_mean": acc} for a, acc in tried
     ]
     return tried[best][0], report
-
-
-def way_shot_table(rows):
-    """The markdown table of N-way K-shot results.
-
-    Arguments
-    ---------
-    rows : list of dict
-        Rows of ``WayShotProtocol.evaluate``.
-
-    Returns
-    -------
-    str
-
-    Example
-    -------
-    >>> row = {"method": "protonet", "n_way": 5, "k_shot": 1,
-    ...        "accuracy_mean": 61.25, "accuracy_ci95": 2.5,
-    ...        "n_episodes": 100, "diverged_episodes": 0}
-    >>> print(way_shot_table([row]).splitlines()[2])
-    | protonet | 5 | 1 | 61.2 ± 2.5 | 100 | 0 |
-    """
-    header = ["method", "ways", "shots", "accuracy %", "episodes", "diverged"]
-    body = []
-    for r in rows:
-        half = r["accuracy_ci95"]
-        ci = "" if half is None else f" ± {half:.1f}"
-        body.append(
-            [
-                r["method"],
-                r["n_way"],
-                r["k_shot"],
-                f"{r['accuracy_mean']:.1f}{ci}",
-                r["n_episodes"],
-                r["diverged_episodes"],
-            ]
-        )
-    return markdown_table(header, body)
-
-
-def write_way_shot_results(output_folder, protocol, rows, **fields):
-    """Writes ``few_shot_results.json`` and ``few_shot_results.md``.
-
-    Arguments
-    ---------
-    output_folder : str
-        Where to write.
-    protocol : WayShotProtocol
-        The protocol (its description goes into the JSON).
-    rows : list of dict
-        The result rows.
-    **fields : dict
-        More top-level entries of the JSON (e.g. ``skipped``).
-
-    Returns
-    -------
-    str
-        The JSON file's path.
-    """
-    document = {"protocol": protocol.description(), "results": rows}
-    document.update(fields)
-    path = write_json(
-        os.path.join(output_folder, "few_shot_results.json"), document
-    )
-    if sb.utils.distributed.if_main_process():
-        with open(os.path.join(output_folder, "few_shot_results.md"), "w") as f:
-            f.write(way_shot_table(rows) + "\n\n" + protocol.protocol_note())
-            f.write("\n")
-    return path

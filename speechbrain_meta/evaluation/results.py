@@ -19,7 +19,7 @@ mode), its ``budget`` (``tuned``: the settings best for the method on
 meta-dev; ``quick``: a fixed small budget), the training ``seeds`` it
 pools and every scored episode (``episode_cers``, ``episode_wers``), so
 that runs pool exactly (``pool_seeds``). It is written beside a markdown
-table and a PNG plot (``reports.py``).
+table and a PNG plot (``speechbrain_meta.reports``).
 
 Authors
  * speechbrain-meta developers 2026
@@ -31,13 +31,14 @@ import os
 
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_meta.evaluation.reports import (
+from speechbrain_meta.evaluation.stats import summary_row
+from speechbrain_meta.reports import (
     is_translation,
     plot_results,
     results_table,
+    way_shot_table,
+    write_json,
 )
-from speechbrain_meta.evaluation.stats import summary_row
-from speechbrain_meta.reports import write_json
 
 RESULTS_JSON = "few_shot_results.json"
 RESULTS_MD = "few_shot_results.md"
@@ -94,6 +95,37 @@ def write_results(output_folder, protocol, rows, title=None, **fields):
             metric="bleu",
         )
     return document
+
+
+def write_way_shot_results(output_folder, protocol, rows, **fields):
+    """Writes ``few_shot_results.json`` and ``few_shot_results.md``.
+
+    Arguments
+    ---------
+    output_folder : str
+        Where to write.
+    protocol : WayShotProtocol
+        The protocol (its description goes into the JSON).
+    rows : list of dict
+        The result rows.
+    **fields : dict
+        More top-level entries of the JSON (e.g. ``skipped``).
+
+    Returns
+    -------
+    str
+        The JSON file's path.
+    """
+    document = {"protocol": protocol.description(), "results": rows}
+    document.update(fields)
+    path = write_json(
+        os.path.join(output_folder, "few_shot_results.json"), document
+    )
+    if if_main_process():
+        with open(os.path.join(output_folder, "few_shot_results.md"), "w") as f:
+            f.write(way_shot_table(rows) + "\n\n" + protocol.protocol_note())
+            f.write("\n")
+    return path
 
 
 def load_results(path):

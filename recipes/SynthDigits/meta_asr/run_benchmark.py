@@ -635,9 +635,13 @@ def meta_dev_report(args, order):
     dict
         Method to ``curve`` and ``search`` entries.
     """
-    from speechbrain_meta.evaluation.reports import describe_adaptation
     from speechbrain_meta.evaluation.selection import choose_setting
-    from speechbrain_meta.reports import markdown_table, pyplot, save_figure
+    from speechbrain_meta.reports import (
+        describe_adaptation,
+        markdown_table,
+        pyplot,
+        save_figure,
+    )
 
     hparams, _ = load_layered_hparams(
         os.path.join(HERE, "hparams", "joint.yaml"),
