@@ -8,7 +8,7 @@ utterances of ``--frames`` frames, ``--inner-steps`` SGD inner steps. For
 each order (second, first) one meta-gradient (inner loop, query loss,
 gradient with respect to the initial weights) is made by:
 
-* **ours**: ``speechbrain_meta.InnerLoop.adapt`` (``functional_call`` on
+* **ours**: ``speechbrain_meta.InnerLoop.run`` (``functional_call`` on
   the module's own parameters; the support forwards whose graph is
   differentiated twice in ``twice_differentiable_lstms``, as
   ``MetaBrain`` runs them), second order also with
@@ -29,7 +29,7 @@ same process) and extra peak memory of one step (each measured in a fresh
 process: on CPU the peak resident set size, Linux's ``VmHWM``, reset
 after a warm-up step; on CUDA ``max_memory_allocated``), ours against each
 peer, and the largest relative difference of the meta-gradients.
-The goal (issue 14): second order at most 1/4.5 of every peer's time and
+The goal: second order at most 1/4.5 of every peer's time and
 at most half its extra memory. Peers come from the ``bench`` extra
 (``pip install speechbrain-meta[bench]``); a missing one is reported and
 skipped. learn2learn 0.2.0 is not included: ``pip wheel learn2learn==0.2.0``
@@ -108,7 +108,7 @@ def ours(model, support, query, k, first_order, recompute=False):
         out = torch.func.functional_call(model, fast, (batch[0],))
         return ctc(out, batch)
 
-    fast = inner.adapt(
+    fast = inner.run(
         loss_fn,
         params,
         support,

@@ -8,7 +8,7 @@ two processes started as ``torchrun`` starts them (``RANK``,
 ``LOCAL_RANK``, SpeechBrain's DDP wrapping, our bucketed all-reduce) run
 one task each. The row compares the time of an outer step on two
 processes with one process's; the efficiency is the speed-up over 2. The
-goal (issue 14) is an efficiency of at least 80 %, a ratio of at most
+goal is an efficiency of at least 80 %, a ratio of at most
 0.625. The two runs alternate ``--rounds`` times (this VM's speed drifts
 over minutes); each figure is the median of the rounds' medians, min and
 max over all rounds. Prints a markdown table, writes

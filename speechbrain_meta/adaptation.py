@@ -327,7 +327,7 @@ class Adaptation:
             inner_loop = inner_loop.replace(
                 update_rule=_Reporting(inner_loop.update_rule, progress)
             )
-        return brain.adapt_to_task(
+        return brain.adapted_weights(
             _batch(support, brain.device),
             inner_steps=self.steps,
             inner_loop=inner_loop,
@@ -584,7 +584,7 @@ def recipe_error_rates(brain, fast_weights, query):
     brain : MetaBrain
         The method's brain (a recipe Brain behind a meta brain).
     fast_weights : dict
-        Adapted weights (``adapt_to_task``).
+        Adapted weights (``adapted_weights``).
     query : PaddedBatch
         The query utterances.
 

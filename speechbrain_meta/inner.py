@@ -306,7 +306,7 @@ class InnerLoop(torch.nn.Module):
     ...     return torch.nn.functional.mse_loss(out, batch[1])
     >>> inner = InnerLoop(inner_steps=5, inner_lr=0.1)
     >>> params = inner.select(model.named_parameters())
-    >>> fast = inner.adapt(loss_fn, params, (x, y))
+    >>> fast = inner.run(loss_fn, params, (x, y))
     >>> bool(loss_fn(fast, (x, y)) < loss_fn(params, (x, y)))
     True
     """
@@ -408,7 +408,7 @@ class InnerLoop(torch.nn.Module):
             named_parameters, self.adapt_params, self.frozen_params
         )
 
-    def adapt(
+    def run(
         self,
         loss_fn,
         params,
@@ -442,9 +442,9 @@ class InnerLoop(torch.nn.Module):
             If True, return the list of fast weights after every step
             (``[params, step 1, ..., step k]``) for the multi-step loss.
         forward_context : callable, optional
-            ``forward_context(create_graph)`` returns a context manager
-            entered around each support forward; ``create_graph`` tells it
-            whether a double backward will follow (a brain uses it to guard
+            ``forward_context(twice_differentiable)`` returns a context
+            manager entered around each support forward; its argument tells
+            it whether a double backward will follow (a brain uses it to guard
             normalisation statistics and to pick a twice-differentiable
             loss, see ``MetaBrain``).
         loss_scale : float
@@ -487,17 +487,18 @@ class InnerLoop(torch.nn.Module):
         for step in range(steps):
             # ``keep_graph``: this run's gradient keeps its graph; False in
             # the forward of a recomputed step, whose loss is still the
-            # twice-differentiable one (``double_backward``), as in its rerun.
+            # twice-differentiable one (``twice_differentiable``), as in
+            # its rerun.
             def run(fast, keep_graph, step=step):
                 return self._step(
                     loss_fn,
                     fast,
                     support,
                     step,
-                    keep_graph,
-                    forward_context,
-                    loss_scale,
-                    double_backward=create_graph,
+                    keep_graph=keep_graph,
+                    forward_context=forward_context,
+                    loss_scale=loss_scale,
+                    twice_differentiable=create_graph,
                 )
 
             if recompute:
@@ -514,17 +515,24 @@ class InnerLoop(torch.nn.Module):
         fast,
         support,
         step,
-        create_graph,
+        keep_graph,
         forward_context,
         loss_scale,
-        double_backward,
+        twice_differentiable,
     ):
-        """One update: the support loss, its gradient, the update rule."""
+        """One update: the support loss, its gradient, the update rule.
+
+        ``keep_graph``: the gradient keeps its graph (it will be
+        differentiated); ``twice_differentiable``: the forward runs the
+        losses and RNNs whose gradients can be differentiated (the
+        ``forward_context``'s argument). They differ in the forward of a
+        recomputed step: no graph kept, the same losses as in its rerun.
+        """
         names = list(fast)
         if forward_context is None:
             ctx = contextlib.nullcontext()
         else:
-            ctx = forward_context(double_backward)
+            ctx = forward_context(twice_differentiable)
         with ctx:
             loss = loss_fn(fast, support)
         if not torch.isfinite(loss.detach()).all():
@@ -532,7 +540,7 @@ class InnerLoop(torch.nn.Module):
         grads = torch.autograd.grad(
             loss * loss_scale,
             [fast[n] for n in names],
-            create_graph=create_graph,
+            create_graph=keep_graph,
             allow_unused=True,
         )
         grads = {

@@ -63,7 +63,7 @@ def learned_rates(brain, support, inner_steps=None):
         A support set to adapt on.
     inner_steps : int, optional
         Steps to run (default: the brain's adaptation steps, see
-        ``MetaBrain.adapt_to_task``).
+        ``MetaBrain.adapted_weights``).
 
     Returns
     -------
@@ -97,7 +97,7 @@ def learned_rates(brain, support, inner_steps=None):
     """
     rule = brain.update_rule
     recorder = _RecordingRule(rule)
-    brain.adapt_to_task(
+    brain.adapted_weights(
         support.to(brain.device),
         inner_steps=inner_steps,
         inner_loop=brain.inner_loop.replace(update_rule=recorder),

@@ -12,14 +12,14 @@ the brain:
 * ``needs_query``: whether a training episode must have a query set.
 
 A ``task_init`` (e.g. ``PrototypeHead``) makes the weights a task starts
-from depend on its support set: ``learner.adapt`` applies it before the
+from depend on its support set: ``learner.run_inner_loop`` applies it before the
 first inner step, in training and at test time alike.
 
 ``outer_loss(learner, episode, outer_step)`` gets a *learner* (a
 ``MetaBrain``) that provides three operations:
 
 * ``learner.meta_parameters(inner_loop)``: the selected meta-parameters,
-* ``learner.adapt(params, support, inner_loop, keep_steps=False,
+* ``learner.run_inner_loop(params, support, inner_loop, keep_steps=False,
   support_loss=None)``: the one inner loop (``support_loss``: the
   algorithm's ``support_loss``, when a ``support_objective`` replaces the
   recipe's loss on the support, e.g. without transcripts),
@@ -133,7 +133,7 @@ class MetaAlgorithm(torch.nn.Module):
         Arguments
         ---------
         learner : MetaBrain
-            Provides ``meta_parameters``, ``adapt`` and ``task_loss``.
+            Provides ``meta_parameters``, ``run_inner_loop`` and ``task_loss``.
         episode : Episode
             One task's support and query batches.
         outer_step : int

@@ -121,12 +121,12 @@ class MAML(MetaAlgorithm):
         support_loss = self.support_loss(learner, theta)
         extra = {} if support_loss is None else {"support_loss": support_loss}
         if self.multi_step_weights is None:
-            fast = learner.adapt(
+            fast = learner.run_inner_loop(
                 theta, episode.support, self.inner_loop, **extra
             )
             query_loss = learner.task_loss(fast, episode.query)
             return query_loss, query_loss
-        steps = learner.adapt(
+        steps = learner.run_inner_loop(
             theta, episode.support, self.inner_loop, keep_steps=True, **extra
         )
         weights = self.step_weights(outer_step)

@@ -79,7 +79,7 @@ class Reptile(MetaAlgorithm):
         phi = theta
         for batch in batches:
             if batch is not None:
-                phi = learner.adapt(phi, batch, self.inner_loop)
+                phi = learner.run_inner_loop(phi, batch, self.inner_loop)
         objective = 0.0
         for name, weight in theta.items():
             diff = weight - phi[name].detach()

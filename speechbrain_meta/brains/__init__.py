@@ -4,6 +4,9 @@
 rules, distributed gradient averaging, meta-state checkpointing.
 ``MetaTransferBrain`` adds a frozen backbone and per-task state files.
 ``MetaInitBrain`` and ``MetaOptimizerBrain`` name the two other families.
+``meta_brain.py`` lists the files that hold ``MetaBrain``'s other concerns
+(meta-test, episodic loading, DDP wrapping, the support-forward context,
+fp16 inner loss scaling).
 
 Authors
  * speechbrain-meta developers 2026

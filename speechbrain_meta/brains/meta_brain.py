@@ -13,11 +13,25 @@ using ``self.modules``. The MetaBrain evaluates them with *fast weights* in
 place of the module parameters through ``torch.func.functional_call``, so no
 module is copied per task.
 
+This file holds the brain's construction, the three operations every
+algorithm is written with (``meta_parameters``, ``run_inner_loop``,
+``task_loss``), the outer step with its non-finite handling, the outer
+optimisers and checkpoint wiring. Its other concerns, one file each beside
+it, are mixed in before ``sb.Brain``:
+
+* ``meta_test.py``: adapting a copy to a task and scoring its query;
+* ``episodic_loader.py``: the episodic DataLoader;
+* ``ddp_wrapping.py``: DDP without ``SyncBatchNorm``;
+* ``support_forward.py``: what surrounds a support forward (statistics
+  guard, twice-differentiable CTC and LSTMs, cuDNN guard);
+* ``inner_loss_scale.py``: fp16 loss scaling of the inner gradients;
+* ``functional_model.py``: the modules as one module for
+  ``functional_call``.
+
 Authors
  * speechbrain-meta developers 2026
 """
 
-import contextlib
 from collections import OrderedDict
 
 import speechbrain as sb
@@ -25,57 +39,31 @@ import torch
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
 
-from speechbrain_meta.adaptation import Adaptation
+from speechbrain_meta.brains.ddp_wrapping import DDPWrappingMixin
+from speechbrain_meta.brains.episodic_loader import EpisodicLoaderMixin
+from speechbrain_meta.brains.functional_model import FunctionalModel
+from speechbrain_meta.brains.inner_loss_scale import InnerLossScaleMixin
+from speechbrain_meta.brains.meta_test import MetaTestMixin
+from speechbrain_meta.brains.support_forward import SupportForwardMixin
 from speechbrain_meta.checkpoints import Counters, RandomState
 from speechbrain_meta.data.episode import Episode
-from speechbrain_meta.data.sampler import TaskSampler, WayShotSampler
-from speechbrain_meta.distributed import all_reduce_gradients, world
+from speechbrain_meta.distributed import all_reduce_gradients
 from speechbrain_meta.inner import (
-    CudnnRNNGuard,
     NonFiniteInnerLoss,
-    StatisticsGuard,
     all_finite,
 )
-from speechbrain_meta.losses import differentiable_ctc
-from speechbrain_meta.lstm import twice_differentiable_lstms
-from speechbrain_meta.modes import modules_in_mode
 
 logger = get_logger(__name__)
 
 
-class _FunctionalModel(torch.nn.Module):
-    """A brain's modules as one module whose forward runs a given function.
-
-    Its children are the brain's modules under their own keys, so parameter
-    names are those of ``brain.modules.named_parameters()``; under
-    ``functional_call`` the function sees the fast weights in their place.
-    """
-
-    def __init__(self, brain):
-        super().__init__()
-        for key, module in brain.modules.items():
-            self.add_module(key, module)
-        self.rnns = [
-            m for m in self.modules() if isinstance(m, torch.nn.RNNBase)
-        ]
-
-    def forward(self, function, *args):
-        """Runs ``function(*args)``."""
-        return function(*args)
-
-    def release_fast_weights(self):
-        """Points the RNNs' weight lists back at their parameters.
-
-        ``functional_call`` puts the original parameters back, but
-        ``nn.RNNBase._flat_weights`` keeps the last fast weights, and with
-        them the autograd graph of the task's inner loop, until the next
-        call: memory held between outer steps for nothing.
-        """
-        for rnn in self.rnns:
-            rnn._init_flat_weights()
-
-
-class MetaBrain(sb.Brain):
+class MetaBrain(
+    MetaTestMixin,
+    EpisodicLoaderMixin,
+    DDPWrappingMixin,
+    SupportForwardMixin,
+    InnerLossScaleMixin,
+    sb.Brain,
+):
     """A Brain whose training batches are task episodes.
 
     Subclass it instead of ``sb.Brain``, or mix it in front of an existing
@@ -240,25 +228,6 @@ class MetaBrain(sb.Brain):
         """The inner loop's update rule (plain SGD or a learned rule)."""
         return self.meta_algorithm.inner_loop.update_rule
 
-    def own_adaptation(self):
-        """How this model adapts when nothing else is said.
-
-        Its inner loop's rule, ``eval_inner_steps`` steps (else the inner
-        loop's) and the ``adapt_in_train_mode`` normalisation mode.
-
-        Returns
-        -------
-        Adaptation
-        """
-        steps = self._hparam("eval_inner_steps", None)
-        return Adaptation(
-            "own",
-            steps=self.inner_loop.inner_steps if steps is None else steps,
-            train_mode=self._hparam(
-                "adapt_in_train_mode", self.adapt_in_train_mode
-            ),
-        )
-
     def learns_update_rule(self):
         """Whether the update rule has parameters that the brain trains.
 
@@ -367,7 +336,7 @@ class MetaBrain(sb.Brain):
         predictions = self.compute_forward(batch, stage)
         return predictions, self.compute_objectives(predictions, batch, stage)
 
-    def adapt(
+    def run_inner_loop(
         self,
         params,
         support,
@@ -402,7 +371,7 @@ class MetaBrain(sb.Brain):
         Returns
         -------
         dict or list of dict
-            The adapted fast weights (see ``InnerLoop.adapt``).
+            The adapted fast weights (see ``InnerLoop.run``).
         """
         if support is None:
             return [params] if keep_steps else params
@@ -415,7 +384,7 @@ class MetaBrain(sb.Brain):
         while True:
             scale = self._inner_loss_scale()
             try:
-                fast = inner_loop.adapt(
+                fast = inner_loop.run(
                     support_loss,
                     params,
                     support,
@@ -438,7 +407,7 @@ class MetaBrain(sb.Brain):
             return fast
 
     # ------------------------------------------------------------------
-    # Brain overrides.
+    # The outer step (Brain overrides).
     # ------------------------------------------------------------------
     def fit_batch(self, batch):
         """One task episode: inner loop, outer objective, outer step.
@@ -564,215 +533,6 @@ class MetaBrain(sb.Brain):
                     "rule_optimizer", self.rule_optimizer
                 )
 
-    def evaluate_batch(self, batch, stage):
-        """Meta-test on one episode: adapt a copy, then score the query.
-
-        The meta-parameters are never modified: the inner loop starts from
-        detached copies. The query is evaluated with the adapted weights by
-        the recipe's ``compute_objectives`` for ``stage``, which is where a
-        recipe decodes and fills its ``ErrorRateStats``.
-
-        Arguments
-        ---------
-        batch : Episode or PaddedBatch
-            An episode (a plain batch is evaluated without adaptation).
-        stage : sb.Stage
-            Stage.VALID or Stage.TEST.
-
-        Returns
-        -------
-        torch.Tensor
-            The detached query loss.
-        """
-        if not isinstance(batch, Episode):
-            return super().evaluate_batch(batch, stage)
-        try:
-            fast = self.adapt_to_task(batch.support)
-        except NonFiniteInnerLoss as err:
-            # Validation must not kill a long run: score this episode with
-            # the unadapted weights, say so, and count it.
-            self.diverged_adaptations += 1
-            logger.warning(
-                "%s: adaptation to task %r diverged (%s); its query is scored "
-                "without adaptation (%d so far)",
-                stage.name,
-                batch.task,
-                err,
-                self.diverged_adaptations,
-            )
-            fast = self.adapt_to_task(None)
-        with torch.no_grad(), self.evaluation_ctx:
-            loss = self.task_loss(fast, batch.query, stage)
-        return loss.detach().float().cpu()
-
-    def adapt_to_task(
-        self,
-        support,
-        inner_steps=None,
-        inner_loop=None,
-        train_mode=None,
-        keep_steps=False,
-        support_loss=None,
-    ):
-        """Adapts a copy of the meta-parameters to a support set.
-
-        The meta-parameters are never modified. (``Adaptation`` in
-        ``speechbrain_meta.adaptation`` bundles these settings, with safe
-        adaptation.)
-
-        Arguments
-        ---------
-        support : PaddedBatch or None
-            The task's K utterances (None or K = 0: no adaptation).
-        inner_steps : int, optional
-            Adaptation steps (default: ``eval_inner_steps`` hparam, else the
-            inner loop's steps).
-        inner_loop : InnerLoop, optional
-            The adaptation's settings (default: the algorithm's inner loop,
-            with its learned rule if it has one); e.g. a fine-tuning rule
-            chosen on meta-dev.
-        train_mode : bool, optional
-            Normalisation and dropout in training mode while adapting
-            (default: the ``adapt_in_train_mode`` hparam, else the class
-            default).
-        keep_steps : bool
-            Return the weights after every step, the unadapted ones first.
-        support_loss : callable, optional
-            Made by ``support_loss(start)`` from the unadapted weights, it
-            is the loss the inner loop descends (see ``adapt``).
-
-        Returns
-        -------
-        dict or list of dict
-            Detached adapted weights, name to tensor (a list of them with
-            ``keep_steps``).
-        """
-        if inner_loop is None:
-            inner_loop = self.inner_loop
-        if inner_steps is None:
-            inner_steps = self._hparam("eval_inner_steps", None)
-        if train_mode is None:
-            train_mode = self._hparam(
-                "adapt_in_train_mode", self.adapt_in_train_mode
-            )
-        theta = self.meta_parameters(inner_loop)
-        start = OrderedDict(
-            (n, p.detach().clone().requires_grad_(True))
-            for n, p in theta.items()
-        )
-        if support is None:
-            path = [start]
-        else:
-            mode = modules_in_mode(self.modules, train_mode)
-            with mode, torch.enable_grad(), self.training_ctx:
-                path = self.adapt(
-                    start,
-                    support,
-                    inner_loop,
-                    inner_steps=inner_steps,
-                    first_order=True,
-                    keep_steps=True,
-                    support_loss=(
-                        None if support_loss is None else support_loss(start)
-                    ),
-                )
-        path = [
-            OrderedDict((n, w.detach()) for n, w in fast.items())
-            for fast in path
-        ]
-        return path if keep_steps else path[-1]
-
-    def make_dataloader(
-        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
-    ):
-        """Creates an episodic DataLoader when episodes are asked for.
-
-        Pass ``episodes={...}`` (``TaskSampler`` arguments: ``group_by``,
-        ``n_support``, ``n_query``, ``episodes_per_epoch``, ``seed``, ...)
-        or a ready ``TaskSampler`` as ``episodes`` or ``batch_sampler`` in
-        the loader kwargs. The rest is Brain's ``make_dataloader``: a
-        ``SaveableDataLoader`` registered with the checkpointer, so
-        intra-epoch resume fast-forwards the sampler.
-
-        Arguments
-        ---------
-        dataset : Dataset
-            The dataset to draw episodes from.
-        stage : sb.Stage
-            The stage.
-        ckpt_prefix : str, None
-            As in ``sb.Brain.make_dataloader``.
-        **loader_kwargs : dict
-            DataLoader arguments, plus ``episodes``.
-
-        Returns
-        -------
-        DataLoader
-        """
-        episodes = loader_kwargs.pop("episodes", None)
-        if episodes is None and isinstance(
-            loader_kwargs.get("batch_sampler"), TaskSampler
-        ):
-            episodes = loader_kwargs.pop("batch_sampler")
-        if episodes is None:
-            return super().make_dataloader(
-                dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
-            )
-        if isinstance(episodes, TaskSampler):
-            sampler = episodes
-        else:
-            options = dict(episodes)
-            if stage == sb.Stage.TRAIN:
-                rank, world_size = world()
-                options.setdefault("rank", rank)
-                options.setdefault("world_size", world_size)
-            else:
-                options.setdefault("fixed_query", True)
-            # N-way K-shot classification episodes when `n_way` is given.
-            kind = WayShotSampler if "n_way" in options else TaskSampler
-            sampler = kind(dataset, **options)
-        for key in ("batch_size", "shuffle", "sampler", "drop_last"):
-            loader_kwargs.pop(key, None)
-        loader_kwargs["batch_sampler"] = sampler
-        loader_kwargs.setdefault("collate_fn", sampler.collate_fn())
-        if stage == sb.Stage.TRAIN:
-            self.train_sampler = sampler
-        dataloader = sb.dataio.dataloader.make_dataloader(
-            dataset, **loader_kwargs
-        )
-        if self.checkpointer is not None and ckpt_prefix is not None:
-            self.checkpointer.add_recoverable(
-                ckpt_prefix + stage.name, dataloader
-            )
-        return dataloader
-
-    def _wrap_distributed(self):
-        """Brain's DDP wrapping, without the SyncBatchNorm conversion.
-
-        SpeechBrain converts BatchNorm layers to ``SyncBatchNorm`` under
-        ``torchrun``. A meta-brain keeps plain BatchNorm on every device,
-        so that each rank's inner loop normalises its own task's batches,
-        as one process does: ``SyncBatchNorm`` would normalise a task's
-        support with the other ranks' tasks, its backward has no
-        derivative (``batch_norm_backward_reduce``/``_elemt``: second
-        order would fail), and its collectives inside the inner loop
-        would tie the ranks' inner steps together (a rank that runs a task
-        again after an fp16 overflow would leave the others waiting). On
-        the CPU, ``SyncBatchNorm`` does not run at all. The meta-gradients
-        are averaged by ``optimizers_step``. Outside ``torchrun``
-        (DataParallel, or one process) this is Brain's wrapping.
-        """
-        if not self.distributed_launch:
-            return super()._wrap_distributed()
-        gpu = self.device_type == "cuda" and self.distributed_backend != "gloo"
-        for name, module in self.modules.items():
-            if any(p.requires_grad for p in module.parameters()):
-                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
-                    module,
-                    device_ids=[self.device] if gpu else None,
-                    find_unused_parameters=self.find_unused_parameters,
-                )
-
     def on_fit_start(self):
         """Brain's start of fit, refusing what functional_call cannot run."""
         if self.jit:
@@ -815,82 +575,9 @@ class MetaBrain(sb.Brain):
     def _functional_model(self):
         key = tuple((k, id(m)) for k, m in self.modules.items())
         if self._functional is None or self._functional_key != key:
-            self._functional = _FunctionalModel(self)
+            self._functional = FunctionalModel(self)
             self._functional_key = key
         return self._functional
-
-    @contextlib.contextmanager
-    def support_forward_context(self, create_graph):
-        """Around every support forward of the inner loop.
-
-        Normalisation statistics are guarded (the inner loop must not update
-        them k times per task); when a double backward follows, the CTC loss
-        and the LSTMs are the ones with written-out second derivatives
-        (``differentiable_ctc``, ``twice_differentiable_lstms``). The other
-        RNNs run without cuDNN where its kernels cannot be differentiated
-        (``CudnnRNNGuard``). A ``task_init`` runs its support forwards in it
-        too.
-
-        Arguments
-        ---------
-        create_graph : bool
-            Whether the forward will be differentiated twice.
-
-        Yields
-        ------
-        None
-        """
-        with StatisticsGuard(self.modules), differentiable_ctc(create_graph):
-            with twice_differentiable_lstms(self.modules, create_graph):
-                with self._cudnn_rnn_guard(create_graph):
-                    yield
-
-    def _statistics_replay(self):
-        """The normalisation statistics now, to recompute an inner step."""
-        snapshot = StatisticsGuard(self.modules).capture()
-        return lambda: StatisticsGuard(self.modules, replay=snapshot)
-
-    def _cudnn_rnn_guard(self, double_backward=False):
-        """``CudnnRNNGuard`` of the modules on CUDA; nothing elsewhere."""
-        if self.device_type != "cuda":
-            return contextlib.nullcontext()
-        return CudnnRNNGuard(self.modules, double_backward)
-
-    def _inner_loss_scale(self):
-        """The manual fp16 loss scale of the inner gradients; 1 otherwise.
-
-        The inner ``autograd.grad`` is scaled by hand (GradScaler only sees
-        the outer backward). It has its own dynamic scale, as GradScaler
-        keeps one for the outer step: it starts at the GradScaler's, halves
-        on an overflow of the inner gradients (the task is run again, see
-        ``adapt``) and doubles after ``growth_interval`` clean adaptations.
-        The outer scale is left alone: gradients already accumulated in the
-        meta-batch are scaled by it.
-        """
-        if not self.scaler.is_enabled():
-            return 1.0
-        if self.inner_loss_scale is None:
-            self.inner_loss_scale = float(self.scaler.get_scale())
-        return self.inner_loss_scale
-
-    def _inner_scale_backoff(self, scale, err):
-        self.inner_loss_scale = scale * self.scaler.get_backoff_factor()
-        self._inner_scale_streak = 0
-        logger.info(
-            "fp16 inner gradients overflowed (%s) at loss scale %g: "
-            "retrying the task at %g",
-            err,
-            scale,
-            self.inner_loss_scale,
-        )
-
-    def _inner_scale_growth(self, scale):
-        if not self.scaler.is_enabled():
-            return
-        self._inner_scale_streak += 1
-        if self._inner_scale_streak >= self.scaler.get_growth_interval():
-            self.inner_loss_scale = scale * self.scaler.get_growth_factor()
-            self._inner_scale_streak = 0
 
     def _check_episode(self, batch):
         if batch.query is None and self.meta_algorithm.needs_query:

@@ -149,7 +149,7 @@ class MetaTransferBrain(MetaBrain):
         Arguments
         ---------
         fast_weights : dict, optional
-            Adapted weights from ``adapt_to_task``; default: the current
+            Adapted weights from ``adapted_weights``; default: the current
             (meta-learned initial) task parameters.
 
         Returns
@@ -171,7 +171,7 @@ class MetaTransferBrain(MetaBrain):
         path : str
             The file to write.
         fast_weights : dict, optional
-            The task's adapted weights (``adapt_to_task``'s result).
+            The task's adapted weights (``adapted_weights``'s result).
 
         Returns
         -------

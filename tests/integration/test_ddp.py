@@ -195,7 +195,7 @@ def _scaled_episode(rank):
 
 
 def _adapted(brain, episode):
-    fast = brain.adapt(
+    fast = brain.run_inner_loop(
         brain.meta_parameters(brain.inner_loop),
         episode.support,
         brain.inner_loop,

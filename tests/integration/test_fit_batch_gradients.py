@@ -210,7 +210,7 @@ def _check_first_order(brain, episode, tensors, eps=1e-5):
     brain.modules.train()
     theta = brain.meta_parameters(algorithm.inner_loop)
     start = algorithm.start_weights(brain, theta, episode.support)
-    fast = brain.adapt(
+    fast = brain.run_inner_loop(
         theta,
         episode.support,
         algorithm.inner_loop,

@@ -62,6 +62,9 @@ def test_thirty_outer_steps_hold_no_graph_and_no_growth(name, recurrent):
     episodes = [
         Episode(_batch(gen, 4), _batch(gen, 3), task=f"t{i}") for i in range(4)
     ]
+    # Tensors with a graph that earlier tests in this process left alive
+    # are not this brain's: only more than these would be.
+    graphs_before = _live_tensors()[1]
     counts = []
     for step in range(1, 61):  # 30 outer steps of 2 tasks
         brain.step = step
@@ -69,6 +72,6 @@ def test_thirty_outer_steps_hold_no_graph_and_no_growth(name, recurrent):
         if step % 10 == 0:  # every 5 outer steps
             counts.append(_live_tensors())
     assert brain.optimizer_step == 30
-    assert all(graph == 0 for _, graph in counts), counts
+    assert all(graph <= graphs_before for _, graph in counts), counts
     after_warmup = [n for n, _ in counts[1:]]  # from outer step 10 on
     assert max(after_warmup) == min(after_warmup), after_warmup

@@ -98,7 +98,7 @@ def _query_losses(brain, data, inner_loop=None):
     before, after = [], []
     for episode in loader:
         for steps, out in ((0, before), (None, after)):
-            fast = brain.adapt_to_task(
+            fast = brain.adapted_weights(
                 episode.support, inner_steps=steps, inner_loop=inner_loop
             )
             with torch.no_grad():

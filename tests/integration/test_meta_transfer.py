@@ -152,7 +152,7 @@ def test_task_state_round_trip(tmp_path):
         episodes={**EPISODES, "episodes_per_epoch": 1},
     )
     episode = next(iter(loader))
-    fast = brain.adapt_to_task(episode.support, inner_steps=3)
+    fast = brain.adapted_weights(episode.support, inner_steps=3)
     path = tmp_path / "speaker_7.pt"
     size = brain.save_task_state(path, fast)
     assert size < 0.5 * brain.model_state_bytes() + 2000
@@ -206,11 +206,11 @@ def test_task_parameter_meta_gradient_matches_finite_differences(kind):
     def objective(params):
         with torch.enable_grad():
             return loss_fn(
-                inner.adapt(loss_fn, _as_leaves(params), support), query
+                inner.run(loss_fn, _as_leaves(params), support), query
             )
 
     analytic = torch.autograd.grad(
-        loss_fn(inner.adapt(loss_fn, theta, support), query),
+        loss_fn(inner.run(loss_fn, theta, support), query),
         list(theta.values()),
     )
     eps = 1e-6

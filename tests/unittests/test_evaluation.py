@@ -93,7 +93,7 @@ class _SpyBrain:
     def meta_parameters(self, inner_loop):
         return dict(self.modules.named_parameters())
 
-    def adapt_to_task(
+    def adapted_weights(
         self,
         support,
         inner_steps,
@@ -167,10 +167,10 @@ def test_seeds_pool_over_every_episode():
 
 
 class _DivergingBrain(_SpyBrain):
-    def adapt_to_task(self, support, **kwargs):
+    def adapted_weights(self, support, **kwargs):
         if support is not None and len(support.id) >= 5:
             raise NonFiniteInnerLoss(2, "gradient")
-        return super().adapt_to_task(support, **kwargs)
+        return super().adapted_weights(support, **kwargs)
 
 
 def test_diverging_adaptation_is_a_counted_failure_not_a_crash(caplog):
@@ -258,10 +258,10 @@ def test_translation_rows_carry_bleu_through_pooling_table_and_plot(tmp_path):
         validate_results(document)
 
     class Diverging(_TranslatingBrain):
-        def adapt_to_task(self, support, **kwargs):
+        def adapted_weights(self, support, **kwargs):
             if support is not None and len(support.id) >= 5:
                 raise NonFiniteInnerLoss(2, "gradient")
-            return super().adapt_to_task(support, **kwargs)
+            return super().adapted_weights(support, **kwargs)
 
     rows = {r["k_shot"]: r for r in protocol.evaluate(Diverging(0), "d")}
     assert rows[5]["bleu_mean"] == 0.0 and rows[5]["cer_mean"] == 1.0

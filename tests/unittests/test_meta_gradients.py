@@ -73,10 +73,10 @@ def test_maml_second_order_matches_finite_differences():
     def meta_objective(p):
         with torch.enable_grad():
             p = _as_leaves(p)
-            return loss_fn(inner.adapt(loss_fn, p, support), query)
+            return loss_fn(inner.run(loss_fn, p, support), query)
 
     analytic = torch.autograd.grad(
-        loss_fn(inner.adapt(loss_fn, params, support), query),
+        loss_fn(inner.run(loss_fn, params, support), query),
         list(params.values()),
     )
     numeric = _finite_difference_grad(meta_objective, params)
@@ -92,7 +92,7 @@ def test_fomaml_gradient_is_query_gradient_at_adapted_weights():
     model, support, query, loss_fn = _regression_problem(1)
     inner = InnerLoop(inner_steps=3, inner_lr=0.4, first_order=True)
     params = _as_leaves(dict(model.named_parameters()))
-    fast = inner.adapt(loss_fn, params, support)
+    fast = inner.run(loss_fn, params, support)
     fo_grad = torch.autograd.grad(loss_fn(fast, query), list(params.values()))
     # Closed form: grad_phi L_Q(phi) at phi = the adapted weights.
     phi = _as_leaves(fast)
@@ -102,7 +102,7 @@ def test_fomaml_gradient_is_query_gradient_at_adapted_weights():
     # ... which is not the second-order gradient (the test can fail).
     so_inner = InnerLoop(inner_steps=3, inner_lr=0.4)
     so_grad = torch.autograd.grad(
-        loss_fn(so_inner.adapt(loss_fn, params, support), query),
+        loss_fn(so_inner.run(loss_fn, params, support), query),
         list(params.values()),
     )
     diff = max((a - b).abs().max().item() for a, b in zip(fo_grad, so_grad))
@@ -118,8 +118,8 @@ class _FunctionalLearner:
     def meta_parameters(self, inner_loop):
         return inner_loop.select(self.model.named_parameters())
 
-    def adapt(self, params, support, inner_loop, keep_steps=False):
-        return inner_loop.adapt(
+    def run_inner_loop(self, params, support, inner_loop, keep_steps=False):
+        return inner_loop.run(
             self.loss_fn, params, support, keep_steps=keep_steps
         )
 
@@ -166,7 +166,7 @@ def test_anil_adapts_head_only_and_its_meta_gradient_is_exact():
     learner = _FunctionalLearner(model, loss_fn)
     theta = learner.meta_parameters(algo.inner_loop)
     assert list(theta) == ["2.weight", "2.bias"]
-    fast = learner.adapt(theta, support, algo.inner_loop)
+    fast = learner.run_inner_loop(theta, support, algo.inner_loop)
     assert set(fast) == {"2.weight", "2.bias"}
     # Closed form: SGD on the head, the body's weights as they are.
     head = _as_leaves(theta)
@@ -191,7 +191,7 @@ def test_non_finite_support_loss_is_reported():
     bad[0][0, 0] = float("nan")
     inner = InnerLoop(inner_steps=2, inner_lr=0.1)
     with pytest.raises(NonFiniteInnerLoss) as err:
-        inner.adapt(loss_fn, dict(model.named_parameters()), bad)
+        inner.run(loss_fn, dict(model.named_parameters()), bad)
     assert err.value.step == 0
 
 
@@ -208,13 +208,13 @@ def test_non_finite_gradient_is_told_from_large_half_gradients(dtype):
 
     inner = InnerLoop(inner_steps=1, inner_lr=1e-6, first_order=True)
     big = torch.full((64,), 60000.0, dtype=dtype)
-    fast = inner.adapt(loss_fn, {"w": weight}, big)
+    fast = inner.run(loss_fn, {"w": weight}, big)
     assert torch.isfinite(fast["w"]).all()
     for bad in (float("nan"), float("inf")):
         grad = big.clone()
         grad[17] = bad
         with pytest.raises(NonFiniteInnerLoss) as err:
-            inner.adapt(loss_fn, {"w": weight}, grad)
+            inner.run(loss_fn, {"w": weight}, grad)
         assert err.value.what == "gradient"
 
 
@@ -225,7 +225,7 @@ def _directional_check(model, loss_fn, support, query, inner, eps=1e-5):
     it through the same ``forward_context``).
     """
     params = OrderedDict(model.named_parameters())
-    fast = inner.adapt(
+    fast = inner.run(
         loss_fn, params, support, forward_context=differentiable_ctc
     )
     objective = loss_fn(fast, query)
@@ -243,7 +243,7 @@ def _directional_check(model, loss_fn, support, query, inner, eps=1e-5):
             for n, p in params.items()
         )
         return loss_fn(
-            inner.adapt(
+            inner.run(
                 loss_fn, shifted, support, forward_context=differentiable_ctc
             ),
             query,
@@ -366,7 +366,7 @@ def test_inner_gradient_clipping_bounds_the_step_and_is_differentiated():
     params = _as_leaves(dict(model.named_parameters()))
     clip = 0.05
     inner = InnerLoop(inner_steps=1, inner_lr=1.0, inner_grad_clip=clip)
-    fast = inner.adapt(loss_fn, params, support)
+    fast = inner.run(loss_fn, params, support)
     step = torch.cat([(params[n] - fast[n]).reshape(-1) for n in params])
     raw = torch.autograd.grad(loss_fn(params, support), list(params.values()))
     assert float(torch.cat([g.reshape(-1) for g in raw]).norm()) > 2 * clip
@@ -376,10 +376,10 @@ def test_inner_gradient_clipping_bounds_the_step_and_is_differentiated():
 
     def meta_objective(p):
         with torch.enable_grad():
-            return loss_fn(inner.adapt(loss_fn, _as_leaves(p), support), query)
+            return loss_fn(inner.run(loss_fn, _as_leaves(p), support), query)
 
     analytic = torch.autograd.grad(
-        loss_fn(inner.adapt(loss_fn, params, support), query),
+        loss_fn(inner.run(loss_fn, params, support), query),
         list(params.values()),
     )
     numeric = _finite_difference_grad(meta_objective, params)
@@ -395,8 +395,8 @@ def test_manual_loss_scaling_changes_nothing_but_the_scale():
     model, support, query, loss_fn = _regression_problem(5)
     params = _as_leaves(dict(model.named_parameters()))
     inner = InnerLoop(inner_steps=2, inner_lr=0.3)
-    plain = inner.adapt(loss_fn, params, support)
-    scaled = inner.adapt(loss_fn, params, support, loss_scale=2.0**10)
+    plain = inner.run(loss_fn, params, support)
+    scaled = inner.run(loss_fn, params, support, loss_scale=2.0**10)
     for name in plain:
         torch.testing.assert_close(
             plain[name], scaled[name], rtol=1e-12, atol=0
@@ -409,7 +409,7 @@ def test_manual_loss_scaling_changes_nothing_but_the_scale():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
     # A scale that overflows the gradient is reported, not applied.
     with pytest.raises(NonFiniteInnerLoss):
-        inner.adapt(loss_fn, params, support, loss_scale=float("inf"))
+        inner.run(loss_fn, params, support, loss_scale=float("inf"))
 
 
 def test_recomputed_inner_steps_replay_the_random_numbers():
@@ -429,7 +429,7 @@ def test_recomputed_inner_steps_replay_the_random_numbers():
         )
         params = _as_leaves(dict(dropped.named_parameters()))
         torch.manual_seed(7)
-        fast = inner.adapt(loss_fn, params, support)
+        fast = inner.run(loss_fn, params, support)
         objective = loss_fn(fast, query)
         torch.manual_seed(8)  # the backward must not depend on this state
         grads.append(torch.autograd.grad(objective, list(params.values())))
@@ -448,9 +448,9 @@ def test_recomputed_inner_steps_refuse_a_rule_with_moments():
     )
     params = _as_leaves(dict(model.named_parameters()))
     with pytest.raises(ValueError, match="without state across steps"):
-        inner.adapt(loss_fn, params, support)
+        inner.run(loss_fn, params, support)
     # First order keeps no graph: nothing to recompute, nothing refused.
-    inner.adapt(loss_fn, params, support, first_order=True)
+    inner.run(loss_fn, params, support, first_order=True)
 
 
 def test_recomputed_inner_steps_replay_mixed_precision():
@@ -472,7 +472,7 @@ def test_recomputed_inner_steps_replay_mixed_precision():
         )
         params = _as_leaves(dict(model.named_parameters()))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            objective = loss_fn(inner.adapt(loss_fn, params, support), query)
+            objective = loss_fn(inner.run(loss_fn, params, support), query)
         grads.append(torch.autograd.grad(objective, list(params.values())))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

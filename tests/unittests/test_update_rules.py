@@ -28,7 +28,7 @@ def _rule_meta_grad_check(rule, first_order, steps=2, eps=1e-6):
     def objective():
         p = _as_leaves(params)
         with torch.enable_grad():
-            return loss_fn(inner.adapt(loss_fn, p, support), query)
+            return loss_fn(inner.run(loss_fn, p, support), query)
 
     rule_params = [p for p in rule.parameters()]
     analytic = torch.autograd.grad(objective(), rule_params)
@@ -81,7 +81,7 @@ def _sgd_trajectory(lr, steps=3):
     model, support, query, loss_fn = _regression_problem(seed=2)
     params = _as_leaves(dict(model.named_parameters()))
     inner = InnerLoop(steps, update_rule=SGD(lr))
-    return inner.adapt(loss_fn, params, support, keep_steps=True), (
+    return inner.run(loss_fn, params, support, keep_steps=True), (
         model,
         support,
         loss_fn,
@@ -203,7 +203,7 @@ def test_rules_start_as_plain_sgd(rule):
     if hasattr(rule, "setup"):
         rule.setup(params)
     inner = InnerLoop(3, update_rule=rule)
-    got = inner.adapt(loss_fn, params, support, keep_steps=True)
+    got = inner.run(loss_fn, params, support, keep_steps=True)
     for a, b in zip(expected, got):
         for name in a:
             torch.testing.assert_close(a[name], b[name], rtol=1e-12, atol=1e-12)
@@ -253,7 +253,7 @@ def test_adam_rule_follows_torch_adam_and_restarts_per_adaptation():
     model, support, query, loss_fn = _regression_problem(seed=3)
     params = _as_leaves(dict(model.named_parameters()))
     inner = InnerLoop(4, update_rule=Adam(lr=0.05))
-    got = inner.adapt(loss_fn, params, support, first_order=True)
+    got = inner.run(loss_fn, params, support, first_order=True)
     # The same steps with torch.optim.Adam on a copy.
     ref = _as_leaves(params)
     opt = torch.optim.Adam(list(ref.values()), lr=0.05)
@@ -264,7 +264,7 @@ def test_adam_rule_follows_torch_adam_and_restarts_per_adaptation():
     for name in ref:
         torch.testing.assert_close(got[name], ref[name], rtol=1e-9, atol=1e-12)
     # A second adaptation starts from fresh moments: the same result.
-    again = inner.adapt(loss_fn, params, support, first_order=True)
+    again = inner.run(loss_fn, params, support, first_order=True)
     for name in got:
         assert torch.equal(again[name], got[name])
 
