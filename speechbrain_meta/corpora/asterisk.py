@@ -19,7 +19,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import csv
 import glob
 import io
 import json
@@ -34,6 +33,7 @@ import torch
 import torchaudio
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta.data.manifest import write_manifest
 from speechbrain_meta.data.tasks import stable_seed
 
 logger = get_logger(__name__)
@@ -348,12 +348,9 @@ def prepare_asterisk_digits(
             skipped,
         )
         return None
-    with open(manifest, "w", newline="", encoding="utf-8") as fout:
-        writer = csv.DictWriter(
-            fout, ["ID", "duration", "wav", "spk_id", "lang", "wrd"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(
+        manifest, rows, ["ID", "duration", "wav", "spk_id", "lang", "wrd"]
+    )
     with open(summary, "w", encoding="utf-8") as fout:
         json.dump(
             {"config": config, "skipped": skipped, "utterances": len(rows)},

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
+from speechbrain_meta.data.manifest import write_manifest
 from speechbrain_meta.data.tasks import stable_seed
 
 
@@ -157,9 +158,4 @@ def _write_rir_csv(path, folder, count):
                 "wav_opts": "",
             }
         )
-    partial = f"{path}.{os.getpid()}.partial"
-    with open(partial, "w", newline="", encoding="utf-8") as fout:
-        writer = csv.DictWriter(fout, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, path)
+    write_manifest(path, rows)

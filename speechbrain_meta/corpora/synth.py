@@ -30,7 +30,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import csv
 import io
 import json
 import os
@@ -47,6 +46,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.corpora import espeak_worker
 from speechbrain_meta.corpora.espeak_worker import Espeak, EspeakError
+from speechbrain_meta.data.manifest import write_manifest
 from speechbrain_meta.data.tasks import stable_seed
 
 __all__ = [
@@ -507,12 +507,9 @@ def prepare_synth_digits(
             )
             made[split][lang] = made[split].get(lang, 0) + 1
     for name, path in paths.items():
-        with open(path, "w", newline="", encoding="utf-8") as fout:
-            writer = csv.DictWriter(
-                fout, ["ID", "duration", "wav", "spk_id", "lang", "wrd"]
-            )
-            writer.writeheader()
-            writer.writerows(rows[name])
+        write_manifest(
+            path, rows[name], ["ID", "duration", "wav", "spk_id", "lang", "wrd"]
+        )
     summary = {
         "config": config,
         "made": made,

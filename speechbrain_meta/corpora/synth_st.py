@@ -29,6 +29,8 @@ import os
 
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta.data.manifest import write_manifest
+
 __all__ = ["DIGIT_WORDS", "english_digit_words", "prepare_synth_digits_st"]
 
 logger = get_logger(__name__)
@@ -140,12 +142,8 @@ def prepare_synth_digits_st(
                 rows.append(row)
             fields = list(reader.fieldnames) + ["translation"]
         path = os.path.join(save_folder, f"{split}.csv")
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", newline="", encoding="utf-8") as fout:
-            writer = csv.DictWriter(fout, fields, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)  # whole files only, for concurrent readers
+        # Whole files only, for concurrent readers.
+        write_manifest(path, rows, fields, lineterminator="\n")
         counts[split] = {"written": len(rows), "target_language": left_out}
     tmp = f"{summary_path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as fout:

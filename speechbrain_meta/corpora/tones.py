@@ -15,13 +15,14 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import csv
 import json
 import os
 
 import numpy as np
 import soundfile as sf
 from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.data.manifest import write_manifest
 
 logger = get_logger(__name__)
 
@@ -191,12 +192,9 @@ def prepare_tone_tasks(
                         "wrd": "".join(alphabet[s] for s in symbols),
                     }
                 )
-        with open(paths[split], "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(
-                f, fieldnames=["ID", "duration", "wav", "spk_id", "wrd"]
-            )
-            writer.writeheader()
-            writer.writerows(rows)
+        write_manifest(
+            paths[split], rows, ["ID", "duration", "wav", "spk_id", "wrd"]
+        )
         counts[split] = {"tasks": len(task_indices), "utterances": len(rows)}
     with open(info_path, "w", encoding="utf-8") as f:
         json.dump({"config": config, "counts": counts}, f, indent=2)

@@ -102,6 +102,49 @@ def check_row(
     return None
 
 
+def write_manifest(path, rows, fields=None, lineterminator="\r\n"):
+    """Writes a CSV manifest whole or not at all.
+
+    The rows go to a temporary file beside ``path`` (named with the process
+    ID, so that two processes preparing at once never share one), which then
+    replaces ``path``: a reader, or a run killed halfway, never sees a
+    half-written manifest.
+
+    Arguments
+    ---------
+    path : str
+        The manifest to write.
+    rows : list of dict
+        Its rows.
+    fields : list of str, optional
+        The columns, in order (default: the first row's keys).
+    lineterminator : str
+        As for ``csv.writer`` (its default by default).
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> _ = write_manifest(path, [{"ID": "a", "wrd": "ONE"}])
+    >>> open(path).read().splitlines()
+    ['ID,wrd', 'a,ONE']
+    """
+    if fields is None:
+        fields = list(rows[0]) if rows else []
+    tmp = f"{path}.{os.getpid()}.partial"
+    with open(tmp, "w", newline="", encoding="utf-8") as fout:
+        writer = csv.DictWriter(fout, fields, lineterminator=lineterminator)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
 def load_manifest(
     csv_path,
     replacements=None,

@@ -62,6 +62,8 @@ from scipy.signal import resample_poly
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.parallel import parallel_map
 
+from speechbrain_meta.data.manifest import write_manifest
+
 logger = get_logger(__name__)
 
 ROLES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
@@ -874,15 +876,10 @@ def _task_summary(rows, skipped, role):
 
 
 def _write_csv(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        fields = ["ID", "duration", "wav", "spk_id", "lang", "accent", "wrd"]
-        if rows and "translation" in rows[0]:
-            fields.append("translation")
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)  # never a half-written manifest
+    fields = ["ID", "duration", "wav", "spk_id", "lang", "accent", "wrd"]
+    if rows and "translation" in rows[0]:
+        fields.append("translation")
+    write_manifest(path, rows, fields)
 
 
 def _print_summary(summary):

@@ -26,13 +26,14 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import csv
 import glob
 import json
 import os
 
 import soundfile as sf
 from speechbrain.utils.logger import get_logger
+
+from speechbrain_meta.data.manifest import write_manifest
 
 logger = get_logger(__name__)
 
@@ -165,7 +166,9 @@ def prepare_GSC(
                 rows.append(row)
             else:
                 _skip(bad, reason, where or clip)
-        _write_csv(os.path.join(save_folder, f"{split}.csv"), split, rows)
+        write_manifest(
+            os.path.join(save_folder, f"{split}.csv"), rows, FIELDS[split]
+        )
         summary["splits"][split] = {
             "classes": len({r["command"] for r in rows}),
             "speakers": len({r["spk_id"] for r in rows}),
@@ -186,7 +189,9 @@ def prepare_GSC(
             )
         else:
             _skip(skipped.setdefault("noise", {}), reason, path)
-    _write_csv(os.path.join(save_folder, "noise.csv"), "noise", noise_rows)
+    write_manifest(
+        os.path.join(save_folder, "noise.csv"), noise_rows, FIELDS["noise"]
+    )
     summary["noise_recordings"] = len(noise_rows)
     summary["noise_minutes"] = round(
         sum(r["duration"] for r in noise_rows) / 60, 2
@@ -248,15 +253,6 @@ def _row(data_folder, clip):
         "spk_id": stem.split("_nohash_")[0],
         "command": word,
     }, None
-
-
-def _write_csv(path, split, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS[split])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)  # never a half-written manifest
 
 
 def _print_summary(summary):

@@ -21,7 +21,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import csv
 import glob
 import json
 import os
@@ -31,6 +30,7 @@ import soundfile as sf
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta.data.checks import BadInput, check_transcript
+from speechbrain_meta.data.manifest import write_manifest
 
 logger = get_logger(__name__)
 
@@ -238,14 +238,7 @@ def _row(folder, line):
 
 
 def _write_csv(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(
-            f, fieldnames=["ID", "duration", "wav", "spk_id", "wrd"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)  # never a half-written manifest
+    write_manifest(path, rows, ["ID", "duration", "wav", "spk_id", "wrd"])
 
 
 def _print_summary(summary):
