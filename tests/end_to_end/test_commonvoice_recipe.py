@@ -10,13 +10,12 @@ prepare script names and skips them, and the language and accent rows of
 """
 
 import csv
-import json
 import os
-import shlex
 import subprocess
 import sys
 
 import pytest
+from recipe_rows import few_shot_results, recipe_rows, run_recipe_row
 
 from speechbrain_meta.corpora.standins import common_voice_standin
 
@@ -30,14 +29,6 @@ LANGUAGES = {
     "ro": {"dev": 1},
     "ca": {"train": 1},
 }
-
-
-def _rows():
-    with open(os.path.join(ROOT, "tests", "recipes", "CommonVoice.csv")) as f:
-        return {
-            os.path.basename(r["Hparam_file"])[:-5]: r
-            for r in csv.DictReader(f)
-        }
 
 
 @pytest.fixture(scope="module")
@@ -275,32 +266,13 @@ def test_parallel_prepares_share_a_folder_and_resume(workdir, tmp_path):
     assert all(w.stat().st_mtime_ns == before[w] for w in wavs[1:])
 
 
-def _run_row(row, cwd):
-    command = (
-        [sys.executable, os.path.join(ROOT, row["Script_file"])]
-        + [os.path.join(ROOT, row["Hparam_file"])]
-        + shlex.split(row["test_debug_flags"])
-        + ["--debug", "--debug_persistently"]
-    )
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    run = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env=env, timeout=900
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
-    out = cwd / flags["--output_folder"]
-    checks = row["test_debug_checks"].split("file_exists=[")[1].split("]")[0]
-    for name in checks.split(","):
-        assert (out / name).exists(), name
-    with open(out / "few_shot" / "test" / "few_shot_results.json") as f:
-        return json.load(f)["results"]
-
-
 @pytest.mark.parametrize(
     "method, tasks",
     [("fomaml", {"pl"}), ("accent_fomaml", {"Scottish English"})],
 )
 def test_recipe_row_runs(workdir, method, tasks):
-    rows = _run_row(_rows()[method], workdir)
+    rows = few_shot_results(
+        run_recipe_row(recipe_rows("CommonVoice")[method], workdir)
+    )
     assert {r["k_shot"] for r in rows} == {0, 2}
     assert all(set(r["cer_per_task"]) == tasks for r in rows)

@@ -12,11 +12,9 @@ upstream's recipe tests run them (debug flags split as a shell would).
 import csv
 import json
 import os
-import shlex
-import subprocess
-import sys
 
 import pytest
+from recipe_rows import few_shot_results, recipe_rows, run_recipe_row
 
 from speechbrain_meta.corpora.standins import covost_standin
 
@@ -27,14 +25,6 @@ LANGUAGES = {
     "es": {"train": 1, "dev": 2},
     "it": {"train": 1, "test": 3},
 }
-
-
-def _rows():
-    with open(os.path.join(ROOT, "tests", "recipes", "CoVoST.csv")) as f:
-        return {
-            os.path.basename(r["Hparam_file"])[:-5]: r
-            for r in csv.DictReader(f)
-        }
 
 
 @pytest.fixture(scope="module")
@@ -48,27 +38,6 @@ def workdir(tmp_path_factory):
     return work, quirks
 
 
-def _run_row(row, cwd):
-    command = (
-        [sys.executable, os.path.join(ROOT, row["Script_file"])]
-        + [os.path.join(ROOT, row["Hparam_file"])]
-        + shlex.split(row["test_debug_flags"])
-        + ["--debug", "--debug_persistently"]
-    )
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    run = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env=env, timeout=900
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
-    out = cwd / flags["--output_folder"]
-    checks = row["test_debug_checks"].split("file_exists=[")[1].split("]")[0]
-    for name in checks.split(","):
-        assert (out / name).exists(), name
-    with open(out / "few_shot" / "test" / "few_shot_results.json") as f:
-        return json.load(f)["results"], out
-
-
 def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
     """The fomaml row (it trains the joint model first): the manifests
     hold each role's CoVoST split with its translation (quotes kept as
@@ -76,7 +45,8 @@ def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
     skipped and named with file and line, and the test language's rows
     carry BLEU."""
     cwd, quirks = workdir
-    results, out = _run_row(_rows()["fomaml"], cwd)
+    out = run_recipe_row(recipe_rows("CoVoST")["fomaml"], cwd)
+    results = few_shot_results(out)
     prepared = cwd / "tests" / "tmp" / "CoVoST_prepared"
     with open(prepared / "train.csv", newline="") as f:
         train = list(csv.DictReader(f))
@@ -109,5 +79,7 @@ def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
 @pytest.mark.parametrize("method", ["reptile", "metasgd", "lhuc", "lora"])
 def test_method_rows_run(workdir, method):
     """The other methods' rows run from the joint model and score BLEU."""
-    results, _ = _run_row(_rows()[method], workdir[0])
+    results = few_shot_results(
+        run_recipe_row(recipe_rows("CoVoST")[method], workdir[0])
+    )
     assert all("bleu_mean" in r for r in results)

@@ -13,14 +13,13 @@ import csv
 import importlib.util
 import json
 import os
-import shlex
 import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
+from recipe_rows import recipe_rows, run_recipe_row
 
 from speechbrain_meta.corpora.standins import speech_commands_standin
 
@@ -29,17 +28,6 @@ RECIPE = os.path.join(ROOT, "recipes", "Google-speech-commands", "few_shot_kws")
 TEST = ["yes", "no", "up", "down", "left"]
 DEV = ["bed", "bird", "cat"]
 TRAIN = ["zero", "one", "two", "three"]
-
-
-def _rows():
-    csv_file = os.path.join(
-        ROOT, "tests", "recipes", "Google-speech-commands.csv"
-    )
-    with open(csv_file) as f:
-        return {
-            os.path.basename(r["Hparam_file"])[:-5]: r
-            for r in csv.DictReader(f)
-        }
 
 
 @pytest.fixture(scope="module")
@@ -136,34 +124,11 @@ def test_every_clip_reaches_the_model_at_1s(workdir, tmp_path):
             assert datasets[split][i]["sig"].shape == (16000,), split
 
 
-def _run_row(row, cwd, launcher=()):
-    command = (
-        list(launcher or [sys.executable])
-        + [os.path.join(ROOT, row["Script_file"])]
-        + [os.path.join(ROOT, row["Hparam_file"])]
-        + shlex.split(row["test_debug_flags"])
-        + ["--debug", "--debug_persistently", "--noprogressbar"]
-    )
-    if launcher:
-        command.append("--distributed_backend=gloo")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    run = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env=env, timeout=900
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
-    out = cwd / flags["--output_folder"]
-    checks = row["test_debug_checks"].split("file_exists=[")[1].split("]")[0]
-    for name in checks.split(","):
-        assert (out / name).exists(), name
-    return out
-
-
 @pytest.mark.parametrize(
     "method", ["protonet", "maml", "anil", "layer_step_lr", "joint"]
 )
 def test_recipe_row_runs(workdir, method):
-    out = _run_row(_rows()[method], workdir)
+    out = run_recipe_row(recipe_rows("Google-speech-commands")[method], workdir)
     with open(out / "few_shot" / "test" / "few_shot_results.json") as f:
         document = json.load(f)
     rows = document["results"]
@@ -191,11 +156,11 @@ def test_recipe_row_runs_under_torchrun(workdir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    row = dict(_rows()["maml"])
+    row = dict(recipe_rows("Google-speech-commands")["maml"])
     row["test_debug_flags"] = row["test_debug_flags"].replace(
         "Google-speech-commands_maml", "Google-speech-commands_maml_ddp"
     )
     launcher = [sys.executable, "-m", "torch.distributed.run"]
     launcher += ["--nproc_per_node=2", f"--master_port={port}"]
-    out = _run_row(row, workdir, launcher)
+    out = run_recipe_row(row, workdir, launcher)
     assert "epoch: 1" in (out / "train_log.txt").read_text()

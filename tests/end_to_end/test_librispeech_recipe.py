@@ -13,12 +13,11 @@ import csv
 import importlib.util
 import json
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 
 import pytest
+from recipe_rows import recipe_rows, run_recipe_row
 
 from speechbrain_meta.corpora.standins import librispeech_standin
 
@@ -26,14 +25,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech", "speaker_adaptation")
 SPLITS = {"train-clean-100": 4, "dev-clean": 2, "test-clean": 2}
 SPLITS_ROLES = ("train", "dev", "test")
-
-
-def _rows():
-    with open(os.path.join(ROOT, "tests", "recipes", "LibriSpeech.csv")) as f:
-        return {
-            os.path.basename(r["Hparam_file"])[:-5]: r
-            for r in csv.DictReader(f)
-        }
 
 
 @pytest.fixture(scope="module")
@@ -91,26 +82,6 @@ def test_prepare_names_counts_and_skips_bad_lines(workdir, tmp_path):
     # Done once: a rerun with the same settings reads the summary back.
     again = prepare_librispeech(str(corpus), str(tmp_path))
     assert again["splits"]["train-clean-100"]["skipped"] == train["skipped"]
-
-
-def _run_row(row, cwd):
-    command = (
-        [sys.executable, os.path.join(ROOT, row["Script_file"])]
-        + [os.path.join(ROOT, row["Hparam_file"])]
-        + shlex.split(row["test_debug_flags"])
-        + ["--debug", "--debug_persistently"]
-    )
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    run = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env=env, timeout=900
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
-    out = cwd / flags["--output_folder"]
-    checks = row["test_debug_checks"].split("file_exists=[")[1].split("]")[0]
-    for name in checks.split(","):
-        assert (out / name).exists(), name
-    return out
 
 
 def _train_module():
@@ -189,7 +160,7 @@ def test_upstream_manifests_length_policy_and_disjoint_roles(
 
 @pytest.mark.parametrize("method", ["fomaml", "lhuc"])
 def test_recipe_row_runs(workdir, method):
-    out = _run_row(_rows()[method], workdir)
+    out = run_recipe_row(recipe_rows("LibriSpeech")[method], workdir)
     with open(out / "few_shot" / "test" / "few_shot_results.json") as f:
         rows = json.load(f)["results"]
     assert {r["k_shot"] for r in rows} == {0, 2}
