@@ -40,3 +40,17 @@ def test_ablation_trains_and_scores_each_variant(tmp_path):
     assert (out / "lr" / "1234" / "save").is_dir()
     table = (out / "ablation.md").read_text()
     assert table.count("\n") == 4 and "| lr | 1234 |" in table
+    # --trained scores models already trained instead of training them:
+    # base's models under base's overrides give base's scores again.
+    module["main"](
+        [
+            "--output_folder",
+            str(out),
+            "--trained",
+            "again=" + str(out / "base" / "{seed}"),
+            "again=" + tiny % "",
+        ]
+    )
+    done = json.loads((out / "ablation.json").read_text())
+    assert done["again/1234"]["scores"] == done["base/1234"]["scores"]
+    assert len(list(out.glob("data_*"))) == 1

@@ -14,6 +14,16 @@ Usage::
     python ablation.py --output_folder DIR --seeds 1234,1235 base='{}'
     python ablation.py --output_folder DIR sentence='{norm_type: sentence}'
 
+A corpus setting changes the synthetic evaluation sets too. To compare
+like for like, ``--trained NAME=PATTERN`` scores models already trained
+(``PATTERN`` with ``{seed}``, e.g. ``OTHER/slow/{seed}``; copied into
+``DIR/NAME/<seed>``, the originals untouched) under variant ``NAME``'s
+overrides instead of training them: one variant's models on another's
+corpus::
+
+    python ablation.py --output_folder DIR --trained \
+        'slow@default=SLOW/slow/{seed}' 'slow@default={}'
+
 Authors
  * speechbrain-meta developers 2026
 """
@@ -23,6 +33,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 
 import yaml
 
@@ -108,6 +119,14 @@ def parse_args(argv):
     parser.add_argument("variants", nargs="+", help="NAME='{yaml}'")
     parser.add_argument("--output_folder", required=True)
     parser.add_argument("--seeds", default="1234")
+    parser.add_argument(
+        "--trained",
+        action="append",
+        default=[],
+        metavar="NAME=PATTERN",
+        help="score the models in PATTERN (with {seed}) as variant NAME "
+        "instead of training them",
+    )
     args = parser.parse_args(argv)
     from speechbrain_meta.layered_yaml import layer_keys
 
@@ -123,6 +142,20 @@ def parse_args(argv):
         if unknown:
             parser.error(f"{name}: {unknown} are not settings of joint")
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    names = {item.partition("=")[0] for item in args.variants}
+    trained = {}
+    for item in args.trained:
+        name, sep, pattern = item.partition("=")
+        if not sep or "{seed}" not in pattern or name not in names:
+            parser.error(
+                f"--trained {item!r}: expected NAME=PATTERN, NAME one of the "
+                "variants, PATTERN with {seed}"
+            )
+        for seed in args.seeds:
+            if not os.path.isdir(pattern.format(seed=seed)):
+                parser.error(f"--trained {item!r}: no folder for seed {seed}")
+        trained[name] = pattern
+    args.trained = trained
     return args
 
 
@@ -153,6 +186,9 @@ def main(argv=None):
                 ),
             }
             folder = os.path.join(args.output_folder, name, str(seed))
+            if name in args.trained and not os.path.isdir(folder):
+                source = args.trained[name].format(seed=seed)
+                shutil.copytree(source, folder, symlinks=True)
             done[key] = {
                 "overrides": overrides,
                 "scores": score_joint(folder, run),
