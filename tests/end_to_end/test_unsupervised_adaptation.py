@@ -35,3 +35,13 @@ def test_unsupervised_rows_of_an_exported_model(quick_benchmark, tmp_path):
     adapted = [r for r in document["results"] if r["k_shot"]]
     assert all(r["adaptation"]["unsupervised"] for r in adapted)
     assert os.path.isfile(out / "unsupervised.md")
+    # Runs of several seeds are merged without running anything again.
+    merged = tmp_path / "merged"
+    assert main(["--benchmark_folder", str(bench), "--output_folder",
+                 str(merged), "--merge", f"{out},{out}"]) == 0  # fmt: skip
+    with open(merged / "unsupervised.json") as f:
+        assert json.load(f) == [row, row]
+    assert (
+        "| mean of 2 | joint | test |"
+        in (merged / "unsupervised.md").read_text()
+    )

@@ -17,6 +17,8 @@ Usage::
     python unsupervised_adaptation.py --benchmark_folder DIR \
         --output_folder OUT [--seeds 1234] [--methods joint,fomaml] \
         [--sets real]
+    python unsupervised_adaptation.py --merge OUT1,OUT2 --output_folder OUT \
+        --benchmark_folder DIR
 
 Writes ``OUT/<seed>/<method>/<set>/few_shot_results.{json,md}`` and
 ``OUT/unsupervised.{json,md}`` (the table over what was run).
@@ -76,7 +78,20 @@ def main(argv=None):
     parser.add_argument("--seeds", default="1234")
     parser.add_argument("--methods", default="joint,fomaml,metasgd")
     parser.add_argument("--sets", default="test,test_voices,real")
+    parser.add_argument(
+        "--merge",
+        default=None,
+        help="comma-separated output folders of earlier runs: write their "
+        "rows together (with means over seeds) instead of running",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        table = []
+        for folder in args.merge.split(","):
+            with open(os.path.join(folder, "unsupervised.json")) as f:
+                table.extend(json.load(f))
+        print(write_table(table, args.output_folder))
+        return 0
 
     from speechbrain_meta.evaluation import write_results
 
@@ -121,17 +136,78 @@ def main(argv=None):
                     }
                 )
                 print(json.dumps(table[-1]), flush=True)
-    os.makedirs(args.output_folder, exist_ok=True)
-    with open(os.path.join(args.output_folder, "unsupervised.json"), "w") as f:
-        json.dump(table, f, indent=1)
+    print(write_table(table, args.output_folder))
+    return 0
+
+
+def write_table(table, output_folder):
+    """Writes ``unsupervised.{json,md}``: a row per seed, method and set,
+    then, with several seeds, each method and set's mean over them (CER;
+    hurt tasks and abstained episodes summed).
+
+    Arguments
+    ---------
+    table : list of dict
+        The rows ``main`` makes (``seed``, ``method``, ``set``, ``cer``,
+        ``tasks``, ``hurt_tasks``, ``abstained``).
+    output_folder : str
+        Where to write.
+
+    Returns
+    -------
+    str
+        The markdown table.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> row = {"method": "joint", "set": "real", "tasks": 3,
+    ...        "hurt_tasks": {"k=5": 1}, "abstained": {"k=5": 0}}
+    >>> table = [dict(row, seed=1, cer={"k=0": 50.0, "k=5": 48.0}),
+    ...          dict(row, seed=2, cer={"k=0": 40.0, "k=5": 41.0})]
+    >>> print(write_table(table, tempfile.mkdtemp()).splitlines()[-1])
+    | mean of 2 | joint | real | 45.0 | - | 44.5 | - | - | k=5: 2/6 | k=5: 0 |
+    """
     labels = ["k=0", "k=1", "k=5", "k=10", "each"]
+    rows = list(table)
+    groups = {}
+    for t in table:
+        groups.setdefault((t["method"], t["set"]), []).append(t)
+    for (method, split), runs in groups.items():
+        if len(runs) < 2:
+            continue
+        mean = {
+            x: round(sum(r["cer"][x] for r in runs) / len(runs), 1)
+            for x in labels
+            if all(x in r["cer"] for r in runs)
+        }
+        rows.append(
+            {
+                "seed": f"mean of {len(runs)}",
+                "method": method,
+                "set": split,
+                "cer": mean,
+                "tasks": sum(r["tasks"] for r in runs),
+                "hurt_tasks": {
+                    k: sum(r["hurt_tasks"].get(k, 0) for r in runs)
+                    for k in runs[0]["hurt_tasks"]
+                },
+                "abstained": {
+                    k: sum(r["abstained"].get(k, 0) for r in runs)
+                    for k in runs[0]["abstained"]
+                },
+            }
+        )
+    os.makedirs(output_folder, exist_ok=True)
+    with open(os.path.join(output_folder, "unsupervised.json"), "w") as f:
+        json.dump(table, f, indent=1)
     lines = [
         "| seed | method | set | "
         + " | ".join(f"CER % {x}" for x in labels)
         + " | tasks hurt (> 2 points) | episodes abstained |",
         "|---" * (len(labels) + 5) + "|",
     ]
-    for t in table:
+    for t in rows:
         cells = [str(t["cer"].get(x, "-")) for x in labels]
         hurt_cells = ", ".join(f"{k}: {v}/{t['tasks']}"
                                for k, v in t["hurt_tasks"].items())  # fmt: skip
@@ -141,10 +217,10 @@ def main(argv=None):
             + " | ".join(cells)
             + f" | {hurt_cells} | {abstained} |"
         )
-    with open(os.path.join(args.output_folder, "unsupervised.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    text = "\n".join(lines)
+    with open(os.path.join(output_folder, "unsupervised.md"), "w") as f:
+        f.write(text + "\n")
+    return text
 
 
 if __name__ == "__main__":
