@@ -168,6 +168,8 @@ def write_table(table, output_folder):
     >>> print(write_table(table, tempfile.mkdtemp()).splitlines()[-1])
     | mean of 2 | joint | real | 45.0 | - | 44.5 | - | - | k=5: 2/6 | k=5: 0 |
     """
+    from speechbrain_meta.reports import markdown_table, write_json
+
     labels = ["k=0", "k=1", "k=5", "k=10", "each"]
     rows = list(table)
     groups = {}
@@ -198,28 +200,25 @@ def write_table(table, output_folder):
                 },
             }
         )
-    os.makedirs(output_folder, exist_ok=True)
-    with open(os.path.join(output_folder, "unsupervised.json"), "w") as f:
-        json.dump(table, f, indent=1)
-    lines = [
-        "| seed | method | set | "
-        + " | ".join(f"CER % {x}" for x in labels)
-        + " | tasks hurt (> 2 points) | episodes abstained |",
-        "|---" * (len(labels) + 5) + "|",
-    ]
+    write_json(os.path.join(output_folder, "unsupervised.json"), table)
+    header = (
+        ["seed", "method", "set"]
+        + [f"CER % {x}" for x in labels]
+        + ["tasks hurt (> 2 points)", "episodes abstained"]
+    )
+    body = []
     for t in rows:
-        cells = [str(t["cer"].get(x, "-")) for x in labels]
         hurt_cells = ", ".join(f"{k}: {v}/{t['tasks']}"
                                for k, v in t["hurt_tasks"].items())  # fmt: skip
         abstained = ", ".join(f"{k}: {v}" for k, v in t["abstained"].items())
-        lines.append(
-            f"| {t['seed']} | {t['method']} | {t['set']} | "
-            + " | ".join(cells)
-            + f" | {hurt_cells} | {abstained} |"
+        body.append(
+            [t["seed"], t["method"], t["set"]]
+            + [t["cer"].get(x, "-") for x in labels]
+            + [hurt_cells, abstained]
         )
-    text = "\n".join(lines)
+    text = markdown_table(header, body)
     with open(os.path.join(output_folder, "unsupervised.md"), "w") as f:
-        f.write(text + "\n")
+        f.write(text)
     return text
 
 
