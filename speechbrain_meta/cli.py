@@ -42,7 +42,7 @@ from speechbrain_meta.data.checks import BadInput
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def _model(folder, device):
+def _model(folder, device, task_params=None):
     """Loads an exported or hub-format model, or says why it cannot."""
     from speechbrain_meta.hub import is_hub_model
     from speechbrain_meta.inference import AdaptiveASR, is_exported_model
@@ -60,7 +60,10 @@ def _model(folder, device):
             source=os.path.abspath(folder),
             savedir=savedir,
             run_opts={"device": device},
+            task_params=task_params,
         )
+    except ValueError as err:  # task parameters that do not fit the model
+        raise BadInput(str(err), folder) from None
     finally:
         shutil.rmtree(savedir, ignore_errors=True)
 
@@ -190,6 +193,14 @@ def adapt_main(argv=None):
     )
     parser.add_argument("--out", required=True, help="task state file to write")
     parser.add_argument(
+        "--task-params",
+        choices=["lhuc", "lora"],
+        default=None,
+        help="a hub model only: insert these task parameters and adapt only "
+        "them, so the task state stays small (a meta-transferred folder has "
+        "its own)",
+    )
+    parser.add_argument(
         "--steps",
         type=int,
         default=None,
@@ -266,7 +277,7 @@ def _adapt(args):
     if any(t is None for _, t, _ in items) and not unsupervised:
         missing = next(w or a for a, t, w in items if t is None)
         raise BadInput("no transcript (wrd) on this row", missing)
-    asr = _model(args.model, args.device)
+    asr = _model(args.model, args.device, args.task_params)
     which = "unsupervised_adaptation" if unsupervised else "adaptation"
     changes = _adaptation_settings(args)
     if changes is not None:
@@ -281,9 +292,20 @@ def _adapt(args):
         except (TypeError, ValueError) as err:
             raise BadInput(f"adaptation settings: {err}") from None
     if asr.hub_kind is not None:
+        spec = asr.hparams.task_params
+        inserted = (
+            "never meta-trained"
+            if spec is None
+            else f"{spec['kind']} task parameters "
+            + (
+                "meta-trained for it"
+                if args.task_params is None
+                else "inserted, only they adapt"
+            )
+        )
         print(
-            f"model: SpeechBrain {asr.hub_kind} model (hub format, never "
-            f"meta-trained); adaptation: {getattr(asr, which).describe()}"
+            f"model: SpeechBrain {asr.hub_kind} model (hub format, "
+            f"{inserted}); adaptation: {getattr(asr, which).describe()}"
         )
     if unsupervised:
         print(
@@ -398,9 +420,12 @@ def _transcribe(args):
     if args.adapt_each and args.task_state is not None:
         raise BadInput("--adapt-each and --task-state exclude each other")
     state = None
-    asr = _model(args.model, args.device)
     if args.task_state is not None:
         state = TaskState.load(args.task_state)
+    # A state of a hub model with task parameters needs them inserted.
+    task_params = None if state is None else state.info.get("task_params")
+    asr = _model(args.model, args.device, task_params)
+    if state is not None:
         asr.check_task_state(state, args.task_state)
     if args.adapt_each:
         print(

@@ -215,6 +215,13 @@ class HubASR(ErrorRateBrain):
             )
         }
 
+    def _as_model_dtype(self, wavs):
+        """Waveforms in the model's floating type (float32 as SpeechBrain's
+        interfaces give, unless the model was made float64).
+        """
+        dtype = next(self.modules.parameters()).dtype
+        return wavs.double() if dtype == torch.float64 else wavs.float()
+
 
 class HubCTC(HubASR):
     """An ``EncoderASR`` model's CTC loss and decoding, as a Brain.
@@ -244,7 +251,7 @@ class HubCTC(HubASR):
         torch.Tensor
             ``[batch, frames, labels]``.
         """
-        scores = self.modules.encoder(wavs.float(), wav_lens)
+        scores = self.modules.encoder(self._as_model_dtype(wavs), wav_lens)
         return torch.log_softmax(scores, dim=-1)
 
     def compute_forward(self, batch, stage):
@@ -339,7 +346,7 @@ class HubSeq2Seq(HubASR):
 
     def encode(self, wavs, wav_lens):
         """The encoder states the decoder attends to."""
-        states = self.modules.encoder(wavs.float(), wav_lens)
+        states = self.modules.encoder(self._as_model_dtype(wavs), wav_lens)
         if getattr(self.hparams, "transformer_beam_search", False):
             states = self.modules.transformer.encode(states, wav_lens)
         return states

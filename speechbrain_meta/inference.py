@@ -63,6 +63,13 @@ from speechbrain_meta.hub import (
     load_hub_model,
     tokenizer_characters,
 )
+from speechbrain_meta.hub_transfer import (
+    TASK_PARAMS_ADAPTATION,
+    insert_task_params,
+    load_task_params,
+    read_meta_transfer,
+    task_params_spec,
+)
 from speechbrain_meta.inner import InnerLoop
 from speechbrain_meta.losses import ctc_loss
 from speechbrain_meta.naming import canonical_name, matches
@@ -216,9 +223,18 @@ class AdaptiveASR(Pretrained):
         hparams_file=HPARAMS_FILE,
         adaptation=None,
         adapt_params=None,
+        task_params=None,
         **kwargs,
     ):
         """Loads an exported model or a hub-format SpeechBrain model.
+
+        A hub model adapts all its weights by default; with
+        ``task_params`` (``"lhuc"``, ``"lora"`` or a dict, see
+        ``speechbrain_meta.hub_transfer``) task parameters are inserted into
+        it and only those adapt (``TASK_PARAMS_ADAPTATION``), so a task
+        state stays small. A hub folder written by meta-transfer
+        (``meta_transfer.yaml`` beside the model) gets its task parameters,
+        their meta-learned start and its adaptation without being asked.
 
         Arguments
         ---------
@@ -231,7 +247,11 @@ class AdaptiveASR(Pretrained):
             a hub model).
         adapt_params : list of str, optional
             Name patterns of the parameters that adapt (default: an
-            export's own; every parameter of a hub model).
+            export's own; every parameter of a hub model, or its task
+            parameters).
+        task_params : str or dict, optional
+            Task parameters to insert into a hub model (default: those of
+            its ``meta_transfer.yaml``, else none).
         **kwargs : dict
             As for ``Pretrained.from_hparams`` (``savedir``, ``run_opts``).
 
@@ -250,16 +270,26 @@ class AdaptiveASR(Pretrained):
             )
             if isinstance(adaptation, Adaptation):
                 adaptation = adaptation.describe()
+            modules = dict(interface.mods.items())
+            spec, own_adaptation, own_params = _hub_task_params(
+                folder, modules, task_params
+            )
             hparams = {
                 "sample_rate": getattr(interface.hparams, "sample_rate", 16000),
-                "adaptation": adaptation or HUB_ADAPTATION,
-                "adapt_params": list(adapt_params or ["*"]),
+                "adaptation": adaptation or own_adaptation,
+                "adapt_params": list(adapt_params or own_params),
                 "hub_model": interface,
+                "task_params": spec,
             }
             return cls(
-                modules=dict(interface.mods.items()),
+                modules=modules,
                 hparams=hparams,
                 run_opts=kwargs.get("run_opts"),
+            )
+        if task_params is not None:
+            raise ValueError(
+                f"{folder}: task_params are for a hub-format model; an "
+                "export has its own"
             )
         asr = super().from_hparams(source, hparams_file, **kwargs)
         if adaptation is not None:
@@ -632,6 +662,8 @@ class AdaptiveASR(Pretrained):
                 "why": reason,
                 "utterances": len(support),
                 "unsupervised": bool(unsupervised),
+                # What a hub model had inserted: load it so to use the state.
+                "task_params": getattr(self.hparams, "task_params", None),
             },
         )
 
@@ -800,6 +832,33 @@ class AdaptiveASR(Pretrained):
         return {
             names[n]: w.to(self.device) for n, w in task_state.weights.items()
         }
+
+
+def _hub_task_params(folder, modules, task_params):
+    """Inserts a hub model's task parameters (asked for, or its
+    meta-transfer's, loaded with their learned start).
+
+    Returns
+    -------
+    tuple
+        ``(spec or None, default adaptation, default adapt_params)``.
+    """
+    transfer = read_meta_transfer(folder)
+    if transfer is not None:
+        if task_params is not None and (
+            task_params_spec(task_params) != transfer["task_params"]
+        ):
+            raise ValueError(
+                f"{folder}: its meta-transfer inserts "
+                f"{transfer['task_params']}, not {task_params}"
+            )
+        patterns = insert_task_params(modules, transfer["task_params"])
+        load_task_params(modules, transfer["state"])
+        return transfer["task_params"], transfer["adaptation"], patterns
+    if task_params is None:
+        return None, HUB_ADAPTATION, ["*"]
+    spec = task_params_spec(task_params)
+    return spec, TASK_PARAMS_ADAPTATION, insert_task_params(modules, spec)
 
 
 class _CTCCost:

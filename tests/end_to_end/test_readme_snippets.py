@@ -68,6 +68,7 @@ def _block(readme, marker):
 PYTHON_BLOCKS = {
     'source="results/SynthDigits': "test_adaptive_asr_block",
     'source="my_hub_model"': "tests/integration/test_hub_models.py",
+    "meta_transfer_hub(": "tests/integration/test_hub_task_params.py",
     "asr.adapt(untranscribed_wavs)": "tests/integration/test_hub_models.py",
     "asr_brain = Brain(": "test_recipe_conversion_blocks",
     "class FOMAML(MAML)": "test_writing_an_algorithm_block",

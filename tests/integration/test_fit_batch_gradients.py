@@ -124,17 +124,28 @@ def _brain(algorithm, recurrent=False, train_mode=True, cls=None, **kwargs):
     return brain
 
 
+def _normalizations(brain):
+    """The model's global normalisations (their statistics are attributes,
+    which a state dict does not hold)."""
+    return [
+        m for m in brain.modules.modules() if isinstance(m, InputNormalization)
+    ]
+
+
 def _statistics(brain):
     state = copy.deepcopy(brain.modules.state_dict())
-    norm = brain.modules.normalize
-    return state, (norm.count, norm.glob_mean.clone(), norm.glob_std.clone())
+    return state, [
+        (norm.count, norm.glob_mean.clone(), norm.glob_std.clone())
+        for norm in _normalizations(brain)
+    ]
 
 
 def _restore(brain, saved):
-    state, (count, mean, std) = saved
+    state, statistics = saved
     brain.modules.load_state_dict(state)
-    norm = brain.modules.normalize
-    norm.count, norm.glob_mean, norm.glob_std = count, mean.clone(), std.clone()
+    for norm, (count, mean, std) in zip(_normalizations(brain), statistics):
+        norm.count, norm.glob_mean = count, mean.clone()
+        norm.glob_std = std.clone()
 
 
 def _fit_batch_gradient(brain, episode):
@@ -187,6 +198,11 @@ def _check_against_fd(brain, episode, tensors, n_directions=3, eps=1e-5):
         )
 
 
+def _episode_mode(brain):
+    """Whether fit_batch runs an episode in training mode."""
+    return bool(brain._hparam("adapt_in_train_mode", brain.adapt_in_train_mode))
+
+
 def _check_first_order(brain, episode, tensors, eps=1e-5):
     """A first-order meta-gradient is the gradient of
 
@@ -207,7 +223,7 @@ def _check_first_order(brain, episode, tensors, eps=1e-5):
     brain.fit_batch(episode)
     grads = [t.grad.detach().clone() for t in tensors]
     _restore(brain, saved)
-    brain.modules.train()
+    brain.modules.train(_episode_mode(brain))  # the mode fit_batch adapts in
     theta = brain.meta_parameters(algorithm.inner_loop)
     start = algorithm.start_weights(brain, theta, episode.support)
     fast = brain.run_inner_loop(
@@ -223,7 +239,7 @@ def _check_first_order(brain, episode, tensors, eps=1e-5):
 
     def held_objective(shift):
         _restore(brain, saved)  # the statistics, then the shifted weights
-        brain.modules.train()
+        brain.modules.train(_episode_mode(brain))
         with torch.no_grad():
             for t, t0, d in zip(tensors, origin, shift):
                 t.copy_(t0 + d)
