@@ -200,6 +200,10 @@ def test_shell_commands(readme, text, tmp_path, monkeypatch):
             module = _load_script(os.path.join(cwd, "run_benchmark.py"))
             args = module.parse_args(argv[2:])
             assert args.methods and args.seeds
+        elif argv[:2] == ["python", "hub_meta_transfer.py"]:
+            module = _load_script(os.path.join(cwd, "hub_meta_transfer.py"))
+            args = module.parse_args(argv[2:])
+            assert args.benchmark_folder and args.output_folder
         elif argv[:2] == ["python", "ablation.py"]:
             module = _load_script(os.path.join(cwd, "ablation.py"))
             args = module.parse_args(argv[2:])

@@ -258,6 +258,16 @@ def _batch(utts):
     return batch.sig
 
 
+def readme_block(marker):
+    """The one block of README.md that contains ``marker``."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "end_to_end"))
+    try:
+        from test_readme_snippets import _block
+    finally:
+        sys.path.pop(0)
+    return _block("README.md", marker)
+
+
 @pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
 def test_hub_model_transcribes_as_speechbrain_and_adapts(
     kind, tones, tmp_path, request
@@ -351,11 +361,6 @@ def test_hub_model_from_the_command_line(ctc_folder, tones, tmp_path):
 
 def test_readme_hub_block(ctc_folder, tones, tmp_path, monkeypatch):
     """README.md's hub-model block, as written, on the tiny CTC model."""
-    sys.path.insert(0, os.path.join(ROOT, "tests", "end_to_end"))
-    try:
-        from test_readme_snippets import _block
-    finally:
-        sys.path.pop(0)
     monkeypatch.chdir(tmp_path)
     os.symlink(ctc_folder, tmp_path / "my_hub_model")
     utts = _speaker(tones)
@@ -366,7 +371,7 @@ def test_readme_hub_block(ctc_folder, tones, tmp_path, monkeypatch):
         "wavs": wavs,
         "wav_lens": wav_lens,
     }
-    exec(_block("README.md", 'source="my_hub_model"'), namespace)
+    exec(readme_block('source="my_hub_model"'), namespace)
     assert namespace["asr"].hub_kind == "EncoderASR"
     assert namespace["state"].info["why"]
     assert len(namespace["words"]) == 2
@@ -480,11 +485,6 @@ def test_command_line_without_transcripts(ctc_folder, tones, tmp_path):
 
 def test_readme_unsupervised_block(ctc_folder, tones, tmp_path, monkeypatch):
     """README.md's block on adapting without transcripts, as written."""
-    sys.path.insert(0, os.path.join(ROOT, "tests", "end_to_end"))
-    try:
-        from test_readme_snippets import _block
-    finally:
-        sys.path.pop(0)
     monkeypatch.chdir(tmp_path)
     os.symlink(ctc_folder, tmp_path / "any_model")
     utts = _speaker(tones)
@@ -497,7 +497,7 @@ def test_readme_unsupervised_block(ctc_folder, tones, tmp_path, monkeypatch):
         "wavs": wavs,
         "wav_lens": wav_lens,
     }
-    exec(_block("README.md", "asr.adapt(untranscribed_wavs)"), namespace)
+    exec(readme_block("asr.adapt(untranscribed_wavs)"), namespace)
     assert namespace["state"].info["unsupervised"]
     assert len(namespace["words"]) == 2
     assert namespace["text"] in (

@@ -16,7 +16,7 @@ import pytest
 import test_hub_models as hub_models
 import torch
 from speechbrain.inference.ASR import EncoderASR
-from test_hub_models import ROOT, _batch, _speaker
+from test_hub_models import ROOT, _batch, _speaker, readme_block
 
 from speechbrain_meta.hub_transfer import (
     TASK_PARAMS_ADAPTATION,
@@ -242,17 +242,12 @@ def test_meta_transfer_gradient_of_a_hub_model(
 def test_readme_hub_task_params_block(ctc_folder, tones, tmp_path, monkeypatch):
     """README.md's task-parameter and meta-transfer block, as written (a
     shorter run), on the tiny CTC model."""
-    sys.path.insert(0, os.path.join(ROOT, "tests", "end_to_end"))
-    try:
-        from test_readme_snippets import _block
-    finally:
-        sys.path.pop(0)
     monkeypatch.chdir(tmp_path)
     os.symlink(ctc_folder, tmp_path / "my_hub_model")
     data_folder, _ = tones
     for name in ("train.csv", "dev.csv"):
         os.symlink(data_folder / name, tmp_path / name)
-    text = _block("README.md", "meta_transfer_hub(")
+    text = readme_block("meta_transfer_hub(")
     written = 'overrides={"number_of_epochs": 5}'
     assert written in text
     text = text.replace(written, f"overrides={SHORT_RUN!r}")

@@ -43,8 +43,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from exported_models import main_job_protocols  # noqa: E402
 
 
-def main(argv=None):
-    """Meta-transfers, then scores the three adaptations on every set."""
+def parse_args(argv=None):
+    """The command line (see the module docstring).
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    argparse.Namespace
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--benchmark_folder", required=True)
     parser.add_argument("--seed", type=int, default=1234)
@@ -64,7 +74,12 @@ def main(argv=None):
         "(task_params, inner_lr, number_of_epochs...)",
     )
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Meta-transfers, then scores the three adaptations on every set."""
+    args = parse_args(argv)
 
     from speechbrain_meta.evaluation import write_results
     from speechbrain_meta.hub import write_encoder_asr
