@@ -472,7 +472,10 @@ def meta_transfer_hub(
     inner_loop.adapt_params = list(patterns)
     checkpointer = sb.utils.checkpoints.Checkpointer(
         os.path.join(output_folder, "save"),
-        {"task_params": _TaskParams(modules, patterns)},
+        {
+            "task_params": _TaskParams(modules, patterns),
+            "counter": hparams["epoch_counter"],
+        },
     )
     brain = Brain(
         modules=modules,
