@@ -277,6 +277,8 @@ def _adapt(args):
     if any(t is None for _, t, _ in items) and not unsupervised:
         missing = next(w or a for a, t, w in items if t is None)
         raise BadInput("no transcript (wrd) on this row", missing)
+    from speechbrain_meta.hub_transfer import read_meta_transfer
+
     asr = _model(args.model, args.device, args.task_params)
     which = "unsupervised_adaptation" if unsupervised else "adaptation"
     changes = _adaptation_settings(args)
@@ -299,7 +301,7 @@ def _adapt(args):
             else f"{spec['kind']} task parameters "
             + (
                 "meta-trained for it"
-                if args.task_params is None
+                if read_meta_transfer(args.model) is not None
                 else "inserted, only they adapt"
             )
         )

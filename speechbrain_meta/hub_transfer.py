@@ -503,10 +503,6 @@ def meta_transfer_hub(
     )
     best = checkpointer.recover_if_possible(min_key="CER")
     logger.info("Meta-transfer: kept %s", best and best.meta)
-    state = {
-        canonical_name(n): p
-        for n, p in brain.meta_parameters(brain.inner_loop).items()
-    }
     info = {
         "pretrained": os.path.abspath(hub_folder),
         "trained_on": os.path.abspath(train_csv),
@@ -522,7 +518,7 @@ def meta_transfer_hub(
         os.path.join(output_folder, "inference"),
         hub_folder,
         spec,
-        state,
+        brain.task_state(),
         hparams["adaptation"],
         info,
     )
@@ -537,6 +533,7 @@ class _TaskParams:
     def __init__(self, modules, patterns):
         from speechbrain_meta.naming import matches
 
+        self.modules = modules
         self.params = {
             canonical_name(f"{m}.{n}"): p
             for m, module in modules.items()
@@ -551,7 +548,4 @@ class _TaskParams:
     @sb.utils.checkpoints.mark_as_loader
     def load(self, path, end_of_epoch=True):
         del end_of_epoch
-        state = torch.load(path, map_location="cpu")
-        with torch.no_grad():
-            for name, value in state.items():
-                self.params[name].copy_(value)
+        load_task_params(self.modules, path)
