@@ -8,7 +8,10 @@ encoder and with SpeechBrain's Conformer encoder in its place
 SynthDigits recipes' own, on one episode (one language) of the quick main
 job's corpus: ``seq2seq``, the joint CTC/attention recogniser
 (``meta_seq2seq``: CRDNN, location-aware attentional GRU decoder over
-characters), and ``st``, the speech-translation model (``meta_st``: the
+characters), ``transformer``, the same with SpeechBrain's
+``TransformerASR`` (``meta_transformer``: convolutional front end,
+Conformer encoder, Transformer decoder), and ``st``, the
+speech-translation model (``meta_st``: the
 same shape, decoding SentencePiece units of the English translation, CTC
 on the source transcript). The floor is what
 the same data costs a plain SpeechBrain recipe: ``k + 1`` plain
@@ -30,7 +33,7 @@ the twice-differentiable CTC's own HVP, on the support's
 log-probabilities, against the model's HVP.
 
     python benchmarks/outer_step.py [--repeats 5] [--json DIR] [--device cuda:0]
-        [--models crdnn,conformer,seq2seq,st]
+        [--models crdnn,conformer,seq2seq,transformer,st]
 
 Authors
  * speechbrain-meta developers 2026
@@ -98,7 +101,11 @@ MODELS = {
 # The attention models: a SynthDigits recipe each (the algorithms of
 # ALGORITHMS that it has a method file for).
 SYNTHDIGITS = os.path.join(ROOT, "recipes", "SynthDigits")
-RECIPE_MODELS = {"seq2seq": "meta_seq2seq", "st": "meta_st"}
+RECIPE_MODELS = {
+    "seq2seq": "meta_seq2seq",
+    "transformer": "meta_transformer",
+    "st": "meta_st",
+}
 
 # What the rows of one model need: ``load(method)`` its hparams,
 # ``brain_class`` (the floor's Brain, and the one the meta brains are put in

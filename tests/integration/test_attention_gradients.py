@@ -7,7 +7,12 @@ SpeechBrain's ``AttentionalRNNDecoder`` with a GRU and with an LSTM cell
 (content attention: SpeechBrain's location-aware attention makes its first
 weights in float32, ``1 / enc_len.float()``, so it cannot run in the
 float64 a finite-difference check needs), and a ``TransformerASR``
-encoder-decoder.
+encoder-decoder with a Transformer and with a Conformer encoder (its
+convolution module and macaron feed-forward layers), as the
+``meta_transformer`` recipe has; with absolute positions here:
+SpeechBrain's relative-position attention (``RelPosMHAXL``, the recipe's)
+takes its softmax in float32 whatever the input, which a float64 check
+cannot run through.
 Float64, through ``MetaBrain.fit_batch`` with gradient accumulation: the
 meta-gradient left in ``.grad`` is compared with central finite
 differences of the outer objective (second-order MAML, Meta-SGD with its
@@ -68,7 +73,7 @@ class JointASR(MetaBrain):
 def _modules(decoder):
     torch.manual_seed(0)
     modules = {"normalize": InputNormalization(norm_type="global")}
-    if decoder == "transformer":
+    if decoder in ("transformer", "conformer"):
         from speechbrain.lobes.models.transformer.TransformerASR import (
             TransformerASR,
         )
@@ -84,8 +89,9 @@ def _modules(decoder):
             d_ffn=8,
             dropout=0.0,
             activation=torch.nn.GELU,
-            encoder_module="transformer",
+            encoder_module=decoder,
             attention_type="regularMHA",
+            kernel_size=3,
             normalize_before=True,
             causal=False,
         )
@@ -174,7 +180,7 @@ def _brain(decoder, algorithm):
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "metasgd"])
-@pytest.mark.parametrize("decoder", ["gru", "lstm", "transformer"])
+@pytest.mark.parametrize("decoder", ["gru", "lstm", "transformer", "conformer"])
 def test_second_order_meta_gradient_through_the_decoder(decoder, algorithm):
     brain = _brain(decoder, algorithm)
     tensors = list(brain.modules.parameters())
@@ -182,14 +188,14 @@ def test_second_order_meta_gradient_through_the_decoder(decoder, algorithm):
         tensors += list(brain.meta_algorithm.parameters())
     _check_against_fd(brain, _episode(), tensors)
     # The decoder's own weights get a meta-gradient.
-    part = "transformer" if decoder == "transformer" else "decoder"
+    part = "transformer" if "former" in decoder else "decoder"
     assert all(
         p.grad is not None and p.grad.abs().sum() > 0
         for p in brain.modules[part].parameters()
     )
 
 
-@pytest.mark.parametrize("decoder", ["gru", "lstm", "transformer"])
+@pytest.mark.parametrize("decoder", ["gru", "lstm", "transformer", "conformer"])
 def test_first_order_meta_gradient_through_the_decoder(decoder):
     """FOMAML's meta-gradient is that of F(theta) = L_query(theta + delta),
     delta the inner loop's whole update at the current theta, held."""

@@ -57,18 +57,21 @@ from speechbrain_meta.reports import write_json
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = os.path.join(HERE, "hparams", "models", "common.yaml")
 # The SynthDigits recipes the job runs (--recipe): the CTC model (this
-# folder), the attention model (joint CTC/attention, ../meta_seq2seq) and
+# folder), the attention models (joint CTC/attention: ../meta_seq2seq with
+# an attentional RNN decoder, ../meta_transformer with a Conformer) and
 # speech translation into English (../meta_st), on the same speech,
 # budget and protocol.
 RECIPES = {
     "meta_asr": HERE,
     "meta_seq2seq": os.path.join(os.path.dirname(HERE), "meta_seq2seq"),
+    "meta_transformer": os.path.join(os.path.dirname(HERE), "meta_transformer"),
     "meta_st": os.path.join(os.path.dirname(HERE), "meta_st"),
 }
 # What each recipe's tables are titled with.
 MODELS = {
     "meta_asr": "",
     "meta_seq2seq": " (attention model)",
+    "meta_transformer": " (Conformer model)",
     "meta_st": "-ST (speech translation into English)",
 }
 _LOADED = {}
@@ -198,8 +201,9 @@ def parse_args(argv):
         default="meta_asr",
         choices=sorted(RECIPES),
         help="meta_asr: the CTC model; meta_seq2seq: the attention model "
-        "(joint CTC/attention); meta_st: speech translation (attention, "
-        "BLEU); their methods are subsets",
+        "(joint CTC/attention, RNN decoder); meta_transformer: the same "
+        "with a Conformer; meta_st: speech translation (attention, BLEU); "
+        "their methods are subsets",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda:0, ...")
     parser.add_argument(

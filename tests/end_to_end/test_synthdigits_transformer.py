@@ -1,0 +1,184 @@
+"""The SynthDigits Conformer/Transformer recipe (``meta_transformer``), end
+to end.
+
+An upstream-style joint CTC/attention Transformer recipe (convolutional
+front end, SpeechBrain's ``TransformerASR`` with a Conformer or
+Transformer encoder, Noam warm-up, ``S2STransformerBeamSearcher`` with the
+CTC head as a scorer) behind the package's meta brains: each method trains
+on the quick main job's corpus, the few-shot protocol decodes with the
+beam search and the adapted weights.
+"""
+
+import os
+import runpy
+
+import pytest
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+
+from speechbrain_meta.evaluation import validate_results
+from speechbrain_meta.layered_yaml import load_layered_hparams
+from speechbrain_meta.recipe import recover_selected
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+RECIPE = os.path.join(ROOT, "recipes", "SynthDigits", "meta_transformer")
+# A small model: the test checks the pipeline, not the accuracy.
+DEBUG = [
+    "--joint_epochs=2",
+    "--warm_start_epoch=1",
+    "--episodes_per_epoch=4",
+    "--valid_dataloader_opts={episodes: {episodes_per_epoch: 2}}",
+    "--few_shot={k_shots: [0, 1, 5], episodes_per_task: 1, "
+    "query_utterances: 6}",
+    "--adaptation_search={rules: [own], modes: [eval], steps: [1], "
+    "query_utterances: 4}",
+    "--few_shot_voice_tasks=1",
+    "--beam_size=2",
+    "--d_model=32",
+    "--d_ffn=64",
+    "--num_encoder_layers=2",
+    "--num_decoder_layers=1",
+    "--noprogressbar",
+]
+
+
+def _hparams(name):
+    return os.path.join(RECIPE, "hparams", f"{name}.yaml")
+
+
+@pytest.fixture(scope="module")
+def recipe(quick_benchmark, tmp_path_factory):
+    """The recipe's module, its debug flags on the quick job's corpus, the
+    output folder and the corpus folder."""
+    bench_module, bench, _ = quick_benchmark
+    quick = bench_module["QUICK"]
+    flags = DEBUG + [
+        f"--data_folder={bench / 'data'}",
+        f"--corpus={quick['corpus']}",
+        f"--real_speech={quick['real_speech']}",
+    ]
+    out = tmp_path_factory.mktemp("transformer")
+    module = runpy.run_path(os.path.join(RECIPE, "train.py"))
+    return module, flags, out, bench / "data"
+
+
+def _run(recipe, method, *extra, name=None):
+    module, flags, out, _ = recipe
+    return module["main"](
+        [_hparams(method)]
+        + flags
+        + [
+            f"--joint_folder={out / 'joint'}",
+            f"--output_folder={out / (name or method)}",
+            *extra,
+        ]
+    )
+
+
+def test_fomaml_trains_from_the_joint_model_and_is_evaluated(recipe):
+    """The joint model trains with its Noam schedule (checkpointed), FOMAML
+    starts from it, and both few-shot budgets are scored at every k."""
+    results = _run(recipe, "fomaml")
+    out = recipe[2]
+    assert {"test", "test_voices"} <= set(results)
+    for result in results.values():
+        validate_results(result)
+        budgets = {(r["budget"], r["k_shot"]) for r in result["results"]}
+        assert budgets == {
+            (b, k) for b in ("tuned", "default") for k in (0, 1, 5)
+        }
+    joint = out / "joint"
+    log = (joint / "train_log.txt").read_text()
+    assert "epoch: 2" in log
+    noam = list((joint / "save").glob("CKPT*/lr_annealing.ckpt"))
+    assert noam, "the Noam schedule is not in the joint model's checkpoints"
+    assert (
+        "Initialised from the joint model"
+        in (out / "fomaml" / "log.txt").read_text()
+    )
+    text = (out / "fomaml" / "hyperparams.yaml").read_text()
+    assert "S2STransformerBeamSearcher" in text and "TransformerASR" in text
+    assert "encoder_module: conformer" in text
+
+
+@pytest.mark.parametrize("method", ["maml", "metasgd", "lhuc", "lora"])
+def test_every_method_trains_through_the_conformer(recipe, method):
+    """Second-order MAML (through self-attention, convolution and
+    cross-attention), Meta-SGD, LHUC on the frozen model and LoRA: each
+    trains (or, LoRA, adapts) without error; its meta-dev CER is finite."""
+    _run(recipe, method, "--run_few_shot=False")
+    out = recipe[2]
+    if method != "lora":
+        log = (out / method / "train_log.txt").read_text()
+        assert "epoch: 1" in log and "valid CER" in log
+        assert "nan" not in log.lower()
+
+
+def test_transformer_encoder(recipe):
+    """``--encoder_module=transformer``: a Transformer encoder in place of
+    the Conformer, and the joint model trains."""
+    out = recipe[2]
+    _run(
+        recipe,
+        "joint",
+        "--encoder_module=transformer",
+        "--run_few_shot=False",
+        name="joint_transformer",
+    )
+    text = (out / "joint_transformer" / "hyperparams.yaml").read_text()
+    assert "encoder_module: transformer" in text
+    log = (out / "joint_transformer" / "train_log.txt").read_text()
+    assert "epoch: 2" in log and "valid CER" in log
+
+
+def test_beam_search_decodes_with_the_adapted_weights(recipe):
+    """The scoring path (``call_with`` the fast weights, ``compute_forward``
+    at TEST) runs ``S2STransformerBeamSearcher`` on the adapted weights: a
+    fast output bias that makes '7' near certain (eos unlikely) gives
+    sevens only, one that makes eos near certain gives empty hypotheses;
+    the meta-parameters are unchanged after. The CTC scorer is left out
+    (``ctc_weight_decode: 0``): it would weigh the unadapted CTC head
+    against the shifted decoder."""
+    module, _, out, data = recipe
+    if not (out / "fomaml" / "save").exists():
+        test_fomaml_trains_from_the_joint_model_and_is_evaluated(recipe)
+    overrides = {
+        "data_folder": str(data),
+        "output_folder": str(out / "fomaml"),
+        "joint_folder": str(out / "joint"),
+        "ctc_weight_decode": 0.0,
+        "d_model": 32,
+        "d_ffn": 64,
+        "num_encoder_layers": 2,
+        "num_decoder_layers": 1,
+    }
+    hparams, _ = load_layered_hparams(
+        _hparams("fomaml"), module["COMMON"], overrides
+    )
+    datasets, tokenizer, _ = module["dataio_prepare"](hparams)
+    assert recover_selected(hparams) is not None
+    brain = module["make_brain"](hparams, {"device": "cpu"}, tokenizer)
+    brain.modules.eval()
+    batch = PaddedBatch([datasets["test"][i] for i in range(3)])
+    bias_name = "seq_lin.w.bias"
+    bias = dict(brain.modules.named_parameters())[bias_name]
+    before = bias.detach().clone()
+
+    def hyps(shift):
+        fast = {bias_name: bias.detach() + shift}
+        with torch.no_grad():
+            out = brain.call_with(
+                fast, brain.compute_forward, batch, sb.Stage.TEST
+            )
+        return [tokenizer.decode_ndim(h) for h in out[3]]
+
+    seven = torch.zeros_like(before)
+    seven[tokenizer.lab2ind["7"]] = 30.0
+    seven[hparams["eos_index"]] = -30.0
+    sevens = hyps(seven)
+    assert all(h and set(h) == {"7"} for h in sevens)
+    eos = torch.zeros_like(before)
+    eos[hparams["eos_index"]] = 30.0
+    assert hyps(eos) == [[], [], []]
+    assert torch.equal(bias.detach(), before)
