@@ -575,14 +575,144 @@ def write_encoder_asr(export_folder, hub_folder):
     return hub_folder
 
 
-HUB_SEQ2SEQ_TAIL = """tokenizer: !new:sentencepiece.SentencePieceProcessor
-asr_model: !new:torch.nn.ModuleList
-    - [!ref <enc>, !ref <emb>, !ref <dec>, !ref <seq_lin>]
+def char_tokenizer(label_encoder, model_file):
+    """A SentencePiece model with a character label encoder's ids.
+
+    SpeechBrain's ``EncoderDecoderASR`` writes its hypotheses with the
+    tokenizer's ``decode_ids`` (SentencePiece's), so a model trained over a
+    ``CTCTextEncoder``'s characters (blank, bos, eos, then the characters,
+    as the attention recipes here) goes to the hub format with this
+    SentencePiece model: its pieces are the label encoder's labels at the
+    same ids (blank as the unknown piece, bos and eos as ``<s>`` and
+    ``</s>``, every character a piece of its own, the space as ``▁``), so
+    the trained output layer is used as it is. Trained by SentencePiece's
+    own trainer (BPE with every character a user-defined symbol: nothing is
+    merged).
+
+    Arguments
+    ---------
+    label_encoder : CTCTextEncoder
+        With ``blank_label`` 0, ``bos_label`` 1 and ``eos_label`` 2.
+    model_file : str
+        Where the ``.model`` file goes.
+
+    Returns
+    -------
+    str
+        ``model_file``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> import sentencepiece
+    >>> from speechbrain.dataio.encoder import CTCTextEncoder
+    >>> encoder = CTCTextEncoder()
+    >>> encoder.update_from_iterable(" 0123", sequence_input=False)
+    >>> encoder.insert_blank(index=0)
+    >>> encoder.insert_bos_eos(bos_index=1, eos_index=2)
+    >>> path = char_tokenizer(encoder, tempfile.mkdtemp() + "/chars.model")
+    >>> sp = sentencepiece.SentencePieceProcessor(model_file=path)
+    >>> ids = [encoder.lab2ind[c] for c in "01 32"]
+    >>> sp.encode("01 32") == ids, sp.decode_ids(ids)
+    (True, '01 32')
+    """
+    import io
+
+    import sentencepiece
+
+    specials = {
+        getattr(label_encoder, name, None): index
+        for index, name in enumerate(["blank_label", "bos_label", "eos_label"])
+    }
+    labels = [label_encoder.ind2lab[i] for i in range(len(label_encoder))]
+    if [label_encoder.lab2ind[label] for label in specials] != [0, 1, 2]:
+        raise ValueError(
+            "char_tokenizer: the label encoder needs blank 0, bos 1, eos 2"
+        )
+    chars = labels[3:]
+    if any(not isinstance(c, str) or len(c) != 1 for c in chars):
+        raise ValueError(
+            f"char_tokenizer: labels that are not characters: {chars}"
+        )
+    pieces = ["\u2581" if c == " " else c for c in chars]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(["".join(chars)]),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=len(labels),
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        unk_piece=str(labels[0]),
+        user_defined_symbols=pieces,
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    processor = sentencepiece.SentencePieceProcessor(
+        model_proto=model.getvalue()
+    )
+    written = [processor.id_to_piece(i) for i in range(3, len(labels))]
+    if written != pieces:  # never expected: SentencePiece kept the order
+        raise RuntimeError(f"char_tokenizer: pieces {written} != {pieces}")
+    os.makedirs(os.path.dirname(os.path.abspath(model_file)), exist_ok=True)
+    with open(model_file, "wb") as f:
+        f.write(model.getvalue())
+    return model_file
+
+
+def write_char_encoder_decoder(run_folder, modules, label_encoder, hub_folder):
+    """``write_encoder_decoder`` for a model over a character label
+    encoder: its SentencePiece twin (``char_tokenizer``) is the hub
+    folder's tokenizer. The attention recipes write their models so.
+
+    Arguments
+    ---------
+    run_folder : str
+        The run's output folder.
+    modules : torch.nn.ModuleDict
+        The trained modules.
+    label_encoder : CTCTextEncoder
+        The model's labels (blank 0, bos 1, eos 2, then characters).
+    hub_folder : str
+        Where the hub folder goes.
+
+    Returns
+    -------
+    str
+        ``hub_folder``.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = char_tokenizer(label_encoder, os.path.join(tmp, "c.model"))
+        return write_encoder_decoder(
+            run_folder, modules, model_file, hub_folder
+        )
+
+
+_HUB_TOKENIZER = "tokenizer: !new:sentencepiece.SentencePieceProcessor\n"
+# The beam searchers' CTC scorer, for models whose beam search has one.
+_HUB_CTC_SCORER = """ctc_scorer: !new:speechbrain.decoders.scorer.CTCScorer
+    eos_index: !ref <eos_index>
+    blank_index: !ref <blank_index>
+    ctc_fc: !ref <ctc_lin>
+scorer: !new:speechbrain.decoders.scorer.ScorerBuilder
+    full_scorers: [!ref <ctc_scorer>]
+    weights:
+        ctc: !ref <ctc_weight_decode>
+"""
+_HUB_RNN_ENCODER = """\
 encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential
     compute_features: !ref <compute_features>
     normalize: !ref <normalize>
     model: !ref <enc>
-decoder: !new:speechbrain.decoders.S2SRNNBeamSearcher
+"""
+_HUB_RNN_SEARCHER = """decoder: !new:speechbrain.decoders.S2SRNNBeamSearcher
     embedding: !ref <emb>
     decoder: !ref <dec>
     linear: !ref <seq_lin>
@@ -593,7 +723,34 @@ decoder: !new:speechbrain.decoders.S2SRNNBeamSearcher
     beam_size: !ref <beam_size>
     eos_threshold: !ref <eos_threshold>
     using_max_attn_shift: False
-modules:
+"""
+# Upstream's Transformer hub models: the encoder runs the front end and the
+# Transformer's encoder (``EncoderWrapper``), the searcher its decoder.
+_HUB_TRANSFORMER_ENCODER = (
+    "transformer_encoder: !new:speechbrain.lobes.models.transformer."
+    "TransformerASR.EncoderWrapper\n"
+    """    transformer: !ref <transformer>
+encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential
+    compute_features: !ref <compute_features>
+    normalize: !ref <normalize>
+    cnn: !ref <cnn>
+    transformer_encoder: !ref <transformer_encoder>
+"""
+)
+_HUB_TRANSFORMER_SEARCHER = """\
+decoder: !new:speechbrain.decoders.S2STransformerBeamSearcher
+    modules:
+        - !ref <transformer>
+        - !ref <seq_lin>
+    bos_index: !ref <bos_index>
+    eos_index: !ref <eos_index>
+    min_decode_ratio: 0.0
+    max_decode_ratio: !ref <max_decode_ratio>
+    beam_size: !ref <beam_size>
+    using_eos_threshold: False
+    length_normalization: True
+"""
+_HUB_SEQ2SEQ_END = """modules:
     encoder: !ref <encoder>
     decoder: !ref <decoder>
 pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
@@ -608,28 +765,44 @@ def write_encoder_decoder(run_folder, modules, tokenizer_file, hub_folder):
     """Writes a trained attention model as a SpeechBrain hub folder.
 
     The folder an ``EncoderDecoderASR`` loads as SpeechBrain's own attention
-    models are laid out (``hyperparams.yaml``: the run's feature pipeline,
-    normalisation, encoder, embedding, attentional decoder and output
-    layer, an ``S2SRNNBeamSearcher`` over them, a SentencePiece tokenizer, a
-    ``Pretrainer`` reading ``asr.ckpt``, ``normalizer.ckpt`` and
-    ``tokenizer.ckpt`` from the folder); ``AdaptiveASR`` loads it too, and
-    adapts it from k (audio, text) pairs by the decoder's NLL. The speech
-    translation recipes write their models so: a translation is what it
-    "transcribes". Nothing of the meta-learning is kept; for models without
-    task parameters (``joint`` and the meta-initialisation methods).
+    models are laid out: ``hyperparams.yaml`` with the run's feature
+    pipeline, normalisation and model, a beam searcher over it, a
+    SentencePiece tokenizer, a ``Pretrainer`` reading ``asr.ckpt``,
+    ``normalizer.ckpt`` and ``tokenizer.ckpt`` from the folder.
+    ``AdaptiveASR`` loads it too, and adapts it from k (audio, text) pairs
+    by the decoder's NLL (plus the CTC head's loss when the beam search
+    scores with it). Two layouts, after the run's modules:
+
+    * an attentional RNN decoder (``modules``: ``emb``, ``decoder``,
+      ``seq_lin``; the run's ``encoder`` the whole encoder):
+      ``S2SRNNBeamSearcher``, as upstream's seq2seq models;
+    * ``TransformerASR`` (``modules``: ``transformer``, ``seq_lin``; the
+      run's ``encoder`` its convolutional front end): ``encoder`` runs the
+      front end and the Transformer's encoder (``EncoderWrapper``),
+      ``S2STransformerBeamSearcher`` its decoder, as upstream's Transformer
+      and Conformer models.
+
+    A run with ``ctc_weight_decode`` > 0 (a joint CTC/attention recogniser)
+    keeps its CTC head (``ctc_lin``) as the beam search's scorer with that
+    weight; without it (speech translation, whose CTC head transcribes the
+    source language) the head is left out. Nothing of the meta-learning is
+    kept; for models without task parameters (``joint`` and the
+    meta-initialisation methods).
 
     Arguments
     ---------
     run_folder : str
-        The run's output folder (its ``hyperparams.yaml``: ``compute_features``,
-        ``normalize``, ``encoder``, ``modules`` with ``emb``, ``decoder`` and
-        ``seq_lin``, ``bos_index``, ``eos_index``, ``beam_size``,
-        ``max_decode_ratio``, ``eos_threshold``).
+        The run's output folder (its ``hyperparams.yaml``:
+        ``compute_features``, ``normalize``, ``encoder``, ``modules``,
+        ``bos_index``, ``eos_index``, ``beam_size``, ``max_decode_ratio``,
+        ``eos_threshold`` for an RNN decoder; ``ctc_lin``, ``blank_index``
+        and ``ctc_weight_decode`` for the CTC scorer).
     modules : torch.nn.ModuleDict
-        The trained modules (``normalize``, ``encoder``, ``emb``,
-        ``decoder``, ``seq_lin``).
+        The trained modules (``normalize``, ``encoder``, ``seq_lin``, and
+        ``emb`` + ``decoder`` or ``transformer``; ``ctc_lin``).
     tokenizer_file : str
-        The SentencePiece model (``.model``).
+        The SentencePiece model (``.model``; ``char_tokenizer`` writes one
+        for a character label encoder).
     hub_folder : str
         Where the hub folder goes.
 
@@ -657,21 +830,45 @@ def write_encoder_decoder(run_folder, modules, tokenizer_file, hub_folder):
         "eos_index",
         "beam_size",
         "max_decode_ratio",
-        "eos_threshold",
         "compute_features",
         "normalize",
     ]
     out = {key: source[key] for key in keys}
-    out["enc"] = source["encoder"]  # "encoder" is the whole pipeline here
-    out["emb"] = source["modules"]["emb"]
-    out["dec"] = source["modules"]["decoder"]
+    if "transformer" in source["modules"]:
+        out["cnn"] = source["encoder"]  # the front end
+        out["transformer"] = source["modules"]["transformer"]
+        parts = {"cnn": "encoder", "transformer": "transformer"}
+        encoder, searcher = _HUB_TRANSFORMER_ENCODER, _HUB_TRANSFORMER_SEARCHER
+    else:
+        out["eos_threshold"] = source["eos_threshold"]
+        out["enc"] = source["encoder"]  # "encoder" is the whole pipeline here
+        out["emb"] = source["modules"]["emb"]
+        out["dec"] = source["modules"]["decoder"]
+        parts = {"enc": "encoder", "emb": "emb", "dec": "decoder"}
+        encoder, searcher = _HUB_RNN_ENCODER, _HUB_RNN_SEARCHER
     out["seq_lin"] = source["modules"]["seq_lin"]
-    _write_hub_yaml(
-        out, HUB_SEQ2SEQ_TAIL, "EncoderDecoderASR", run_folder, hub_folder
+    parts["seq_lin"] = "seq_lin"
+    scorer = ""
+    if (source.get("ctc_weight_decode") or 0) > 0:
+        out["ctc_lin"] = source["ctc_lin"]
+        out["blank_index"] = source["blank_index"]
+        out["ctc_weight_decode"] = source["ctc_weight_decode"]
+        parts["ctc_lin"] = "ctc_lin"
+        scorer, searcher = (
+            _HUB_CTC_SCORER,
+            searcher + "    scorer: !ref <scorer>\n",
+        )
+    asr_model = ", ".join(f"!ref <{name}>" for name in parts)
+    tail = (
+        _HUB_TOKENIZER
+        + f"asr_model: !new:torch.nn.ModuleList\n    - [{asr_model}]\n"
+        + encoder
+        + scorer
+        + searcher
+        + _HUB_SEQ2SEQ_END
     )
-    model = torch.nn.ModuleList(
-        [modules[name] for name in ("encoder", "emb", "decoder", "seq_lin")]
-    )
+    _write_hub_yaml(out, tail, "EncoderDecoderASR", run_folder, hub_folder)
+    model = torch.nn.ModuleList([modules[name] for name in parts.values()])
     torch.save(
         {k: v.cpu() for k, v in model.state_dict().items()},
         os.path.join(hub_folder, "asr.ckpt"),

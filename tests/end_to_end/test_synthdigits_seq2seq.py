@@ -12,6 +12,7 @@ import runpy
 import pytest
 import speechbrain as sb
 import torch
+from attention_hub import check_hub_folder
 from speechbrain.dataio.batch import PaddedBatch
 
 from speechbrain_meta.evaluation import validate_results
@@ -166,3 +167,23 @@ def test_beam_search_decodes_with_the_adapted_weights(recipe):
     sevens = hyps(seven)
     assert all(h and set(h) == {"7"} for h in sevens)
     assert torch.equal(bias.detach(), before)
+
+
+def test_the_trained_model_is_written_in_the_hub_format(recipe, tmp_path):
+    """FOMAML's meta-learned initialisation as an ``EncoderDecoderASR``
+    folder (CRDNN, attentional GRU decoder, CTC scorer, the label encoder
+    as a SentencePiece model): SpeechBrain's interface transcribes as the
+    recipe's beam search, ``AdaptiveASR`` loads and adapts it."""
+    module, _, out, data = recipe
+    if not (out / "fomaml" / "save").exists():
+        test_fomaml_trains_from_the_joint_model_and_is_evaluated(recipe)
+    hub = out / "fomaml" / "hub"
+    text = (hub / "hyperparams.yaml").read_text()
+    assert "S2SRNNBeamSearcher" in text and "CTCScorer" in text
+    overrides = {
+        "data_folder": str(data),
+        "output_folder": str(out / "fomaml"),
+        "joint_folder": str(out / "joint"),
+        "beam_size": 2,
+    }
+    check_hub_folder(module, _hparams("fomaml"), overrides, hub, tmp_path)

@@ -15,6 +15,7 @@ import runpy
 import pytest
 import speechbrain as sb
 import torch
+from attention_hub import check_hub_folder
 from speechbrain.dataio.batch import PaddedBatch
 
 from speechbrain_meta.evaluation import validate_results
@@ -182,3 +183,32 @@ def test_beam_search_decodes_with_the_adapted_weights(recipe):
     eos[hparams["eos_index"]] = 30.0
     assert hyps(eos) == [[], [], []]
     assert torch.equal(bias.detach(), before)
+
+
+def test_the_trained_model_is_written_in_the_hub_format(recipe, tmp_path):
+    """FOMAML's meta-learned initialisation as an ``EncoderDecoderASR``
+    folder laid out as upstream's Conformer models (the front end and the
+    Conformer in the encoder, ``S2STransformerBeamSearcher`` with the CTC
+    scorer, the label encoder as a SentencePiece model): SpeechBrain's
+    interface transcribes as the recipe's beam search, ``AdaptiveASR``
+    loads and adapts it; LHUC's run (task parameters) writes none."""
+    module, _, out, data = recipe
+    if not (out / "fomaml" / "save").exists():
+        test_fomaml_trains_from_the_joint_model_and_is_evaluated(recipe)
+    hub = out / "fomaml" / "hub"
+    text = (hub / "hyperparams.yaml").read_text()
+    assert "S2STransformerBeamSearcher" in text and "EncoderWrapper" in text
+    assert "CTCScorer" in text
+    overrides = {
+        "data_folder": str(data),
+        "output_folder": str(out / "fomaml"),
+        "joint_folder": str(out / "joint"),
+        "beam_size": 2,
+        "d_model": 32,
+        "d_ffn": 64,
+        "num_encoder_layers": 2,
+        "num_decoder_layers": 1,
+    }
+    check_hub_folder(module, _hparams("fomaml"), overrides, hub, tmp_path)
+    if (out / "lhuc").exists():
+        assert not (out / "lhuc" / "hub").exists()

@@ -40,10 +40,12 @@ import os
 import sys
 
 import speechbrain as sb
+from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_meta import meta_brain_class
 from speechbrain_meta.distributed import init_process_group
+from speechbrain_meta.hub import write_char_encoder_decoder
 from speechbrain_meta.layered_yaml import layered_experiment
 from speechbrain_meta.recipe import (
     evaluate_and_export,
@@ -203,7 +205,7 @@ def run(hparams_file, run_opts, overrides):
     if hparams["training"] != "none":
         recover_selected(hparams)  # the checkpoint selected on meta-dev
     brain = make_brain(hparams, run_opts, tokenizer)
-    return evaluate_and_export(
+    results = evaluate_and_export(
         hparams,
         brain,
         datasets,
@@ -213,6 +215,19 @@ def run(hparams_file, run_opts, overrides):
         skipped,
         export=False,
     )
+    if hparams.get("adapters") is None:
+        # The model in SpeechBrain's hub format: EncoderDecoderASR and
+        # AdaptiveASR load <output_folder>/hub as it is.
+        run_on_main(
+            write_char_encoder_decoder,
+            args=[
+                hparams["output_folder"],
+                brain.modules,
+                tokenizer,
+                os.path.join(hparams["output_folder"], "hub"),
+            ],
+        )
+    return results
 
 
 def main(argv):
