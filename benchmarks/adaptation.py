@@ -9,6 +9,11 @@ unseen voice of its test set:
   steps chosen by cross-validation over the support),
   against the floor: S plain SpeechBrain ``fit_batch`` steps (forward,
   backward, SGD step) of the same model on the same 10 utterances;
+* **adaptation without transcripts**: ``AdaptiveASR.adapt`` on the same
+  10 utterances' audio alone (the model's ``unsupervised_adaptation``,
+  entropy minimisation, without and with validation) against the
+  supervised adaptation measured in the same run, both in seconds of
+  adaptation per second of support audio;
 * **decoding**: real-time factor of ``transcribe_batch`` (one utterance
   at a time, greedy CTC) with a task state against without one.
 
@@ -123,15 +128,25 @@ def main(argv=None):
             plain.fit_batch(batch)
 
     # Timed in turn, repeat by repeat (this VM's speed drifts over minutes).
-    adapt, safe, plain_steps = measure_interleaved(
-        [
-            lambda: asr.adapt(wavs, texts, safe=False),
-            lambda: asr.adapt(wavs, texts),
-            floor,
-        ],
-        args.repeats,
-        sync=sync,
+    adapt, safe, plain_steps, unsupervised, unsupervised_safe = (
+        measure_interleaved(
+            [
+                lambda: asr.adapt(wavs, texts, safe=False),
+                lambda: asr.adapt(wavs, texts),
+                floor,
+                lambda: asr.adapt(wavs, safe=False),
+                lambda: asr.adapt(wavs),
+            ],
+            args.repeats,
+            sync=sync,
+        )
     )
+    support_seconds = sum(e["sig"].shape[0] for e in examples) / (
+        asr.hparams.sample_rate
+    )
+
+    def per_audio_second(timing):
+        return {k: v / support_seconds for k, v in timing.items()}
 
     audio = [
         read_audio(w, asr.hparams.sample_rate).to(args.device)
@@ -170,6 +185,24 @@ def main(argv=None):
             peer_name="Brain.fit_batch x steps",
         ),
         row(
+            f"adapt without transcripts k={args.k} "
+            f"({asr.unsupervised_adaptation.steps} steps) vs with "
+            f"({steps} steps), per s of support audio "
+            f"({support_seconds:.1f} s)",
+            per_audio_second(unsupervised),
+            per_audio_second(adapt),
+            unit="s/s",
+            peer_name="adapt with transcripts",
+        ),
+        row(
+            f"validated adapt without transcripts k={args.k} vs validated "
+            "with, per s of support audio",
+            per_audio_second(unsupervised_safe),
+            per_audio_second(safe),
+            unit="s/s",
+            peer_name="validated adapt with transcripts",
+        ),
+        row(
             f"decode RTF with task state vs without ({len(audio)} utts, "
             f"{seconds:.1f} s of audio)",
             rtf["with"],
@@ -189,6 +222,8 @@ def main(argv=None):
             "k": args.k,
             "steps": steps,
             "adaptation": asr.adaptation.describe(),
+            "unsupervised_adaptation": (asr.unsupervised_adaptation.describe()),
+            "support_seconds": support_seconds,
             "device": args.device,
             "threads": torch.get_num_threads(),
             "repeats": args.repeats,

@@ -11,10 +11,15 @@ voices, through ``AdaptiveASR.adapt`` and ``transcribe`` (the protocol's
 ``evaluate_interface``). The main job's own rows of the same model (its
 ``default`` adaptation, chosen on meta-dev) are the comparison.
 
+``--hub_folder F`` scores the hub folder F instead (any ``EncoderASR`` or
+``EncoderDecoderASR`` folder over the corpus's characters: the attention
+recipes write one per trained model, ``<output_folder>/hub``), on the same
+episodes.
+
 Usage::
 
     python hub_adaptation.py --benchmark_folder results/SynthDigits/benchmark \
-        --seed 1234 --output_folder DIR [--set lr=0.001 ...]
+        --seed 1234 --output_folder DIR [--hub_folder F] [--set lr=0.001 ...]
 
 Writes ``DIR/<set>/few_shot_results.{json,md}`` and prints the tables.
 
@@ -39,6 +44,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--output_folder", required=True)
     parser.add_argument(
+        "--hub_folder",
+        default=None,
+        help="a hub folder to score (default: the seed's joint model, "
+        "written as an EncoderASR)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -52,10 +63,13 @@ def main(argv=None):
     from speechbrain_meta.inference import HUB_ADAPTATION, AdaptiveASR
 
     seed_folder = os.path.join(args.benchmark_folder, f"seed{args.seed}")
-    hub = write_encoder_asr(
-        os.path.join(seed_folder, "joint", "inference"),
-        os.path.join(args.output_folder, "hub_model"),
-    )
+    hub, name = args.hub_folder, f"{args.hub_folder} (seed {args.seed} sets)"
+    if hub is None:
+        hub = write_encoder_asr(
+            os.path.join(seed_folder, "joint", "inference"),
+            os.path.join(args.output_folder, "hub_model"),
+        )
+        name = f"joint (seed {args.seed}) as a SpeechBrain EncoderASR"
     adaptation = dict(HUB_ADAPTATION)
     for item in args.set:
         key, _, value = item.partition("=")
@@ -69,16 +83,16 @@ def main(argv=None):
     protocols = main_job_protocols(
         args.benchmark_folder, args.seed, args.output_folder
     )
+    method = "joint as EncoderASR" if args.hub_folder is None else "hub"
     for split, protocol in protocols.items():
-        rows = protocol.evaluate_interface(asr, "joint as EncoderASR")
+        rows = protocol.evaluate_interface(asr, method)
         for row in rows:
             row.update(budget="hub", seeds=[args.seed])
         write_results(
             os.path.join(args.output_folder, split),
             protocol.description(),
             rows,
-            title=f"SynthDigits {split}: joint (seed {args.seed}) as a "
-            "SpeechBrain EncoderASR, HUB_ADAPTATION",
+            title=f"SynthDigits {split}: {name}, HUB_ADAPTATION",
             adaptations={"hub": asr.adaptation.describe()},
         )
     return 0
