@@ -10,77 +10,44 @@ beam search and the adapted weights.
 """
 
 import os
-import runpy
 
 import pytest
-import speechbrain as sb
 import torch
-from attention_hub import check_hub_folder
+from attention_recipes import (
+    attention_recipe,
+    check_hub_folder,
+    fomaml_brain,
+    hyps_with_fast_bias,
+    run_method,
+)
 from speechbrain.dataio.batch import PaddedBatch
 
 from speechbrain_meta.evaluation import validate_results
-from speechbrain_meta.layered_yaml import load_layered_hparams
-from speechbrain_meta.recipe import recover_selected
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthDigits", "meta_transformer")
-# A small model: the test checks the pipeline, not the accuracy.
-DEBUG = [
-    "--joint_epochs=2",
-    "--warm_start_epoch=1",
-    "--episodes_per_epoch=4",
-    "--valid_dataloader_opts={episodes: {episodes_per_epoch: 2}}",
-    "--few_shot={k_shots: [0, 1, 5], episodes_per_task: 1, "
-    "query_utterances: 6}",
-    "--adaptation_search={rules: [own], modes: [eval], steps: [1], "
-    "query_utterances: 4}",
-    "--few_shot_voice_tasks=1",
-    "--beam_size=2",
-    "--d_model=32",
-    "--d_ffn=64",
-    "--num_encoder_layers=2",
-    "--num_decoder_layers=1",
-    "--noprogressbar",
-]
-
-
-def _hparams(name):
-    return os.path.join(RECIPE, "hparams", f"{name}.yaml")
+# A small model: the tests check the pipeline, not the accuracy.
+SMALL = {
+    "d_model": 32,
+    "d_ffn": 64,
+    "num_encoder_layers": 2,
+    "num_decoder_layers": 1,
+}
 
 
 @pytest.fixture(scope="module")
 def recipe(quick_benchmark, tmp_path_factory):
-    """The recipe's module, its debug flags on the quick job's corpus, the
-    output folder and the corpus folder."""
-    bench_module, bench, _ = quick_benchmark
-    quick = bench_module["QUICK"]
-    flags = DEBUG + [
-        f"--data_folder={bench / 'data'}",
-        f"--corpus={quick['corpus']}",
-        f"--real_speech={quick['real_speech']}",
-    ]
+    """The recipe's module, its debug flags (a small model) on the quick
+    job's corpus, the output folder and the corpus folder."""
     out = tmp_path_factory.mktemp("transformer")
-    module = runpy.run_path(os.path.join(RECIPE, "train.py"))
-    return module, flags, out, bench / "data"
-
-
-def _run(recipe, method, *extra, name=None):
-    module, flags, out, _ = recipe
-    return module["main"](
-        [_hparams(method)]
-        + flags
-        + [
-            f"--joint_folder={out / 'joint'}",
-            f"--output_folder={out / (name or method)}",
-            *extra,
-        ]
-    )
+    flags = [f"--{key}={value}" for key, value in SMALL.items()]
+    return attention_recipe(quick_benchmark, RECIPE, out, flags)
 
 
 def test_fomaml_trains_from_the_joint_model_and_is_evaluated(recipe):
     """The joint model trains with its Noam schedule (checkpointed), FOMAML
     starts from it, and both few-shot budgets are scored at every k."""
-    results = _run(recipe, "fomaml")
+    results = run_method(recipe, "fomaml")
     out = recipe[2]
     assert {"test", "test_voices"} <= set(results)
     for result in results.values():
@@ -108,7 +75,7 @@ def test_every_method_trains_through_the_conformer(recipe, method):
     """Second-order MAML (through self-attention, convolution and
     cross-attention), Meta-SGD, LHUC on the frozen model and LoRA: each
     trains (or, LoRA, adapts) without error; its meta-dev CER is finite."""
-    _run(recipe, method, "--run_few_shot=False")
+    run_method(recipe, method, "--run_few_shot=False")
     out = recipe[2]
     if method != "lora":
         log = (out / method / "train_log.txt").read_text()
@@ -120,7 +87,7 @@ def test_transformer_encoder(recipe):
     """``--encoder_module=transformer``: a Transformer encoder in place of
     the Conformer, and the joint model trains."""
     out = recipe[2]
-    _run(
+    run_method(
         recipe,
         "joint",
         "--encoder_module=transformer",
@@ -141,48 +108,21 @@ def test_beam_search_decodes_with_the_adapted_weights(recipe):
     the meta-parameters are unchanged after. The CTC scorer is left out
     (``ctc_weight_decode: 0``): it would weigh the unadapted CTC head
     against the shifted decoder."""
-    module, _, out, data = recipe
-    if not (out / "fomaml" / "save").exists():
+    if not (recipe[2] / "fomaml" / "save").exists():
         test_fomaml_trains_from_the_joint_model_and_is_evaluated(recipe)
-    overrides = {
-        "data_folder": str(data),
-        "output_folder": str(out / "fomaml"),
-        "joint_folder": str(out / "joint"),
-        "ctc_weight_decode": 0.0,
-        "d_model": 32,
-        "d_ffn": 64,
-        "num_encoder_layers": 2,
-        "num_decoder_layers": 1,
-    }
-    hparams, _ = load_layered_hparams(
-        _hparams("fomaml"), module["COMMON"], overrides
+    brain, tokenizer, test, hparams = fomaml_brain(
+        recipe, {"ctc_weight_decode": 0.0, **SMALL}
     )
-    datasets, tokenizer, _ = module["dataio_prepare"](hparams)
-    assert recover_selected(hparams) is not None
-    brain = module["make_brain"](hparams, {"device": "cpu"}, tokenizer)
-    brain.modules.eval()
-    batch = PaddedBatch([datasets["test"][i] for i in range(3)])
-    bias_name = "seq_lin.w.bias"
-    bias = dict(brain.modules.named_parameters())[bias_name]
-    before = bias.detach().clone()
-
-    def hyps(shift):
-        fast = {bias_name: bias.detach() + shift}
-        with torch.no_grad():
-            out = brain.call_with(
-                fast, brain.compute_forward, batch, sb.Stage.TEST
-            )
-        return [tokenizer.decode_ndim(h) for h in out[3]]
-
-    seven = torch.zeros_like(before)
+    batch = PaddedBatch([test[i] for i in range(3)])
+    bias = brain.modules.seq_lin.w.bias
+    seven = torch.zeros_like(bias)
     seven[tokenizer.lab2ind["7"]] = 30.0
     seven[hparams["eos_index"]] = -30.0
-    sevens = hyps(seven)
+    sevens = hyps_with_fast_bias(brain, tokenizer, batch, seven)
     assert all(h and set(h) == {"7"} for h in sevens)
-    eos = torch.zeros_like(before)
+    eos = torch.zeros_like(bias)
     eos[hparams["eos_index"]] = 30.0
-    assert hyps(eos) == [[], [], []]
-    assert torch.equal(bias.detach(), before)
+    assert hyps_with_fast_bias(brain, tokenizer, batch, eos) == [[], [], []]
 
 
 def test_the_trained_model_is_written_in_the_hub_format(recipe, tmp_path):
@@ -192,23 +132,12 @@ def test_the_trained_model_is_written_in_the_hub_format(recipe, tmp_path):
     scorer, the label encoder as a SentencePiece model): SpeechBrain's
     interface transcribes as the recipe's beam search, ``AdaptiveASR``
     loads and adapts it; LHUC's run (task parameters) writes none."""
-    module, _, out, data = recipe
+    out = recipe[2]
     if not (out / "fomaml" / "save").exists():
         test_fomaml_trains_from_the_joint_model_and_is_evaluated(recipe)
-    hub = out / "fomaml" / "hub"
-    text = (hub / "hyperparams.yaml").read_text()
+    text = (out / "fomaml" / "hub" / "hyperparams.yaml").read_text()
     assert "S2STransformerBeamSearcher" in text and "EncoderWrapper" in text
     assert "CTCScorer" in text
-    overrides = {
-        "data_folder": str(data),
-        "output_folder": str(out / "fomaml"),
-        "joint_folder": str(out / "joint"),
-        "beam_size": 2,
-        "d_model": 32,
-        "d_ffn": 64,
-        "num_encoder_layers": 2,
-        "num_decoder_layers": 1,
-    }
-    check_hub_folder(module, _hparams("fomaml"), overrides, hub, tmp_path)
+    check_hub_folder(recipe, {"beam_size": 2, **SMALL}, tmp_path)
     if (out / "lhuc").exists():
         assert not (out / "lhuc" / "hub").exists()
