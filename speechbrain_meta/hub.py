@@ -620,12 +620,12 @@ def char_tokenizer(label_encoder, model_file):
 
     import sentencepiece
 
-    specials = {
-        getattr(label_encoder, name, None): index
-        for index, name in enumerate(["blank_label", "bos_label", "eos_label"])
-    }
+    specials = [
+        getattr(label_encoder, name, None)
+        for name in ("blank_label", "bos_label", "eos_label")
+    ]
     labels = [label_encoder.ind2lab[i] for i in range(len(label_encoder))]
-    if [label_encoder.lab2ind[label] for label in specials] != [0, 1, 2]:
+    if [label_encoder.lab2ind.get(label) for label in specials] != [0, 1, 2]:
         raise ValueError(
             "char_tokenizer: the label encoder needs blank 0, bos 1, eos 2"
         )
