@@ -40,7 +40,6 @@ Authors
 """
 
 import functools
-import importlib.util
 import io
 import os
 import sys
@@ -74,7 +73,7 @@ from speechbrain_meta.layered_yaml import (  # noqa: E402
     load_layered_hparams,
 )
 from speechbrain_meta.losses import differentiable_ctc  # noqa: E402
-from speechbrain_meta.recipe import WarmStartST  # noqa: E402
+from speechbrain_meta.recipe import WarmStartST, load_script  # noqa: E402
 
 ALGORITHMS = {
     "maml": ("maml.yaml", {"inner_steps": 3}),
@@ -114,15 +113,6 @@ RECIPE_MODELS = {
 Model = namedtuple(
     "Model", "name load brain_class episode support build is_ctc"
 )
-
-
-def _load_script(path, name):
-    """A recipe script as a module under its own name (recipes share file
-    names such as train.py)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def fixed_episode(dataset, group_by):
@@ -246,11 +236,11 @@ def recipe_model(model, folder, device):
     Model
     """
     name = RECIPE_MODELS[model]
-    recipe = _load_script(
+    recipe = load_script(
         os.path.join(SYNTHDIGITS, name, "train.py"), f"synthdigits_{name}_train"
     )
     # The quick main job's corpus (run_benchmark.py --quick).
-    quick = _load_script(
+    quick = load_script(
         os.path.join(SYNTHDIGITS, "meta_asr", "run_benchmark.py"),
         "synthdigits_run_benchmark",
     ).QUICK

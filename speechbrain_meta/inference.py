@@ -73,6 +73,7 @@ from speechbrain_meta.hub_transfer import (
 from speechbrain_meta.inner import InnerLoop
 from speechbrain_meta.losses import ctc_loss
 from speechbrain_meta.naming import canonical_name, matches
+from speechbrain_meta.unsupervised import unsupervised_params
 
 logger = get_logger(__name__)
 
@@ -388,8 +389,7 @@ class AdaptiveASR(Pretrained):
         settings = getattr(self.hparams, "unsupervised_adaptation", None)
         if settings is not None:
             return Adaptation.from_dict(settings)
-        own = list(self.hparams.adapt_params)
-        params = NORMALISATION_PARAMS if own == ["*"] else own
+        params = unsupervised_params(self.hparams.adapt_params)
         return Adaptation.from_dict(
             {**UNSUPERVISED_ADAPTATION, "adapt_params": params}
         )
@@ -639,8 +639,15 @@ class AdaptiveASR(Pretrained):
         if not safe:
             adaptation = adaptation.replace(folds=0)
         kept, reason = adaptation.steps, "not validated (safe=False)"
+        if adaptation.steps == 0:
+            reason = (
+                "0 steps asked"
+                if steps is not None
+                else "the model's adaptation has 0 steps: where it was "
+                "chosen (meta-dev), no setting of it lowered the error rate"
+            )
         with self._trainable(adaptation.adapt_params):
-            if adaptation.folds:
+            if adaptation.folds and adaptation.steps:
                 evidence = adaptation.validate(self.brain, support)
                 kept, reason = evidence["steps"], evidence["reason"]
             path = adaptation.replace(folds=0, steps=kept).trajectory(
@@ -920,9 +927,6 @@ UNSUPERVISED_ADAPTATION = {
         "blank_threshold": 0.99,
     },
 }
-# The weights entropy minimisation adapts when a model's own are all of
-# them: the normalisation layers' (BatchNorm, LayerNorm...).
-NORMALISATION_PARAMS = ["*norm*"]
 
 # Settings CTCASR's forward reads besides the modules.
 FORWARD_KEYS = ("encoder_takes_lengths",)
@@ -947,6 +951,7 @@ def export_model(
     adapt_params,
     update_rule=None,
     info=None,
+    unsupervised_adaptation=None,
 ):
     """Writes a self-contained inference folder for ``AdaptiveASR``.
 
@@ -976,6 +981,9 @@ def export_model(
         too), or plain SGD (its rate is written for the ``own`` rule).
     info : dict, optional
         Written in the yaml's header comment (method, recipe, results).
+    unsupervised_adaptation : Adaptation, optional
+        How the model adapts without transcripts (chosen on meta-dev);
+        None: ``AdaptiveASR``'s ``UNSUPERVISED_ADAPTATION``.
 
     Returns
     -------
@@ -1004,9 +1012,13 @@ def export_model(
     learned = update_rule is not None and any(
         True for _ in update_rule.parameters()
     )
-    if adaptation.rule == "own" and not learned:
-        # The model's own rule is plain SGD: say at which rate.
-        adaptation = adaptation.replace(rule="sgd", lr=update_rule.lr)
+
+    def concrete(adaptation):
+        if adaptation.rule == "own" and not learned:
+            # The model's own rule is plain SGD: say at which rate.
+            return adaptation.replace(rule="sgd", lr=update_rule.lr)
+        return adaptation
+
     rule_node = None
     if learned:
         rule_node = source.get("meta", {}).get("update_rule")
@@ -1017,7 +1029,11 @@ def export_model(
             )
         out["update_rule"] = rule_node
     out["adapt_params"] = list(adapt_params)
-    out["adaptation"] = adaptation.describe()
+    out["adaptation"] = concrete(adaptation).describe()
+    if unsupervised_adaptation is not None:
+        out["unsupervised_adaptation"] = concrete(
+            unsupervised_adaptation
+        ).describe()
     text = io_text(yaml, out)
     text += "".join(
         f"{key}: !apply:speechbrain_meta.task_params.adapt_module "
@@ -1102,7 +1118,14 @@ def is_exported_model(folder):
         return any(line.startswith(f"{EXPORT_MARK}:") for line in fin)
 
 
-def export_run(output_folder, brain, label_encoder, adaptation, info=None):
+def export_run(
+    output_folder,
+    brain,
+    label_encoder,
+    adaptation,
+    info=None,
+    unsupervised_adaptation=None,
+):
     """``export_model`` for a recipe run: ``<output_folder>/inference``.
 
     Arguments
@@ -1117,6 +1140,8 @@ def export_run(output_folder, brain, label_encoder, adaptation, info=None):
         How the exported model adapts.
     info : dict, optional
         For the yaml's header.
+    unsupervised_adaptation : Adaptation, optional
+        How it adapts without transcripts (see ``export_model``).
 
     Returns
     -------
@@ -1136,4 +1161,5 @@ def export_run(output_folder, brain, label_encoder, adaptation, info=None):
         brain.inner_loop.adapt_params,
         update_rule=brain.update_rule,
         info=info,
+        unsupervised_adaptation=unsupervised_adaptation,
     )

@@ -24,6 +24,7 @@ Authors
 """
 
 import glob
+import importlib.util
 import os
 
 import speechbrain as sb
@@ -32,6 +33,7 @@ import yaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta.adaptation import Adaptation
 from speechbrain_meta.asr import CTCASR
 from speechbrain_meta.distributed import world
 from speechbrain_meta.evaluation import (
@@ -45,8 +47,14 @@ from speechbrain_meta.inference import AdaptiveASR, export_run
 from speechbrain_meta.interpret import learned_rates, write_rate_report
 from speechbrain_meta.layered_yaml import layer_keys
 from speechbrain_meta.translation import ST
+from speechbrain_meta.unsupervised import unsupervised_params
 
 logger = get_logger(__name__)
+
+# The budgets measured through the exported model (``AdaptiveASR``, the
+# path a user calls) when there is one: the default adaptation, and the
+# adaptation without transcripts (also per utterance: ``unsupervised_each``).
+INTERFACE_BUDGETS = ("default", "unsupervised")
 
 # Settings no method file changes (the shared file's defaults), and the
 # run's own folders: never handed on to the joint model's run.
@@ -111,6 +119,39 @@ class WarmStartST(WarmStart, ST):
     >>> issubclass(WarmStartST, ST)
     True
     """
+
+
+def load_script(path, name):
+    r"""A recipe's script, loaded as a module under a name of its own.
+
+    Recipes share file names (every one has a ``train.py``): a script that
+    builds on another recipe's, or a job that runs several, loads each
+    under a name that no other shadows.
+
+    Arguments
+    ---------
+    path : str
+        The script.
+    name : str
+        The module's name.
+
+    Returns
+    -------
+    module
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.py")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("COMMON = 'common.yaml'\n")
+    >>> load_script(path, "my_recipe_train").COMMON
+    'common.yaml'
+    """
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def parse_overrides(overrides):
@@ -534,10 +575,93 @@ def choose_adaptations(hparams, brain, dev_data, dataset_name):
     )
     if brain.learns_update_rule():
         report_learned_rates(brain, hparams, dev, dataset_name)
-    return {
+    adaptations = {
         "tuned": chosen["tuned"],
         "default": chosen["tuned"].replace(**hparams["default_adaptation"]),
     }
+    if hparams.get("unsupervised_search"):
+        adaptations.update(
+            choose_unsupervised_adaptations(
+                hparams, brain, dev_data, dataset_name
+            )
+        )
+    return adaptations
+
+
+def choose_unsupervised_adaptations(hparams, brain, dev_data, dataset_name):
+    """The method's adaptations without transcripts, chosen on meta-dev.
+
+    The candidates (``unsupervised_search``: rules, rates, the objective,
+    a bound on the update) adapt the weights ``unsupervised_params``
+    names from the support's audio alone; the query's transcripts score
+    them, on meta-dev tasks only, with the cliff rule of
+    ``select_adaptation``. ``unsupervised_tuned``: the best setting that
+    adapts (at least one step), run as it is (SUTA-style, with its rate
+    and steps tuned). ``unsupervised``: what the exported model does:
+    zero steps (the unadapted model) is always a candidate, so where no
+    setting lowers the meta-dev CER it does nothing, and the exported
+    model says so when asked to adapt (it abstains). Written to
+    ``unsupervised_search.{json,md}``.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``unsupervised_search``, ``group_by``, ``few_shot``,
+        ``output_folder``, ``method``.
+    brain : MetaBrain
+        The trained method.
+    dev_data : DynamicItemDataset
+        The meta-dev utterances.
+    dataset_name : str
+        Named in the results.
+
+    Returns
+    -------
+    dict
+        ``unsupervised_tuned`` and ``unsupervised`` Adaptations.
+    """
+    search = hparams["unsupervised_search"]
+    dev = FewShotProtocol(
+        dev_data,
+        group_by=hparams["group_by"],
+        k_shots=search["k_shots"],
+        episodes_per_task=search["episodes_per_task"],
+        query_utterances=search["query_utterances"],
+        seed=hparams["few_shot"]["seed"],
+        dataset_name=dataset_name,
+    )
+    candidates = candidate_adaptations(
+        search["rules"],
+        search.get("sgd_lrs", []),
+        search.get("adam_lrs", []),
+        unsupervised=dict(search["objective"]),
+        adapt_params=unsupervised_params(brain.inner_loop.adapt_params),
+        max_update=search.get("max_update"),
+    )
+    chosen = select_adaptation(
+        brain,
+        dev,
+        candidates,
+        steps=sorted({0, *search["steps"]}),
+        cache_path=os.path.join(
+            hparams["output_folder"], "unsupervised_search.json"
+        ),
+        cliff=search.get("cliff", 0.02),
+        cliff_factor=search.get("cliff_factor", 2),
+    )
+    write_search_table(
+        chosen["scores"],
+        os.path.join(hparams["output_folder"], "unsupervised_search.md"),
+        f"{dataset_name}: search of {hparams['method']}'s adaptation "
+        "without transcripts",
+    )
+    adapting = [r for r in chosen["scores"] if r["steps"] > 0]
+    best = min(
+        [r for r in adapting if r["eligible"]] or adapting,
+        key=lambda r: (r["cer"], r["steps"]),
+    )
+    tuned = Adaptation.from_dict({**best["candidate"], "steps": best["steps"]})
+    return {"unsupervised_tuned": tuned, "unsupervised": chosen["tuned"]}
 
 
 def write_search_table(scores, path, title):
@@ -594,10 +718,13 @@ def few_shot_evaluation(
     """Runs the few-shot protocol on every evaluation set, unless done.
 
     The method adapts with each of its ``adaptations`` (see
-    ``choose_adaptations``) through its brain, except ``default``, which
-    is measured through the exported model (``exported``, an
-    ``AdaptiveASR``: ``adapt`` and ``transcribe_batch``, the path a user
-    calls). Results go to ``<output_folder>/few_shot/<set>/``.
+    ``choose_adaptations``) through its brain, except ``default`` and
+    ``unsupervised``, which are measured through the exported model
+    (``exported``, an ``AdaptiveASR``: ``adapt`` and ``transcribe_batch``,
+    the path a user calls); ``unsupervised`` also gives the budget
+    ``unsupervised_each``: every query utterance adapted to alone
+    (``transcribe_adapting``). Results go to
+    ``<output_folder>/few_shot/<set>/``.
 
     Arguments
     ---------
@@ -624,8 +751,15 @@ def few_shot_evaluation(
         Set name to its results.
     """
     wanted = {name: a.describe() for name, a in adaptations.items()}
-    if exported is not None and "default" in adaptations:
-        wanted["default"] = {**wanted["default"], "through": "AdaptiveASR"}
+    if exported is not None:
+        for budget in set(adaptations) & set(INTERFACE_BUDGETS):
+            wanted[budget] = {**wanted[budget], "through": "AdaptiveASR"}
+        if "unsupervised" in adaptations:
+            # Each query utterance adapted to alone (SUTA's episodic use).
+            wanted["unsupervised_each"] = {
+                **wanted["unsupervised"],
+                "per_utterance": True,
+            }
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
         if group_by is None:  # a layered file turned this set off
@@ -659,15 +793,26 @@ def few_shot_evaluation(
             if any(row.get("budget") == budget for row in rows):
                 logger.info("Few-shot %s: %s rows kept", split, budget)
                 continue
-            if budget == "default" and exported is not None:
-                scored = protocol.evaluate_interface(
-                    exported, hparams["method"]
+            scored = {budget: None}
+            if budget in INTERFACE_BUDGETS and exported is not None:
+                unsupervised = budget == "unsupervised"
+                scored[budget] = protocol.evaluate_interface(
+                    exported, hparams["method"], unsupervised=unsupervised
                 )
+                if unsupervised:
+                    scored["unsupervised_each"] = [
+                        protocol.evaluate_each_utterance(
+                            exported, hparams["method"]
+                        )
+                    ]
             else:
-                scored = protocol.evaluate(brain, hparams["method"], adaptation)
-            for row in scored:
-                row.update(budget=budget, seeds=[hparams["seed"]])
-                rows.append(row)
+                scored[budget] = protocol.evaluate(
+                    brain, hparams["method"], adaptation
+                )
+            for name, scored_rows in scored.items():
+                for row in scored_rows:
+                    row.update(budget=name, seeds=[hparams["seed"]])
+                    rows.append(row)
         results[split] = write_results(
             out_dir,
             description,
@@ -758,11 +903,13 @@ def evaluate_and_export(
     corpus = recipe.split("/")[0]
     results = {}
     adaptations = None
+    unsupervised = None
     if hparams["run_few_shot"]:
         adaptations = choose_adaptations(
             hparams, brain, datasets["dev"], f"{corpus}/dev"
         )
         exported = adaptations["default"]
+        unsupervised = adaptations.get("unsupervised")
     else:
         exported = brain.own_adaptation().replace(
             **hparams["default_adaptation"]
@@ -774,7 +921,10 @@ def evaluate_and_export(
         run_on_main(
             export_run,
             args=[hparams["output_folder"], brain, tokenizer, exported],
-            kwargs={"info": {"method": hparams["method"], "recipe": recipe}},
+            kwargs={
+                "info": {"method": hparams["method"], "recipe": recipe},
+                "unsupervised_adaptation": unsupervised,
+            },
         )
     if export and adaptations is not None:
         # One savedir per process: SpeechBrain's fetch replaces the links

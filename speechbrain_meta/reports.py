@@ -184,6 +184,10 @@ def describe_adaptation(settings):
     >>> describe_adaptation({"rule": "sgd", "lr": 0.1, "steps": 10,
     ...     "mode": "eval", "l2sp": 0.01, "max_update": 0.05, "folds": 5})
     'sgd 0.1 x<=10 eval l2sp(0.01) bound(0.05) cv(5, loss)'
+    >>> describe_adaptation({"rule": "adam", "lr": 0.001, "steps": 3,
+    ...     "mode": "eval", "adapt_params": ["*norm*"], "unsupervised": {
+    ...     "objective": "entropy", "temperature": 2.5, "mcc": 0.7}})
+    'adam 0.001 x3 eval entropy(T=2.5, mcc=0.7) on *norm*'
     """
     if not settings:
         return ""
@@ -198,8 +202,17 @@ def describe_adaptation(settings):
         text += f" kl({settings['kl']:g})"
     if settings.get("max_update") is not None:
         text += f" bound({settings['max_update']:g})"
+    unsupervised = settings.get("unsupervised")
+    if unsupervised:
+        text += (
+            f" {unsupervised['objective']}(T={unsupervised['temperature']:g}"
+            f", mcc={unsupervised['mcc']:g})"
+        )
+    if settings.get("adapt_params"):
+        text += " on " + ",".join(settings["adapt_params"])
     if settings.get("folds"):
-        criterion = settings.get("criterion", "loss")
+        default = "objective" if unsupervised else "loss"
+        criterion = settings.get("criterion", default)
         text += f" cv({settings['folds']}, {criterion})"
     return text
 

@@ -42,6 +42,36 @@ Authors
 import speechbrain as sb
 import torch
 
+# The weights entropy minimisation adapts when a model's own are all of
+# them: the normalisation layers' (BatchNorm, LayerNorm...).
+NORMALISATION_PARAMS = ["*norm*"]
+
+
+def unsupervised_params(own):
+    """The weights an adaptation without transcripts changes by default.
+
+    A method's own adaptable weights when they are task parameters (LHUC,
+    LoRA, adapters...); its normalisation layers' when its own are the
+    whole model (``["*"]``), where entropy minimisation is known to be
+    stable (SUTA adapts LayerNorm's).
+
+    Arguments
+    ---------
+    own : list of str
+        The method's adaptable weights (name patterns).
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> unsupervised_params(["*"]), unsupervised_params(["*lhuc*"])
+    (['*norm*'], ['*lhuc*'])
+    """
+    own = list(own)
+    return list(NORMALISATION_PARAMS) if own == ["*"] else own
+
 
 def valid_frames(lens, frames):
     """``[batch, frames]`` mask of the frames inside each utterance.

@@ -35,7 +35,12 @@ logger = get_logger(__name__)
 
 
 def candidate_adaptations(
-    rules, sgd_lrs=(), adam_lrs=(), modes=("eval",), l2sps=(0.0,)
+    rules,
+    sgd_lrs=(),
+    adam_lrs=(),
+    modes=("eval",),
+    l2sps=(0.0,),
+    **shared,
 ):
     """The (rule, rate, mode, L2-SP weight) combinations a search tries.
 
@@ -49,6 +54,10 @@ def candidate_adaptations(
         ``eval`` and/or ``train`` (normalisation and dropout mode).
     l2sps : list of float
         L2-SP weights tried with each (0: plain fine-tuning).
+    **shared : dict
+        ``Adaptation`` settings every candidate has (e.g. ``unsupervised``,
+        ``adapt_params``, ``max_update``: a search of adaptations without
+        transcripts).
 
     Returns
     -------
@@ -60,6 +69,10 @@ def candidate_adaptations(
     >>> [(a.rule, a.l2sp) for a in candidate_adaptations(
     ...     ["own", "adam"], adam_lrs=[1e-3], l2sps=[0.0, 1.0])]
     [('own', 0.0), ('own', 1.0), ('adam', 0.0), ('adam', 1.0)]
+    >>> a = candidate_adaptations(["adam"], adam_lrs=[1e-3],
+    ...     unsupervised={"objective": "entropy"})[0]
+    >>> a.criterion, a.unsupervised.temperature
+    ('objective', 2.5)
     """
     out = []
     for mode in modes:
@@ -76,6 +89,7 @@ def candidate_adaptations(
                             steps=0,
                             train_mode=mode == "train",
                             l2sp=l2sp,
+                            **shared,
                         )
                     )
     return out

@@ -109,9 +109,15 @@ def test_quick_main_job(quick_benchmark):
             assert row["n_episodes"] == row["n_tasks"] * episodes
             assert row["seeds"] == [1234]
         budgets = {r["budget"] for r in document["results"]}
-        assert budgets == {"tuned", "default"}
+        assert budgets == {
+            "tuned",
+            "default",
+            "unsupervised_tuned",
+            "unsupervised",
+            "unsupervised_each",
+        }
         table = (folder / "few_shot_results.md").read_text()
-        assert table.count("adaptation |") == 2
+        assert table.count("adaptation |") == 5
         assert (folder / "few_shot_cer.png").stat().st_size > 5000
         protocol = document["protocol"]
         assert protocol["k_shots"] == [0, 1, 5]
@@ -143,6 +149,7 @@ def test_quick_main_job(quick_benchmark):
             one = by[(method, "default", 1)]
             assert one["abstained_episodes"] == one["n_episodes"]
             assert by[(method, "default", 5)]["adaptation"]["folds"] == 5
+            check_unsupervised_rows(out / "seed1234" / method, by, method)
     # The meta-optimisers report what they learned.
     for rule in ("metasgd", "layer_step_lr", "learned_update"):
         rates = json.loads(
@@ -170,7 +177,10 @@ def test_quick_main_job(quick_benchmark):
     assert summary["methods"] == module["METHODS"] and summary["quick"]
     assert set(summary["goals"]) == set(merged)
     report = (out / "benchmark.md").read_text()
-    assert report.count("pairs worse") == len(merged)
+    # Per set: the default adaptation's check, and the one without
+    # transcripts.
+    assert report.count("pairs worse") == 2 * len(merged)
+    assert set(summary["goals"]["test"]) >= {"never_worse_unsupervised"}
     # Every method's search table, with its interval and cliff check.
     search = (out / "seed1234" / "joint" / "adaptation_search.md").read_text()
     assert "CER % at 2x steps" in search and "±" in search
@@ -185,6 +195,47 @@ def test_quick_main_job(quick_benchmark):
         ["--quick", "--methods", "all", "--output_folder", str(out)]
     )
     assert again == merged
+
+
+def check_unsupervised_rows(run, by, method):
+    """A method's rows without transcripts in one set's results: the
+    adaptation its search chose on meta-dev is the exported one, and the
+    rows measure it through the exported model."""
+    from speechbrain_meta.evaluation.selection import choose_setting
+
+    search = json.loads((run / "unsupervised_search.json").read_text())
+    steps = sorted({r["steps"] for r in search["scores"]})
+    assert steps[0] == 0  # not adapting is always a candidate
+    _, chosen = choose_setting(
+        search["scores"], [s for s in steps if 2 * s in steps]
+    )
+    text = (run / "inference" / "hyperparams.yaml").read_text()
+    exported = json.loads(
+        json.dumps(ruamel.yaml.YAML().load(text)["unsupervised_adaptation"])
+    )
+    assert exported["steps"] == chosen["steps"]
+    assert exported["unsupervised"]["objective"] == "entropy"
+    # The best setting that adapts, run as it is (SUTA-style, tuned).
+    tuned = by[(method, "unsupervised_tuned", 5)]["adaptation"]
+    assert tuned["steps"] > 0 and tuned["unsupervised"]
+    if chosen["steps"]:
+        assert tuned["steps"] == chosen["steps"]
+    # The same unadapted model on the same queries as the default's k = 0.
+    zero = by[(method, "unsupervised", 0)]
+    assert zero["cer_mean"] == by[(method, "default", 0)]["cer_mean"]
+    for k in (1, 5):
+        row = by[(method, "unsupervised", k)]
+        assert row["adaptation"]["unsupervised"] == exported["unsupervised"]
+        assert row["adaptation"]["through"] == "AdaptiveASR"
+        if exported["steps"] == 0:  # abstains, and says so in every episode
+            assert row["abstained_episodes"] == row["n_episodes"]
+            assert row["cer_mean"] == zero["cer_mean"]
+        else:
+            assert row["abstained_episodes"] == 0
+    each = by[(method, "unsupervised_each", 0)]
+    assert each["adaptation"]["per_utterance"] is True
+    if exported["steps"] == 0:
+        assert each["cer_mean"] == zero["cer_mean"]
 
 
 def test_one_method_alone_trains_the_joint_model_it_needs(tmp_path):

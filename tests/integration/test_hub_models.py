@@ -418,6 +418,14 @@ def test_hub_model_adapts_without_transcripts(ctc_folder, tones, tmp_path):
     text, info = asr.transcribe_adapting(wavs[0])
     assert text in (info["adapted"], info["unadapted"])
     assert asr.transcribe_file(wavs[0]) == info["unadapted"]
+    # An export whose search on meta-dev chose 0 steps abstains, says why.
+    asr.unsupervised_adaptation = asr.unsupervised_adaptation.replace(steps=0)
+    zero = asr.adapt(wavs)
+    assert zero.info["abstained"] and zero.weights == {}
+    assert "meta-dev" in zero.info["why"]
+    assert asr.adapt(wavs, steps=0).info["why"] == "0 steps asked"
+    text, info = asr.transcribe_adapting(wavs[0])
+    assert info["adapted"] == info["unadapted"] == text
 
 
 def test_attention_hub_model_adapts_without_transcripts(

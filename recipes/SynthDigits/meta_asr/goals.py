@@ -32,6 +32,7 @@ from speechbrain_meta.reports import markdown_table
 
 WORSE_BY = 0.02
 CLAIM = -0.20  # the best meta-learner at least 20 % below tuned joint
+UNSUPERVISED_KS = (1, 5, 10, "each")  # "each": every query utterance alone
 BASELINES = ("joint", "scratch", "lora", "adapter")
 
 
@@ -122,6 +123,89 @@ def never_worse(runs, ks=(1, 5, 10), budget="default"):
             for key in ("unadapted", "adapted"):
                 entry[key] = sum(entry[key]) / len(entry[key])
     return out
+
+
+def with_each_utterance(runs):
+    """The rows with each ``unsupervised_each`` row (every query utterance
+    adapted to alone) as the ``unsupervised`` budget's row of k ``each``,
+    so that ``never_worse`` compares it with the same unadapted model.
+
+    Arguments
+    ---------
+    runs : dict
+        ``(method, seed)`` to result rows.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> runs = {("m", 1): [{"budget": "unsupervised_each", "k_shot": 0}]}
+    >>> with_each_utterance(runs)[("m", 1)][0]["k_shot"]
+    'each'
+    """
+    return {
+        key: [
+            dict(r, budget="unsupervised", k_shot="each")
+            if r.get("budget") == "unsupervised_each"
+            else r
+            for r in rows
+        ]
+        for key, rows in runs.items()
+    }
+
+
+def never_worse_table(worse, methods, title, budget):
+    """``never_worse``'s figures as markdown lines (a title, a table).
+
+    Arguments
+    ---------
+    worse : dict
+        From ``never_worse``.
+    methods : list of str
+        Their order.
+    title : str
+        What is compared.
+    budget : str
+        The adapted column's name.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> worse = {"m": {5: {"unadapted": 0.5, "adapted": 0.4, "worse": 0,
+    ...                    "pairs": 2, "abstained": 0}}}
+    >>> never_worse_table(worse, ["m"], "T", "default")[-2].splitlines()[-1]
+    '| m | 5 | 50.0 | 40.0 | yes | 0/2 (0 %) | 0 |'
+    """
+    table = []
+    for method in methods:
+        entries = worse.get(method, {}).items()
+        for k, e in sorted(entries, key=lambda i: (isinstance(i[0], str), i)):
+            share = e["worse"] / e["pairs"] if e["pairs"] else 0.0
+            table.append(
+                [
+                    method,
+                    k,
+                    f"{100 * e['unadapted']:.1f}",
+                    f"{100 * e['adapted']:.1f}",
+                    "yes" if e["adapted"] <= e["unadapted"] else "**no**",
+                    f"{e['worse']}/{e['pairs']} ({100 * share:.0f} %)",
+                    e["abstained"],
+                ]
+            )
+    header = ["method", "k", "unadapted CER %", f"{budget} CER %"]
+    header += ["mean not worse", "pairs worse", "abstained episodes"]
+    return [
+        f"{title}, per (seed, task); worse = more than "
+        f"{100 * WORSE_BY:.0f} CER points worse:",
+        "",
+        markdown_table(header, table),
+        "",
+    ]
 
 
 def method_claim(pooled_rows, ks=(5, 10)):
@@ -295,40 +379,27 @@ def write_report(folder, seeds, methods, pooled, names, command, minutes):
         checks[split] = {"never_worse": worse, "claim": claim}
         if is_translation(rows):
             checks[split]["bleu_claim"] = bleu_claim(rows)
-        table = []
-        for method in methods:
-            for k, e in sorted(worse.get(method, {}).items()):
-                share = e["worse"] / e["pairs"] if e["pairs"] else 0.0
-                table.append(
-                    [
-                        method,
-                        k,
-                        f"{100 * e['unadapted']:.1f}",
-                        f"{100 * e['adapted']:.1f}",
-                        "yes" if e["adapted"] <= e["unadapted"] else "**no**",
-                        f"{e['worse']}/{e['pairs']} ({100 * share:.0f} %)",
-                        e["abstained"],
-                    ]
-                )
-        lines += [
+        lines += never_worse_table(
+            worse,
+            methods,
             "Default adaptation (what the exported model does) against no "
-            f"adaptation, per (seed, task); worse = more than "
-            f"{100 * WORSE_BY:.0f} CER points worse:",
-            "",
-            markdown_table(
-                [
-                    "method",
-                    "k",
-                    "unadapted CER %",
-                    "default CER %",
-                    "mean not worse",
-                    "pairs worse",
-                    "abstained episodes",
-                ],
-                table,
-            ),
-            "",
-        ]
+            "adaptation",
+            "default",
+        )
+        unsupervised = never_worse(
+            with_each_utterance(runs), UNSUPERVISED_KS, "unsupervised"
+        )
+        if unsupervised:
+            checks[split]["never_worse_unsupervised"] = unsupervised
+            lines += never_worse_table(
+                unsupervised,
+                methods,
+                "Adaptation without transcripts (the exported model's, "
+                "chosen on meta-dev; k untranscribed support utterances, "
+                "or `each`: every query utterance adapted to alone) against "
+                "no adaptation",
+                "unsupervised",
+            )
         if claim:
             cells = [
                 f"k = {k}: {c['best_meta']} {100 * c['cer']:.1f} vs joint "

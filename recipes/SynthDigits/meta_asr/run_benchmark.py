@@ -33,7 +33,6 @@ Authors
 
 import argparse
 import concurrent.futures
-import importlib.util
 import json
 import os
 import subprocess
@@ -52,6 +51,7 @@ from speechbrain_meta.evaluation import (
     write_results,
 )
 from speechbrain_meta.layered_yaml import layer_keys, load_layered_hparams
+from speechbrain_meta.recipe import load_script
 from speechbrain_meta.reports import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,13 +82,10 @@ def _load_recipe(recipe="meta_asr"):
     train.py shadows.
     """
     if recipe not in _LOADED:
-        spec = importlib.util.spec_from_file_location(
-            f"synthdigits_{recipe}_train",
+        _LOADED[recipe] = load_script(
             os.path.join(RECIPES[recipe], "train.py"),
+            f"synthdigits_{recipe}_train",
         )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _LOADED[recipe] = module
     return _LOADED[recipe]
 
 
@@ -118,11 +115,21 @@ METHODS = BASELINES + [
     "lhuc",
     "meta_lora",
     "meta_adapter",
+    "unsupervised_maml",
 ]
-# The default full run: the baselines users would pick and one method of
+# The default full run: the baselines users would pick, one method of
 # each family (meta-initialisation first and second order aside, a learned
-# optimiser, meta-transfer); ``--methods all`` runs all 15.
-MAIN = ["joint", "lora", "fomaml", "reptile", "metasgd", "lhuc"]
+# optimiser, meta-transfer) and MAML for adaptation without transcripts;
+# ``--methods all`` runs all 16.
+MAIN = [
+    "joint",
+    "lora",
+    "fomaml",
+    "reptile",
+    "metasgd",
+    "lhuc",
+    "unsupervised_maml",
+]
 SEEDS = [1234, 1235, 1236]
 SETS = {
     "test": "unseen languages",
@@ -157,6 +164,17 @@ QUICK = {
         "modes": ["eval"],
         "steps": [2, 4],
         "k_shots": [5],
+        "episodes_per_task": 1,
+        "query_utterances": 4,
+    },
+}
+# The CTC recipe's adaptation without transcripts (the attention recipes
+# do not search it), at the quick run's size.
+QUICK_CTC = {
+    "unsupervised_search": {
+        "rules": ["own", "adam"],
+        "adam_lrs": [0.001],
+        "steps": [2],
         "episodes_per_task": 1,
         "query_utterances": 4,
     },
@@ -283,14 +301,16 @@ def method_overrides(args, method, seed):
         "joint_folder": os.path.join(folder, "joint"),
         "data_folder": os.path.join(args.output_folder, "data"),
     }
-    if args.quick:
-        overrides.update(json.loads(json.dumps(QUICK)))
-        if args.recipe != "meta_asr":
-            overrides.update(QUICK_ATTENTION_BUDGET)
     # A --set key only some methods have (inner_steps...) goes to those.
     known = set(layer_keys(COMMON)) | set(layer_keys(method_file(args, method)))
     if args.recipe != "meta_asr":  # its model file's keys
         known |= set(layer_keys(_load_recipe(args.recipe).COMMON[-1]))
+    if args.quick:
+        overrides.update(json.loads(json.dumps(QUICK)))
+        if args.recipe == "meta_asr":
+            overrides.update(json.loads(json.dumps(QUICK_CTC)))
+        else:
+            overrides.update(QUICK_ATTENTION_BUDGET)
     overrides.update(
         {
             k: v
@@ -356,11 +376,9 @@ def main(argv=None):
         )
         print()
         print(results_table(pooled[split]["results"], title=title))
-    spec = importlib.util.spec_from_file_location(
-        "synthdigits_meta_asr_goals", os.path.join(HERE, "goals.py")
+    goals = load_script(
+        os.path.join(HERE, "goals.py"), "synthdigits_meta_asr_goals"
     )
-    goals = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(goals)
     command = (
         "python recipes/SynthDigits/meta_asr/run_benchmark.py "
         + " ".join(argv if argv is not None else sys.argv[1:])

@@ -1,142 +1,151 @@
 #!/usr/bin/env python3
-"""The main job's exported models adapted without transcripts.
+"""The main job's rows without transcripts, per seed, as one table.
 
-Loads each method's exported model of the main job (``seed<S>/<method>/
-inference``) with ``AdaptiveASR``, as a user would, and scores its
-adaptation from untranscribed audio (``unsupervised_adaptation``: the
-export's, or ``UNSUPERVISED_ADAPTATION``) under the main job's few-shot
-protocol: the same episodes of every evaluation set, the support given as
-audio only (k = 1, 5, 10; the transcripts only score the query), and
-episodically, each query utterance adapted to alone
-(``transcribe_adapting``). The k = 0 row is the unadapted model on the
-same queries. Also counts, per set and k, the tasks whose CER went up by
-more than 2 points: how often the default still hurts.
+The main job scores every method's adaptation without transcripts (its
+exported ``unsupervised_adaptation``, chosen on meta-dev) through the
+exported model: the ``unsupervised`` budget (k = 1, 5, 10 untranscribed
+support utterances; k = 0 is the unadapted model on the same queries) and
+``unsupervised_each`` (each query utterance adapted to alone,
+``transcribe_adapting``). This script reads those rows from
+``DIR/seed<S>/<method>/few_shot/<set>/few_shot_results.json`` and writes
+them per seed, method and set, with the means over the seeds and, per
+k, the tasks whose CER went up by more than 2 points: how often the
+adaptation still hurts. It runs no model.
 
 Usage::
 
     python unsupervised_adaptation.py --benchmark_folder DIR \
-        --output_folder OUT [--seeds 1234] [--methods joint,fomaml] \
+        [--output_folder OUT] [--seeds 1234,1235] [--methods joint,lhuc] \
         [--sets real]
-    python unsupervised_adaptation.py --merge OUT1,OUT2 --output_folder OUT \
-        --benchmark_folder DIR
 
-Writes ``OUT/<seed>/<method>/<set>/few_shot_results.{json,md}`` and
-``OUT/unsupervised.{json,md}`` (the table over what was run).
+Writes ``OUT/unsupervised.{json,md}`` (default OUT: DIR).
 
 Authors
  * speechbrain-meta developers 2026
 """
 
 import argparse
-import json
+import glob
 import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from exported_models import main_job_protocols  # noqa: E402
 
 WORSE = 0.02  # a task is hurt when its CER rises by more than this
 
 
-def score_method(folder, protocol, method, seed):
-    """The unadapted, unsupervised k-shot and per-utterance rows."""
-    from speechbrain_meta.inference import AdaptiveASR
+def table_row(rows, method, seed, split):
+    """One (seed, method, set)'s CER per k, hurt tasks and abstentions.
 
-    asr = AdaptiveASR.from_hparams(
-        source=folder,
-        savedir=os.path.join(folder, "..", "unsupervised_savedir"),
-        run_opts={"device": "cpu"},
-    )
-    rows = protocol.evaluate_interface(asr, method, unsupervised=True)
-    rows.append(protocol.evaluate_each_utterance(asr, method))
-    for row in rows:
-        row.update(seeds=[seed], budget="unsupervised")
-    return rows
+    Arguments
+    ---------
+    rows : list of dict
+        The set's few-shot results of one run (every budget).
+    method : str
+        The method.
+    seed : int
+        Its training seed.
+    split : str
+        The set.
 
+    Returns
+    -------
+    dict or None
+        None when the run has no rows without transcripts.
 
-def hurt(rows):
-    """Per adapted row: the tasks whose CER rose by more than ``WORSE``."""
-    base = next(r for r in rows if r["k_shot"] == 0 and "per_utterance"
-                not in (r.get("adaptation") or {}))  # fmt: skip
-    out = {}
-    for r in rows:
-        if r is base:
-            continue
-        label = "each" if r["k_shot"] == 0 else f"k={r['k_shot']}"
-        out[label] = sum(
-            r["cer_per_task"][t] > base["cer_per_task"][t] + WORSE
-            for t in base["cer_per_task"]
-        )
-    return out
+    Example
+    -------
+    >>> rows = [
+    ...     {"budget": "unsupervised", "k_shot": 0, "cer_mean": 0.5,
+    ...      "cer_per_task": {"a": 0.5}},
+    ...     {"budget": "unsupervised", "k_shot": 5, "cer_mean": 0.6,
+    ...      "cer_per_task": {"a": 0.6}, "abstained_episodes": 0},
+    ...     {"budget": "unsupervised_each", "k_shot": 0, "cer_mean": 0.4,
+    ...      "cer_per_task": {"a": 0.4}}]
+    >>> row = table_row(rows, "joint", 1, "real")
+    >>> row["cer"], row["hurt_tasks"]
+    ({'k=0': 50.0, 'k=5': 60.0, 'each': 40.0}, {'k=5': 1, 'each': 0})
+    """
+    mine = [r for r in rows if r.get("budget") == "unsupervised"]
+    base = next((r for r in mine if r["k_shot"] == 0), None)
+    if base is None:
+        return None
+    labelled = [(f"k={r['k_shot']}", r) for r in mine]
+    labelled += [
+        ("each", r) for r in rows if r.get("budget") == "unsupervised_each"
+    ]
+    return {
+        "seed": seed,
+        "method": method,
+        "set": split,
+        "cer": {label: round(100 * r["cer_mean"], 1) for label, r in labelled},
+        "tasks": len(base["cer_per_task"]),
+        "hurt_tasks": {
+            label: sum(
+                r["cer_per_task"][t] > base["cer_per_task"][t] + WORSE
+                for t in base["cer_per_task"]
+            )
+            for label, r in labelled
+            if r is not base
+        },
+        "abstained": {
+            label: r.get("abstained_episodes", 0)
+            for label, r in labelled
+            if label not in ("k=0", "each")
+        },
+        "adaptation": base.get("adaptation"),
+    }
 
 
 def main(argv=None):
-    """Scores every (seed, method, set) asked; writes the table."""
+    """Collects the rows of every (seed, method, set) asked; writes the
+    table.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--benchmark_folder", required=True)
-    parser.add_argument("--output_folder", required=True)
-    parser.add_argument("--seeds", default="1234")
-    parser.add_argument("--methods", default="joint,fomaml,metasgd")
+    parser.add_argument("--output_folder", default=None)
+    parser.add_argument("--seeds", default=None, help="default: all run")
+    parser.add_argument("--methods", default=None, help="default: all run")
     parser.add_argument("--sets", default="test,test_voices,real")
-    parser.add_argument(
-        "--merge",
-        default=None,
-        help="comma-separated output folders of earlier runs: write their "
-        "rows together (with means over seeds) instead of running",
-    )
     args = parser.parse_args(argv)
-    if args.merge:
-        table = []
-        for folder in args.merge.split(","):
-            with open(os.path.join(folder, "unsupervised.json")) as f:
-                table.extend(json.load(f))
-        print(write_table(table, args.output_folder))
-        return 0
+    from speechbrain_meta.evaluation import load_results
 
-    from speechbrain_meta.evaluation import write_results
-
-    table = []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        protocols = main_job_protocols(
-            args.benchmark_folder, seed, os.path.join(args.output_folder, "hp")
+    folder = args.benchmark_folder
+    seeds = (
+        [int(s) for s in args.seeds.split(",")]
+        if args.seeds
+        else sorted(
+            int(os.path.basename(p)[4:])
+            for p in glob.glob(os.path.join(folder, "seed*"))
+            if os.path.basename(p)[4:].isdigit()
         )
-        for method in args.methods.split(","):
-            folder = os.path.join(
-                args.benchmark_folder, f"seed{seed}", method, "inference"
+    )
+    table = []
+    for seed in seeds:
+        run = os.path.join(folder, f"seed{seed}")
+        methods = (
+            args.methods.split(",")
+            if args.methods
+            else sorted(
+                os.path.basename(os.path.dirname(p))
+                for p in glob.glob(os.path.join(run, "*", "few_shot"))
             )
+        )
+        for method in methods:
             for split in args.sets.split(","):
-                if split not in protocols:
+                path = os.path.join(run, method, "few_shot", split)
+                if not os.path.isfile(
+                    os.path.join(path, "few_shot_results.json")
+                ):
                     continue
-                rows = score_method(folder, protocols[split], method, seed)
-                write_results(
-                    os.path.join(args.output_folder, str(seed), method, split),
-                    protocols[split].description(),
-                    rows,
-                    title=f"SynthDigits {split}: {method} (seed {seed}) "
-                    "adapted without transcripts",
+                row = table_row(
+                    load_results(path)["results"], method, seed, split
                 )
-                cer = {}
-                for r in rows:
-                    per_utt = "per_utterance" in (r.get("adaptation") or {})
-                    label = "each" if per_utt else f"k={r['k_shot']}"
-                    cer[label] = round(100 * r["cer_mean"], 1)
-                table.append(
-                    {
-                        "seed": seed,
-                        "method": method,
-                        "set": split,
-                        "cer": cer,
-                        "tasks": len(rows[0]["cer_per_task"]),
-                        "hurt_tasks": hurt(rows),
-                        "abstained": {
-                            f"k={r['k_shot']}": r.get("abstained_episodes", 0)
-                            for r in rows
-                            if r["k_shot"]
-                        },
-                    }
-                )
-                print(json.dumps(table[-1]), flush=True)
-    print(write_table(table, args.output_folder))
+                if row is not None:
+                    table.append(row)
+    if not table:
+        print(f"{folder}: no rows without transcripts (budget "
+              "'unsupervised') in its runs", file=sys.stderr)  # fmt: skip
+        return 1
+    print(write_table(table, args.output_folder or folder))
     return 0
 
 

@@ -35,7 +35,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import importlib.util
 import os
 import sys
 
@@ -51,6 +50,7 @@ from speechbrain_meta.recipe import (
     evaluate_and_export,
     joint_overrides,
     load_joint_model,
+    load_script,
     recover_selected,
     train_method,
 )
@@ -61,17 +61,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SEQ2SEQ = os.path.join(HERE, "..", "meta_seq2seq")
 
 
-def _seq2seq_recipe():
-    """The attention recipe's train.py, under a name of its own."""
-    spec = importlib.util.spec_from_file_location(
-        "synthdigits_meta_seq2seq_train", os.path.join(SEQ2SEQ, "train.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-seq2seq = _seq2seq_recipe()
+# The attention recipe's train.py, under a name of its own.
+seq2seq = load_script(
+    os.path.join(SEQ2SEQ, "train.py"), "synthdigits_meta_seq2seq_train"
+)
 # The corpus (the prepare script shared by the SynthDigits recipes) and the
 # attention recipe's data pipelines.
 prepare_corpora = seq2seq.prepare_corpora
