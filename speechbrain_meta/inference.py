@@ -309,6 +309,12 @@ class AdaptiveASR(Pretrained):
         self.set_adapt_params(self.hparams.adapt_params)
         self.adaptation = Adaptation.from_dict(self.hparams.adaptation)
         self.unsupervised_adaptation = self._unsupervised_adaptation()
+        # One utterance at a time (transcribe_adapting): the export's own
+        # choice, else None (the unsupervised adaptation's).
+        each = getattr(self.hparams, "unsupervised_each_adaptation", None)
+        self.unsupervised_each_adaptation = (
+            None if each is None else Adaptation.from_dict(each)
+        )
         rule = getattr(self.hparams, "update_rule", None)
         hub = getattr(self.hparams, "hub_model", None)
         # SpeechBrain's interface class of a hub model (None: an export).
@@ -578,6 +584,7 @@ class AdaptiveASR(Pretrained):
         notes=None,
         progress=None,
         unsupervised=None,
+        adaptation=None,
     ):
         """Adapts to a task from a few utterances, the model's own way.
 
@@ -608,6 +615,9 @@ class AdaptiveASR(Pretrained):
         unsupervised : bool, optional
             Adapt from the audio alone (default: when there are no
             transcripts; True ignores the transcripts given).
+        adaptation : Adaptation, optional
+            Adapt this way instead of the model's own (``adaptation`` or
+            ``unsupervised_adaptation``).
 
         Returns
         -------
@@ -622,18 +632,19 @@ class AdaptiveASR(Pretrained):
             )
         if not wavs:
             raise BadInput("empty support set: nothing to adapt to")
+        own = adaptation is None
         if unsupervised:
             support = [
                 self.audio(w, f"utterance {i}", notes)
                 for i, w in enumerate(wavs)
             ]
-            adaptation = self.unsupervised_adaptation
+            adaptation = adaptation or self.unsupervised_adaptation
         else:
             support = [
                 self.utterance(w, t, f"utterance {i}", drop_unknown, notes)
                 for i, (w, t) in enumerate(zip(wavs, transcripts))
             ]
-            adaptation = self.adaptation
+            adaptation = adaptation or self.adaptation
         if steps is not None:
             adaptation = adaptation.replace(steps=int(steps))
         if not safe:
@@ -641,10 +652,10 @@ class AdaptiveASR(Pretrained):
         kept, reason = adaptation.steps, "not validated (safe=False)"
         if adaptation.steps == 0:
             reason = (
-                "0 steps asked"
-                if steps is not None
-                else "the model's adaptation has 0 steps: where it was "
-                "chosen (meta-dev), no setting of it lowered the error rate"
+                "the model's adaptation has 0 steps: where it was chosen "
+                "(meta-dev), no setting of it lowered the error rate"
+                if own and steps is None
+                else "0 steps asked"
             )
         with self._trainable(adaptation.adapt_params):
             if adaptation.folds and adaptation.steps:
@@ -730,13 +741,28 @@ class AdaptiveASR(Pretrained):
             raise BadInput("NaN or inf samples", name)
         return {"id": name, "sig": wav}
 
+    def each_utterance_adaptation(self):
+        """How ``transcribe_adapting`` adapts to one utterance alone.
+
+        Returns
+        -------
+        Adaptation
+            The export's ``unsupervised_each_adaptation`` (chosen on
+            meta-dev one utterance at a time), else the
+            ``unsupervised_adaptation``.
+        """
+        return self.unsupervised_each_adaptation or self.unsupervised_adaptation
+
     def transcribe_adapting(self, wav, notes=None, min_length_ratio=0.5):
         """Adapts to one utterance alone (no transcript), transcribes it.
 
-        Episodic test-time adaptation (SUTA): the unsupervised adaptation
-        on this utterance only (one utterance cannot be cross-validated:
-        its steps are bounded by ``max_update``), its transcript, and the
-        base model again for the next file. Guard: if the adapted
+        Episodic test-time adaptation (SUTA): the adaptation without
+        transcripts for one utterance (``each_utterance_adaptation``: a
+        recipe export's was chosen on meta-dev, zero steps where none
+        helped there) on this utterance only (one utterance cannot be
+        cross-validated: its steps are bounded by ``max_update``), its
+        transcript, and the base model again for the next file. Guard: if
+        the adapted
         transcript is shorter than ``min_length_ratio`` times the unadapted
         one (the failure of entropy minimisation: everything blank), the
         unadapted transcript is kept.
@@ -760,7 +786,12 @@ class AdaptiveASR(Pretrained):
         sig = utt["sig"].unsqueeze(0)
         lens = torch.ones(1)
         plain = self.transcribe_batch(sig, lens)[0][0]
-        state = self.adapt([utt["sig"]], safe=False, unsupervised=True)
+        state = self.adapt(
+            [utt["sig"]],
+            safe=False,
+            unsupervised=True,
+            adaptation=self.each_utterance_adaptation(),
+        )
         adapted = self.transcribe_batch(sig, lens, state)[0][0]
         kept = len(adapted) >= min_length_ratio * len(plain)
         info = {"unadapted": plain, "adapted": adapted, "kept": kept}
@@ -952,6 +983,7 @@ def export_model(
     update_rule=None,
     info=None,
     unsupervised_adaptation=None,
+    unsupervised_each_adaptation=None,
 ):
     """Writes a self-contained inference folder for ``AdaptiveASR``.
 
@@ -984,6 +1016,9 @@ def export_model(
     unsupervised_adaptation : Adaptation, optional
         How the model adapts without transcripts (chosen on meta-dev);
         None: ``AdaptiveASR``'s ``UNSUPERVISED_ADAPTATION``.
+    unsupervised_each_adaptation : Adaptation, optional
+        The same, one utterance at a time (``transcribe_adapting``); None:
+        ``unsupervised_adaptation``.
 
     Returns
     -------
@@ -1033,6 +1068,10 @@ def export_model(
     if unsupervised_adaptation is not None:
         out["unsupervised_adaptation"] = concrete(
             unsupervised_adaptation
+        ).describe()
+    if unsupervised_each_adaptation is not None:
+        out["unsupervised_each_adaptation"] = concrete(
+            unsupervised_each_adaptation
         ).describe()
     text = io_text(yaml, out)
     text += "".join(
@@ -1125,6 +1164,7 @@ def export_run(
     adaptation,
     info=None,
     unsupervised_adaptation=None,
+    unsupervised_each_adaptation=None,
 ):
     """``export_model`` for a recipe run: ``<output_folder>/inference``.
 
@@ -1140,8 +1180,9 @@ def export_run(
         How the exported model adapts.
     info : dict, optional
         For the yaml's header.
-    unsupervised_adaptation : Adaptation, optional
-        How it adapts without transcripts (see ``export_model``).
+    unsupervised_adaptation, unsupervised_each_adaptation : Adaptation
+        How it adapts without transcripts, from a support set and one
+        utterance at a time (optional, see ``export_model``).
 
     Returns
     -------
@@ -1162,4 +1203,5 @@ def export_run(
         update_rule=brain.update_rule,
         info=info,
         unsupervised_adaptation=unsupervised_adaptation,
+        unsupervised_each_adaptation=unsupervised_each_adaptation,
     )

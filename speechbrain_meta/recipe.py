@@ -54,7 +54,7 @@ logger = get_logger(__name__)
 # The budgets measured through the exported model (``AdaptiveASR``, the
 # path a user calls) when there is one: the default adaptation, and the
 # adaptation without transcripts (also per utterance: ``unsupervised_each``).
-INTERFACE_BUDGETS = ("default", "unsupervised")
+INTERFACE_BUDGETS = ("default", "unsupervised", "unsupervised_each")
 
 # Settings no method file changes (the shared file's defaults), and the
 # run's own folders: never handed on to the joint model's run.
@@ -600,8 +600,12 @@ def choose_unsupervised_adaptations(hparams, brain, dev_data, dataset_name):
     and steps tuned). ``unsupervised``: what the exported model does:
     zero steps (the unadapted model) is always a candidate, so where no
     setting lowers the meta-dev CER it does nothing, and the exported
-    model says so when asked to adapt (it abstains). Written to
-    ``unsupervised_search.{json,md}``.
+    model says so when asked to adapt (it abstains).
+    ``unsupervised_each``: the same choice for episodic use, each meta-dev
+    query utterance adapted to alone and transcribed
+    (``AdaptiveASR.transcribe_adapting``). Written to
+    ``unsupervised_search.{json,md}`` and
+    ``unsupervised_each_search.{json,md}``.
 
     Arguments
     ---------
@@ -618,7 +622,8 @@ def choose_unsupervised_adaptations(hparams, brain, dev_data, dataset_name):
     Returns
     -------
     dict
-        ``unsupervised_tuned`` and ``unsupervised`` Adaptations.
+        ``unsupervised_tuned``, ``unsupervised`` and ``unsupervised_each``
+        Adaptations.
     """
     search = hparams["unsupervised_search"]
     dev = FewShotProtocol(
@@ -638,30 +643,40 @@ def choose_unsupervised_adaptations(hparams, brain, dev_data, dataset_name):
         adapt_params=unsupervised_params(brain.inner_loop.adapt_params),
         max_update=search.get("max_update"),
     )
-    chosen = select_adaptation(
-        brain,
-        dev,
-        candidates,
-        steps=sorted({0, *search["steps"]}),
-        cache_path=os.path.join(
-            hparams["output_folder"], "unsupervised_search.json"
-        ),
-        cliff=search.get("cliff", 0.02),
-        cliff_factor=search.get("cliff_factor", 2),
-    )
-    write_search_table(
-        chosen["scores"],
-        os.path.join(hparams["output_folder"], "unsupervised_search.md"),
-        f"{dataset_name}: search of {hparams['method']}'s adaptation "
-        "without transcripts",
-    )
-    adapting = [r for r in chosen["scores"] if r["steps"] > 0]
+    chosen = {}
+    for name, per_utterance in (("", False), ("_each", True)):
+        chosen[name] = select_adaptation(
+            brain,
+            dev,
+            candidates,
+            steps=sorted({0, *search["steps"]}),
+            cache_path=os.path.join(
+                hparams["output_folder"], f"unsupervised{name}_search.json"
+            ),
+            cliff=search.get("cliff", 0.02),
+            cliff_factor=search.get("cliff_factor", 2),
+            per_utterance=per_utterance,
+        )
+        write_search_table(
+            chosen[name]["scores"],
+            os.path.join(
+                hparams["output_folder"], f"unsupervised{name}_search.md"
+            ),
+            f"{dataset_name}: search of {hparams['method']}'s adaptation "
+            "without transcripts"
+            + (", each utterance alone" if per_utterance else ""),
+        )
+    adapting = [r for r in chosen[""]["scores"] if r["steps"] > 0]
     best = min(
         [r for r in adapting if r["eligible"]] or adapting,
         key=lambda r: (r["cer"], r["steps"]),
     )
     tuned = Adaptation.from_dict({**best["candidate"], "steps": best["steps"]})
-    return {"unsupervised_tuned": tuned, "unsupervised": chosen["tuned"]}
+    return {
+        "unsupervised_tuned": tuned,
+        "unsupervised": chosen[""]["tuned"],
+        "unsupervised_each": chosen["_each"]["tuned"],
+    }
 
 
 def write_search_table(scores, path, title):
@@ -721,9 +736,9 @@ def few_shot_evaluation(
     ``choose_adaptations``) through its brain, except ``default`` and
     ``unsupervised``, which are measured through the exported model
     (``exported``, an ``AdaptiveASR``: ``adapt`` and ``transcribe_batch``,
-    the path a user calls); ``unsupervised`` also gives the budget
-    ``unsupervised_each``: every query utterance adapted to alone
-    (``transcribe_adapting``). Results go to
+    the path a user calls), and ``unsupervised_each``: every query
+    utterance adapted to alone by the exported model
+    (``transcribe_adapting``; left out without one). Results go to
     ``<output_folder>/few_shot/<set>/``.
 
     Arguments
@@ -750,16 +765,14 @@ def few_shot_evaluation(
     dict
         Set name to its results.
     """
+    if exported is None:  # only an exported model adapts per utterance
+        adaptations = {
+            k: v for k, v in adaptations.items() if k != "unsupervised_each"
+        }
     wanted = {name: a.describe() for name, a in adaptations.items()}
     if exported is not None:
         for budget in set(adaptations) & set(INTERFACE_BUDGETS):
             wanted[budget] = {**wanted[budget], "through": "AdaptiveASR"}
-        if "unsupervised" in adaptations:
-            # Each query utterance adapted to alone (SUTA's episodic use).
-            wanted["unsupervised_each"] = {
-                **wanted["unsupervised"],
-                "per_utterance": True,
-            }
     results = {}
     for split, group_by in (hparams["few_shot_sets"] or {}).items():
         if group_by is None:  # a layered file turned this set off
@@ -793,26 +806,23 @@ def few_shot_evaluation(
             if any(row.get("budget") == budget for row in rows):
                 logger.info("Few-shot %s: %s rows kept", split, budget)
                 continue
-            scored = {budget: None}
-            if budget in INTERFACE_BUDGETS and exported is not None:
-                unsupervised = budget == "unsupervised"
-                scored[budget] = protocol.evaluate_interface(
-                    exported, hparams["method"], unsupervised=unsupervised
+            if budget == "unsupervised_each":
+                scored = [
+                    protocol.evaluate_each_utterance(
+                        exported, hparams["method"]
+                    )
+                ]
+            elif budget in INTERFACE_BUDGETS and exported is not None:
+                scored = protocol.evaluate_interface(
+                    exported,
+                    hparams["method"],
+                    unsupervised=budget == "unsupervised",
                 )
-                if unsupervised:
-                    scored["unsupervised_each"] = [
-                        protocol.evaluate_each_utterance(
-                            exported, hparams["method"]
-                        )
-                    ]
             else:
-                scored[budget] = protocol.evaluate(
-                    brain, hparams["method"], adaptation
-                )
-            for name, scored_rows in scored.items():
-                for row in scored_rows:
-                    row.update(budget=name, seeds=[hparams["seed"]])
-                    rows.append(row)
+                scored = protocol.evaluate(brain, hparams["method"], adaptation)
+            for row in scored:
+                row.update(budget=budget, seeds=[hparams["seed"]])
+                rows.append(row)
         results[split] = write_results(
             out_dir,
             description,
@@ -903,13 +913,14 @@ def evaluate_and_export(
     corpus = recipe.split("/")[0]
     results = {}
     adaptations = None
-    unsupervised = None
+    unsupervised = unsupervised_each = None
     if hparams["run_few_shot"]:
         adaptations = choose_adaptations(
             hparams, brain, datasets["dev"], f"{corpus}/dev"
         )
         exported = adaptations["default"]
         unsupervised = adaptations.get("unsupervised")
+        unsupervised_each = adaptations.get("unsupervised_each")
     else:
         exported = brain.own_adaptation().replace(
             **hparams["default_adaptation"]
@@ -924,6 +935,7 @@ def evaluate_and_export(
             kwargs={
                 "info": {"method": hparams["method"], "recipe": recipe},
                 "unsupervised_adaptation": unsupervised,
+                "unsupervised_each_adaptation": unsupervised_each,
             },
         )
     if export and adaptations is not None:

@@ -318,9 +318,10 @@ class FewShotProtocol:
         """Episodic adaptation: each query utterance adapted to alone.
 
         Every query utterance of every task goes to
-        ``asr.transcribe_adapting`` (the model's unsupervised adaptation on
-        that utterance only, then its transcript; the base model for the
-        next); scored as the k = 0 row is.
+        ``asr.transcribe_adapting`` (the model's adaptation without
+        transcripts for one utterance, on that utterance only, then its
+        transcript; the base model for the next); scored as the k = 0 row
+        is.
 
         Arguments
         ---------
@@ -351,7 +352,7 @@ class FewShotProtocol:
             cers.append(cer.summarize("error_rate") / 100)
             wers.append(wer.summarize("error_rate") / 100)
             per_task[task] = cers[-1]
-        settings = dict(asr.unsupervised_adaptation.describe())
+        settings = dict(asr.each_utterance_adaptation().describe())
         settings["per_utterance"] = True
         row = summary_row(
             method,

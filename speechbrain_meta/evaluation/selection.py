@@ -16,6 +16,11 @@ change of speaker away from being bad, and a user who adapts a little
 longer falls off it. Every (candidate, steps) is written with its mean
 CER, a 95 % interval over the meta-dev episodes and whether it passed.
 
+An adaptation used one utterance at a time (episodic adaptation without
+transcripts: adapt to the utterance, transcribe it, reset) is searched
+the same way with ``per_utterance``: each meta-dev query utterance is
+adapted to alone and scored, each an episode.
+
 Authors
  * speechbrain-meta developers 2026
 """
@@ -104,6 +109,7 @@ def select_adaptation(
     cache_path=None,
     cliff=0.02,
     cliff_factor=2,
+    per_utterance=False,
 ):
     """The candidate and step count with the lowest meta-dev CER.
 
@@ -127,6 +133,10 @@ def select_adaptation(
         times the steps.
     cliff_factor : int
         How much longer the adaptation must stay good (1: no check).
+    per_utterance : bool
+        Score episodic adaptation instead: every query utterance adapted
+        to alone and transcribed (an adaptation without transcripts, used
+        one utterance at a time); each utterance's CER is an episode.
 
     Returns
     -------
@@ -144,13 +154,16 @@ def select_adaptation(
         "steps": scored,
         "episodes": protocol.description(),
     }
+    if per_utterance:
+        key["per_utterance"] = True
     scores = None
     if cache_path is not None and os.path.exists(cache_path):
         cached = load_results(cache_path)
         if cached.get("key") == key:
             scores = cached["scores"]
     if scores is None:
-        scores = _search(brain, protocol, candidates, scored, score)
+        search = _search_each_utterance if per_utterance else _search
+        scores = search(brain, protocol, candidates, scored, score)
         if cache_path is not None:
             write_json(cache_path, {"key": key, "scores": scores})
     table, row = choose_setting(scores, steps, cliff, factor)
@@ -233,15 +246,45 @@ def _search(brain, protocol, candidates, steps, score):
                     for s in steps:
                         cer = score(brain, path[s], queries[task])[0]
                         totals[s].append(cer)
-        for s in steps:
-            mean, ci95 = confidence_interval(totals[s])
-            rows.append(
-                {
-                    "candidate": candidate.replace(steps=0).describe(),
-                    "steps": s,
-                    "cer": mean,
-                    "ci95": ci95,
-                    "n_episodes": len(totals[s]),
-                }
-            )
+        rows += _score_rows(candidate, totals)
+    return rows
+
+
+def _search_each_utterance(brain, protocol, candidates, steps, score):
+    brain.modules.eval()
+    rows = []
+    for candidate in candidates:
+        candidate = candidate.replace(steps=max(steps))
+        totals = {s: [] for s in steps}
+        for task in protocol.tasks:
+            for index in protocol.episode(task, 0, 0)[1]:
+                query = protocol.batch([index], brain.device)
+                try:
+                    path = candidate.trajectory(
+                        brain, protocol.examples([index])
+                    )
+                except NonFiniteInnerLoss:
+                    for s in steps:
+                        totals[s].append(1.0)
+                    continue
+                for s in steps:
+                    totals[s].append(score(brain, path[s], query)[0])
+        rows += _score_rows(candidate, totals)
+    return rows
+
+
+def _score_rows(candidate, totals):
+    """A candidate's rows: mean CER and 95 % interval per step count."""
+    rows = []
+    for steps, cers in totals.items():
+        mean, ci95 = confidence_interval(cers)
+        rows.append(
+            {
+                "candidate": candidate.replace(steps=0).describe(),
+                "steps": steps,
+                "cer": mean,
+                "ci95": ci95,
+                "n_episodes": len(cers),
+            }
+        )
     return rows

@@ -232,9 +232,23 @@ def check_unsupervised_rows(run, by, method):
             assert row["cer_mean"] == zero["cer_mean"]
         else:
             assert row["abstained_episodes"] == 0
+    # One utterance at a time: its own search (each meta-dev query
+    # utterance adapted to alone), its own exported choice.
+    search = json.loads((run / "unsupervised_each_search.json").read_text())
+    assert search["key"]["per_utterance"] is True
+    _, chosen = choose_setting(
+        search["scores"], [s for s in steps if 2 * s in steps]
+    )
+    alone = json.loads(
+        json.dumps(
+            ruamel.yaml.YAML().load(text)["unsupervised_each_adaptation"]
+        )
+    )
+    assert alone["steps"] == chosen["steps"]
     each = by[(method, "unsupervised_each", 0)]
     assert each["adaptation"]["per_utterance"] is True
-    if exported["steps"] == 0:
+    assert each["adaptation"]["steps"] == alone["steps"]
+    if alone["steps"] == 0:
         assert each["cer_mean"] == zero["cer_mean"]
 
 

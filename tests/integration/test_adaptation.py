@@ -201,6 +201,36 @@ def test_selection_picks_the_best_setting_on_meta_dev(tmp_path):
     assert {r["steps"] for r in other["scores"]} == {2}
 
 
+def test_selection_of_an_adaptation_used_one_utterance_at_a_time():
+    """per_utterance: each query utterance is adapted to alone and scored
+    (an episode each), as episodic adaptation without transcripts is
+    used; zero steps is a candidate like any other."""
+    brain = _brain()
+    protocol = FewShotProtocol(_lines(), "task", [5], 1, 10, seed=1)
+
+    def mse(brain, fast, query):
+        loss = float(held_out_loss(brain, fast, query))
+        return loss, loss
+
+    candidates = candidate_adaptations(["sgd"], sgd_lrs=[0.1])
+    chosen = select_adaptation(
+        brain, protocol, candidates, [0, 2], score=mse, cliff=1e9,
+        per_utterance=True,
+    )  # fmt: skip
+    rows = {r["steps"]: r for r in chosen["scores"]}
+    assert rows[2]["n_episodes"] == 3 * 10  # tasks x query utterances
+    expected = []
+    for task in protocol.tasks:
+        for index in protocol.episode(task, 0, 0)[1]:
+            alone = protocol.examples([index])
+            path = candidates[0].replace(steps=2).trajectory(brain, alone)
+            query = protocol.batch([index], brain.device)
+            expected.append(mse(brain, path[2], query)[0])
+    assert rows[2]["cer"] == pytest.approx(sum(expected) / len(expected))
+    # Fitting an utterance lowers its own error: adapting beats 0 steps.
+    assert rows[2]["cer"] < rows[0]["cer"] and chosen["tuned"].steps == 2
+
+
 def test_selection_refuses_a_cliff_edge(tmp_path):
     import json
 
