@@ -18,7 +18,10 @@ adaptation's settings (``adaptation``: rule, rate, steps, normalisation
 mode), its ``budget`` (``tuned``: the settings best for the method on
 meta-dev; ``quick``: a fixed small budget), the training ``seeds`` it
 pools and every scored episode (``episode_cers``, ``episode_wers``), so
-that runs pool exactly (``pool_seeds``). It is written beside a markdown
+that runs pool exactly (``pool_seeds``). Every (method, budget) has a row
+for each k of the protocol, except episodic adaptation (the adaptation's
+``per_utterance`` is true: each query utterance adapted to alone, no
+support), which has one row, at k = 0. It is written beside a markdown
 table and a PNG plot (``speechbrain_meta.reports``).
 
 Authors
@@ -287,7 +290,7 @@ def validate_results(document):
             raise ValueError(f"protocol: {key!r} is not {kind.__name__}")
     if not isinstance(document["results"], list) or not document["results"]:
         raise ValueError("results: not a non-empty list")
-    seen = {}
+    seen, expected = {}, {}
     for i, row in enumerate(document["results"]):
         for key, kind in ROW_TYPES.items():
             if key not in row:
@@ -312,11 +315,13 @@ def validate_results(document):
         if row.get("budget") is not None:
             method = f"{method} ({row['budget']})"
         seen.setdefault(method, []).append(row["k_shot"])
+        if (row.get("adaptation") or {}).get("per_utterance"):
+            expected[method] = [0]  # episodic: one row, no support
     for method, ks in seen.items():
-        if sorted(ks) != sorted(protocol["k_shots"]):
+        wanted = expected.get(method, protocol["k_shots"])
+        if sorted(ks) != sorted(wanted):
             raise ValueError(
-                f"{method}: rows for k={sorted(ks)}, protocol has "
-                f"{protocol['k_shots']}"
+                f"{method}: rows for k={sorted(ks)}, expected {wanted}"
             )
     return list(dict.fromkeys(r["method"] for r in document["results"]))
 
