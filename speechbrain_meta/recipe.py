@@ -598,9 +598,10 @@ def choose_unsupervised_adaptations(hparams, brain, dev_data, dataset_name):
     ``select_adaptation``. ``unsupervised_tuned``: the best setting that
     adapts (at least one step), run as it is (SUTA-style, with its rate
     and steps tuned). ``unsupervised``: what the exported model does:
-    zero steps (the unadapted model) is always a candidate, so where no
-    setting lowers the meta-dev CER it does nothing, and the exported
-    model says so when asked to adapt (it abstains).
+    the best setting if it lowers the meta-dev CER by at least
+    ``min_gain`` below not adapting (zero steps, always scored), else zero
+    steps: the exported model then abstains, and says so
+    (``adapt_if_it_gains``).
     ``unsupervised_each``: the same choice for episodic use, each meta-dev
     query utterance adapted to alone and transcribed
     (``AdaptiveASR.transcribe_adapting``). Written to
@@ -666,17 +667,58 @@ def choose_unsupervised_adaptations(hparams, brain, dev_data, dataset_name):
             "without transcripts"
             + (", each utterance alone" if per_utterance else ""),
         )
-    adapting = [r for r in chosen[""]["scores"] if r["steps"] > 0]
-    best = min(
-        [r for r in adapting if r["eligible"]] or adapting,
-        key=lambda r: (r["cer"], r["steps"]),
-    )
-    tuned = Adaptation.from_dict({**best["candidate"], "steps": best["steps"]})
+    min_gain = search.get("min_gain", 0.0)
+    tuned, default = adapt_if_it_gains(chosen[""]["scores"], min_gain)
+    _, each = adapt_if_it_gains(chosen["_each"]["scores"], min_gain)
     return {
         "unsupervised_tuned": tuned,
-        "unsupervised": chosen[""]["tuned"],
-        "unsupervised_each": chosen["_each"]["tuned"],
+        "unsupervised": default,
+        "unsupervised_each": each,
     }
+
+
+def adapt_if_it_gains(scores, min_gain=0.0):
+    """The best adapting setting of a search, and whether to use it.
+
+    Arguments
+    ---------
+    scores : list of dict
+        ``select_adaptation``'s table: ``candidate``, ``steps``, ``cer``,
+        ``eligible`` (the cliff rule), zero steps among the step counts.
+    min_gain : float
+        How much lower (absolute CER) than not adapting the best setting
+        must be on meta-dev to be used.
+
+    Returns
+    -------
+    tuple of Adaptation
+        ``(tuned, default)``: the best setting with at least one step
+        (eligible if any is), and the same, or with zero steps (the model
+        abstains) where it is not eligible or gains less than
+        ``min_gain``.
+
+    Example
+    -------
+    >>> c = {"rule": "adam", "lr": 0.001, "mode": "eval", "folds": 0,
+    ...      "steps": 0}
+    >>> scores = [
+    ...     {"candidate": c, "steps": 0, "cer": 0.40, "eligible": True},
+    ...     {"candidate": c, "steps": 3, "cer": 0.398, "eligible": True}]
+    >>> tuned, default = adapt_if_it_gains(scores, min_gain=0.01)
+    >>> tuned.steps, default.steps
+    (3, 0)
+    >>> adapt_if_it_gains(scores, min_gain=0.001)[1].steps
+    3
+    """
+    zero = min(r["cer"] for r in scores if r["steps"] == 0)
+    adapting = [r for r in scores if r["steps"] > 0]
+    eligible = [r for r in adapting if r["eligible"]]
+    best = min(eligible or adapting, key=lambda r: (r["cer"], r["steps"]))
+    tuned = Adaptation.from_dict({**best["candidate"], "steps": best["steps"]})
+    gain = zero - best["cer"]
+    if best["eligible"] and gain > 0 and gain >= min_gain:
+        return tuned, tuned
+    return tuned, tuned.replace(steps=0)
 
 
 def write_search_table(scores, path, title):

@@ -10,8 +10,9 @@ import pytest
 import ruamel.yaml
 
 from speechbrain_meta.evaluation import validate_results
+from speechbrain_meta.evaluation.selection import choose_setting
 from speechbrain_meta.layered_yaml import load_layered_hparams
-from speechbrain_meta.recipe import recover_selected
+from speechbrain_meta.recipe import adapt_if_it_gains, recover_selected
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "SynthDigits", "meta_asr")
@@ -199,54 +200,49 @@ def test_quick_main_job(quick_benchmark):
 
 def check_unsupervised_rows(run, by, method):
     """A method's rows without transcripts in one set's results: the
-    adaptation its search chose on meta-dev is the exported one, and the
-    rows measure it through the exported model."""
-    from speechbrain_meta.evaluation.selection import choose_setting
-
-    search = json.loads((run / "unsupervised_search.json").read_text())
-    steps = sorted({r["steps"] for r in search["scores"]})
-    assert steps[0] == 0  # not adapting is always a candidate
-    _, chosen = choose_setting(
-        search["scores"], [s for s in steps if 2 * s in steps]
-    )
+    adaptations its searches chose on meta-dev (the rule of
+    ``adapt_if_it_gains``, with common.yaml's ``min_gain``) are the
+    exported ones, and the rows measure them through the exported model."""
     text = (run / "inference" / "hyperparams.yaml").read_text()
-    exported = json.loads(
-        json.dumps(ruamel.yaml.YAML().load(text)["unsupervised_adaptation"])
-    )
-    assert exported["steps"] == chosen["steps"]
-    assert exported["unsupervised"]["objective"] == "entropy"
+    exported = json.loads(json.dumps(ruamel.yaml.YAML().load(text)))
+    min_gain = load_layered_hparams(
+        os.path.join(RECIPE, "hparams", "joint.yaml"), COMMON
+    )[0]["unsupervised_search"]["min_gain"]
+    chosen = {}
+    for name in ("", "_each"):
+        search = json.loads(
+            (run / f"unsupervised{name}_search.json").read_text()
+        )
+        assert search["key"].get("per_utterance", False) == (name == "_each")
+        steps = sorted({r["steps"] for r in search["scores"]})
+        assert steps[0] == 0  # not adapting is always scored
+        table, _ = choose_setting(
+            search["scores"], [s for s in steps if 2 * s in steps]
+        )
+        chosen[name] = adapt_if_it_gains(table, min_gain)
+        mine = exported[f"unsupervised{name}_adaptation"]
+        assert mine["steps"] == chosen[name][1].steps
+        assert mine["unsupervised"]["objective"] == "entropy"
     # The best setting that adapts, run as it is (SUTA-style, tuned).
     tuned = by[(method, "unsupervised_tuned", 5)]["adaptation"]
-    assert tuned["steps"] > 0 and tuned["unsupervised"]
-    if chosen["steps"]:
-        assert tuned["steps"] == chosen["steps"]
+    assert tuned["steps"] == chosen[""][0].steps > 0
     # The same unadapted model on the same queries as the default's k = 0.
     zero = by[(method, "unsupervised", 0)]
     assert zero["cer_mean"] == by[(method, "default", 0)]["cer_mean"]
+    default = exported["unsupervised_adaptation"]
     for k in (1, 5):
         row = by[(method, "unsupervised", k)]
-        assert row["adaptation"]["unsupervised"] == exported["unsupervised"]
+        assert row["adaptation"]["unsupervised"] == default["unsupervised"]
         assert row["adaptation"]["through"] == "AdaptiveASR"
-        if exported["steps"] == 0:  # abstains, and says so in every episode
+        if default["steps"] == 0:  # abstains, and says so in every episode
             assert row["abstained_episodes"] == row["n_episodes"]
             assert row["cer_mean"] == zero["cer_mean"]
         else:
             assert row["abstained_episodes"] == 0
-    # One utterance at a time: its own search (each meta-dev query
-    # utterance adapted to alone), its own exported choice.
-    search = json.loads((run / "unsupervised_each_search.json").read_text())
-    assert search["key"]["per_utterance"] is True
-    _, chosen = choose_setting(
-        search["scores"], [s for s in steps if 2 * s in steps]
-    )
-    alone = json.loads(
-        json.dumps(
-            ruamel.yaml.YAML().load(text)["unsupervised_each_adaptation"]
-        )
-    )
-    assert alone["steps"] == chosen["steps"]
+    # One utterance at a time: its own exported choice.
     each = by[(method, "unsupervised_each", 0)]
     assert each["adaptation"]["per_utterance"] is True
+    alone = exported["unsupervised_each_adaptation"]
     assert each["adaptation"]["steps"] == alone["steps"]
     if alone["steps"] == 0:
         assert each["cer_mean"] == zero["cer_mean"]
