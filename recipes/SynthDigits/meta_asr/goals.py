@@ -111,8 +111,11 @@ def never_worse(runs, ks=(1, 5, 10), budget="default"):
                 {"unadapted": [], "adapted": [], "worse": 0, "pairs": 0,
                  "abstained": 0},
             )  # fmt: skip
+            # (an episodic row carries its own baseline: each utterance
+            # transcribed alone, unadapted)
+            bases = row.get("unadapted_cer_per_task") or zero["cer_per_task"]
             for task, cer in row["cer_per_task"].items():
-                base = zero["cer_per_task"][task]
+                base = bases[task]
                 entry["unadapted"].append(base)
                 entry["adapted"].append(cer)
                 entry["pairs"] += 1

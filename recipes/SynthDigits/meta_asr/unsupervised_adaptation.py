@@ -10,7 +10,10 @@ support utterances; k = 0 is the unadapted model on the same queries) and
 ``DIR/seed<S>/<method>/few_shot/<set>/few_shot_results.json`` and writes
 them per seed, method and set, with the means over the seeds and, per
 k, the tasks whose CER went up by more than 2 points: how often the
-adaptation still hurts. It runs no model.
+adaptation still hurts (the per-utterance row against the unadapted model
+on each utterance alone, column ``alone``: a model whose RNN runs over
+padded frames transcribes an utterance alone differently from the k = 0
+row's padded batch). It runs no model.
 
 Usage::
 
@@ -72,15 +75,24 @@ def table_row(rows, method, seed, split):
     labelled += [
         ("each", r) for r in rows if r.get("budget") == "unsupervised_each"
     ]
+    cer = {label: round(100 * r["cer_mean"], 1) for label, r in labelled}
+    for label, r in labelled:
+        if "unadapted_cer_mean" in r:  # each utterance alone, unadapted
+            cer["alone"] = round(100 * r["unadapted_cer_mean"], 1)
+
+    def bases(r):
+        # an episodic row is compared with its own unadapted transcripts
+        return r.get("unadapted_cer_per_task") or base["cer_per_task"]
+
     return {
         "seed": seed,
         "method": method,
         "set": split,
-        "cer": {label: round(100 * r["cer_mean"], 1) for label, r in labelled},
+        "cer": cer,
         "tasks": len(base["cer_per_task"]),
         "hurt_tasks": {
             label: sum(
-                r["cer_per_task"][t] > base["cer_per_task"][t] + WORSE
+                r["cer_per_task"][t] > bases(r)[t] + WORSE
                 for t in base["cer_per_task"]
             )
             for label, r in labelled
@@ -174,12 +186,15 @@ def write_table(table, output_folder):
     ...        "hurt_tasks": {"k=5": 1}, "abstained": {"k=5": 0}}
     >>> table = [dict(row, seed=1, cer={"k=0": 50.0, "k=5": 48.0}),
     ...          dict(row, seed=2, cer={"k=0": 40.0, "k=5": 41.0})]
-    >>> print(write_table(table, tempfile.mkdtemp()).splitlines()[-1])
-    | mean of 2 | joint | real | 45.0 | - | 44.5 | - | - | k=5: 2/6 | k=5: 0 |
+    >>> last = write_table(table, tempfile.mkdtemp()).splitlines()[-1]
+    >>> last.split(" | ")[:6]
+    ['| mean of 2', 'joint', 'real', '45.0', '-', '44.5']
+    >>> last.split(" | ")[-2:]
+    ['k=5: 2/6', 'k=5: 0 |']
     """
     from speechbrain_meta.reports import markdown_table, write_json
 
-    labels = ["k=0", "k=1", "k=5", "k=10", "each"]
+    labels = ["k=0", "k=1", "k=5", "k=10", "alone", "each"]
     rows = list(table)
     groups = {}
     for t in table:
@@ -210,9 +225,10 @@ def write_table(table, output_folder):
             }
         )
     write_json(os.path.join(output_folder, "unsupervised.json"), table)
+    names = {"alone": "k=0, each utterance alone", "each": "each adapted"}
     header = (
         ["seed", "method", "set"]
-        + [f"CER % {x}" for x in labels]
+        + [f"CER % {names.get(x, x)}" for x in labels]
         + ["tasks hurt (> 2 points)", "episodes abstained"]
     )
     body = []
