@@ -249,8 +249,11 @@ def check_unsupervised_rows(run, by, method):
     assert each["adaptation"]["per_utterance"] is True
     alone = exported["unsupervised_each_adaptation"]
     assert each["adaptation"]["steps"] == alone["steps"]
+    # Its baseline: each utterance transcribed alone, unadapted (not the
+    # k = 0 row's padded batch: the CRDNN's LSTMs run over the padding).
+    assert set(each["unadapted_cer_per_task"]) == set(zero["cer_per_task"])
     if alone["steps"] == 0:
-        assert each["cer_mean"] == zero["cer_mean"]
+        assert each["cer_mean"] == each["unadapted_cer_mean"]
 
 
 def test_one_method_alone_trains_the_joint_model_it_needs(tmp_path):
