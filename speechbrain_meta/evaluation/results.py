@@ -388,6 +388,16 @@ def pool_seeds(documents):
             row["abstained_episodes"] = sum(
                 p.get("abstained_episodes", 0) for p in parts
             )
+        if all("unadapted_cer_per_task" in p for p in parts):
+            # an episodic row's own baseline, pooled as its CER is
+            row["unadapted_cer_per_task"] = {
+                t: sum(p["unadapted_cer_per_task"][t] for p in parts)
+                / len(parts)
+                for t in tasks
+            }
+            row["unadapted_cer_mean"] = sum(
+                p["unadapted_cer_mean"] for p in parts
+            ) / len(parts)
         if budget is not None:
             row["budget"] = budget
         if any(a != adaptations[0] for a in adaptations):
