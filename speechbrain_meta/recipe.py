@@ -512,6 +512,35 @@ def selected_checkpoint(hparams, checkpointer=None):
     return checkpointer.find_checkpoint(min_key="CER")
 
 
+def search_protocol(hparams, search, dev_data, dataset_name):
+    """The meta-dev episodes an adaptation search scores its candidates on.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``group_by`` and ``few_shot`` (its seed: the episodes).
+    search : dict
+        ``k_shots``, ``episodes_per_task``, ``query_utterances``.
+    dev_data : DynamicItemDataset
+        The meta-dev utterances.
+    dataset_name : str
+        Named in the results.
+
+    Returns
+    -------
+    FewShotProtocol
+    """
+    return FewShotProtocol(
+        dev_data,
+        group_by=hparams["group_by"],
+        k_shots=search["k_shots"],
+        episodes_per_task=search["episodes_per_task"],
+        query_utterances=search["query_utterances"],
+        seed=hparams["few_shot"]["seed"],
+        dataset_name=dataset_name,
+    )
+
+
 def choose_adaptations(hparams, brain, dev_data, dataset_name):
     """The method's adaptations, chosen on the meta-dev tasks.
 
@@ -541,15 +570,7 @@ def choose_adaptations(hparams, brain, dev_data, dataset_name):
         ``tuned`` and ``default`` Adaptations.
     """
     search = hparams["adaptation_search"]
-    dev = FewShotProtocol(
-        dev_data,
-        group_by=hparams["group_by"],
-        k_shots=search["k_shots"],
-        episodes_per_task=search["episodes_per_task"],
-        query_utterances=search["query_utterances"],
-        seed=hparams["few_shot"]["seed"],
-        dataset_name=dataset_name,
-    )
+    dev = search_protocol(hparams, search, dev_data, dataset_name)
     candidates = candidate_adaptations(
         search["rules"],
         search["sgd_lrs"],
@@ -627,15 +648,7 @@ def choose_unsupervised_adaptations(hparams, brain, dev_data, dataset_name):
         Adaptations.
     """
     search = hparams["unsupervised_search"]
-    dev = FewShotProtocol(
-        dev_data,
-        group_by=hparams["group_by"],
-        k_shots=search["k_shots"],
-        episodes_per_task=search["episodes_per_task"],
-        query_utterances=search["query_utterances"],
-        seed=hparams["few_shot"]["seed"],
-        dataset_name=dataset_name,
-    )
+    dev = search_protocol(hparams, search, dev_data, dataset_name)
     candidates = candidate_adaptations(
         search["rules"],
         search.get("sgd_lrs", []),

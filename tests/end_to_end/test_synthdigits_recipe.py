@@ -271,6 +271,8 @@ def test_one_method_alone_trains_the_joint_model_it_needs(tmp_path):
         "query_utterances: 10}",
         "--adaptation_search={rules: [own], modes: [eval], steps: [1], "
         "query_utterances: 4}",
+        "--unsupervised_search={rules: [own], adam_lrs: [], steps: [1], "
+        "episodes_per_task: 1, query_utterances: 4}",
         "--few_shot_voice_tasks=1",
         f"--data_folder={tmp_path / 'data'}",
         f"--joint_folder={tmp_path / 'joint'}",
