@@ -162,8 +162,10 @@ def select_adaptation(
         if cached.get("key") == key:
             scores = cached["scores"]
     if scores is None:
-        search = _search_each_utterance if per_utterance else _search
-        scores = search(brain, protocol, candidates, scored, score)
+        episodes = (
+            _utterance_episodes if per_utterance else _support_episodes
+        )(protocol, brain.device)
+        scores = _search(brain, episodes, candidates, scored, score)
         if cache_path is not None:
             write_json(cache_path, {"key": key, "scores": scores})
     table, row = choose_setting(scores, steps, cliff, factor)
@@ -226,49 +228,45 @@ def choose_setting(scores, steps, cliff=0.02, cliff_factor=2):
     return table, min(eligible, key=lambda r: (r["cer"], r["steps"]))
 
 
-def _search(brain, protocol, candidates, steps, score):
+def _support_episodes(protocol, device):
+    """``(support, query)`` of every meta-dev episode with k > 0."""
+    queries = protocol.queries(device)
+    return [
+        (protocol.examples(protocol.episode(task, e, k)[0]), queries[task])
+        for task in protocol.tasks
+        for k in protocol.k_shots
+        if k > 0
+        for e in range(protocol.episodes_per_task)
+    ]
+
+
+def _utterance_episodes(protocol, device):
+    """``(support, query)``: each meta-dev query utterance, alone, as both."""
+    return [
+        (protocol.examples([index]), protocol.batch([index], device))
+        for task in protocol.tasks
+        for index in protocol.episode(task, 0, 0)[1]
+    ]
+
+
+def _search(brain, episodes, candidates, steps, score):
+    """Every candidate adapts on every episode's support once, for the most
+    steps; its trajectory is scored on the query at each step count.
+    """
     brain.modules.eval()
-    queries = protocol.queries(brain.device)
     rows = []
     for candidate in candidates:
         candidate = candidate.replace(steps=max(steps))
         totals = {s: [] for s in steps}
-        for task in protocol.tasks:
-            for k in [k for k in protocol.k_shots if k > 0]:
-                for e in range(protocol.episodes_per_task):
-                    support = protocol.examples(protocol.episode(task, e, k)[0])
-                    try:
-                        path = candidate.trajectory(brain, support)
-                    except NonFiniteInnerLoss:
-                        for s in steps:
-                            totals[s].append(1.0)
-                        continue
-                    for s in steps:
-                        cer = score(brain, path[s], queries[task])[0]
-                        totals[s].append(cer)
-        rows += _score_rows(candidate, totals)
-    return rows
-
-
-def _search_each_utterance(brain, protocol, candidates, steps, score):
-    brain.modules.eval()
-    rows = []
-    for candidate in candidates:
-        candidate = candidate.replace(steps=max(steps))
-        totals = {s: [] for s in steps}
-        for task in protocol.tasks:
-            for index in protocol.episode(task, 0, 0)[1]:
-                query = protocol.batch([index], brain.device)
-                try:
-                    path = candidate.trajectory(
-                        brain, protocol.examples([index])
-                    )
-                except NonFiniteInnerLoss:
-                    for s in steps:
-                        totals[s].append(1.0)
-                    continue
+        for support, query in episodes:
+            try:
+                path = candidate.trajectory(brain, support)
+            except NonFiniteInnerLoss:
                 for s in steps:
-                    totals[s].append(score(brain, path[s], query)[0])
+                    totals[s].append(1.0)
+                continue
+            for s in steps:
+                totals[s].append(score(brain, path[s], query)[0])
         rows += _score_rows(candidate, totals)
     return rows
 
