@@ -512,9 +512,10 @@ def write_encoder_asr(export_folder, hub_folder):
     CTC decoding; a ``Pretrainer`` reading ``asr.ckpt``, ``normalizer.ckpt``
     and ``tokenizer.ckpt`` from the folder, the hub's default source).
     Nothing of the meta-learning is kept: it is the model a user would
-    have from a plain SpeechBrain recipe. For a model whose encoder does
-    not take lengths, without task parameters (``joint`` and the
-    meta-initialisation methods).
+    have from a plain SpeechBrain recipe. For a model without task
+    parameters (``joint`` and the meta-initialisation methods); an encoder
+    that takes lengths (``speechbrain_meta.crdnn.LengthsCapableCRDNN``)
+    gets the relative lengths from the ``LengthsCapableSequential``.
 
     Arguments
     ---------
@@ -534,10 +535,10 @@ def write_encoder_asr(export_folder, hub_folder):
 
     with open(os.path.join(export_folder, HPARAMS_FILE), encoding="utf-8") as f:
         source = ruamel.yaml.YAML().load(f)
-    if source.get("encoder_takes_lengths") or "adapters" in source:
+    if "adapters" in source:
         raise ValueError(
-            f"{export_folder}: an encoder that takes lengths or has task "
-            "parameters is not written as an EncoderASR here"
+            f"{export_folder}: a model with task parameters is not written "
+            "as an EncoderASR here"
         )
     keys = [
         "sample_rate",

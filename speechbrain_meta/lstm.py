@@ -28,8 +28,10 @@ Layers, directions and dropout between layers are composed with ordinary
 autograd operations. ``twice_differentiable_lstms`` swaps this forward in
 for the ``torch.nn.LSTM`` modules of a model; ``MetaBrain`` does so in the
 support forwards whose graph is differentiated twice, where native
-kernels stay in use for everything else. Packed sequences and projections
-(``proj_size``) keep the native forward.
+kernels stay in use for everything else. Packed sequences (SpeechBrain's
+RNNs given ``lengths``) are unpacked and run with their lengths: each
+reverse direction starts at its utterance's last frame, as the native
+kernel does. Projections (``proj_size``) keep the native forward.
 
 Authors
  * speechbrain-meta developers 2026
@@ -210,15 +212,41 @@ def _tangent_forward(tangent_pre, dh0, dc0, G, K, f, w_hh):
     return tangent_pre, dc, dh
 
 
+def _at_last(sequence, last):
+    """``sequence[d, last[b], b]`` of a ``[D, T, B, H]`` tensor: ``[D, B, H]``.
+
+    ``last`` (``[B]``) is each utterance's last frame (``None``: ``T - 1``).
+    """
+    if last is None:
+        return sequence[:, -1]
+    D, _, B, H = sequence.shape
+    index = last.to(sequence.device).view(1, 1, B, 1).expand(D, 1, B, H)
+    return sequence.gather(1, index).squeeze(1)
+
+
+def _put_at_last(values, last, frames):
+    """A ``[D, frames, B, H]`` tensor of zeros with ``values`` at ``last``."""
+    D, B, H = values.shape
+    index = last.to(values.device).view(1, 1, B, 1).expand(D, 1, B, H)
+    out = values.new_zeros((D, frames, B, H))
+    return out.scatter_(1, index, values.unsqueeze(1))
+
+
 class _LSTMLayer(torch.autograd.Function):
-    """One layer: ``(x, h0, c0, W_ih, W_hh, b) -> (y, c_T)``, [D, T, B, ...]."""
+    """One layer: ``(x, h0, c0, W_ih, W_hh, b) -> (y, c_last)``, [D, T, B, ...].
+
+    ``c_last`` is the cell after each utterance's ``last`` frame (all
+    frames when ``last`` is ``None``); the frames after it are padding,
+    which nothing before them depends on.
+    """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b, last):
         y, gates, c, tanh_c = _lstm_forward(x, h0, c0, w_ih, w_hh, b)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b, y, gates, c, tanh_c)
         ctx.local = None
-        return y, c[:, -1].clone()
+        ctx.last = last
+        return y, _at_last(c[:, 1:], last).clone()
 
     @staticmethod
     def backward(ctx, dy, dc_last):
@@ -230,9 +258,10 @@ class _LSTMLayer(torch.autograd.Function):
         if ctx.local is None:
             ctx.local = _local_derivatives(gates, c, tanh_c)
         # x, h0, c0, W_ih, W_hh, b, y, gates; tanh(c); D, G, K
-        return _LSTMLayerGradient.apply(
-            dy, dc_last, *saved[:8], tanh_c, *ctx.local
+        grads = _LSTMLayerGradient.apply(
+            dy, dc_last, *saved[:8], tanh_c, *ctx.local, ctx.last
         )
+        return (*grads, None)
 
 
 class _LSTMLayerGradient(torch.autograd.Function):
@@ -240,11 +269,17 @@ class _LSTMLayerGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, dy, dc_last, x, h0, c0, w_ih, w_hh, b, y, gates, tanh_c, D, G, K
-    ):
+        ctx, dy, dc_last, x, h0, c0, w_ih, w_hh, b, y, gates, tanh_c, D, G,
+        K, last,
+    ):  # fmt: skip
         H = w_hh.shape[2]
         f = gates[..., H : 2 * H]
-        da, dh, dc = _backprop(dy, dc_last, G, K, f, w_hh)
+        if last is None or dc_last is None:
+            da, dh, dc = _backprop(dy, dc_last, G, K, f, w_hh)
+        else:  # the final cell's gradient enters at each utterance's end
+            at_last = _put_at_last(dc_last, last, K.shape[1])
+            da, dh, dc = _backprop(dy, None, G, K, f, w_hh, source_c=at_last)
+        ctx.last = last
         h_prev = _before(h0, y)
         ctx.save_for_backward(
             x, h0, c0, w_ih, w_hh, b, h_prev, gates, tanh_c, D, G, K, da, dh,
@@ -264,22 +299,23 @@ class _LSTMLayerGradient(torch.autograd.Function):
     def backward(ctx, *direction):
         saved = ctx.saved_tensors
         with torch.no_grad():
-            grads = _lstm_hessian_vector_product(direction, saved)
+            grads = _lstm_hessian_vector_product(direction, saved, ctx.last)
         inputs = saved[:6]  # x, h0, c0, W_ih, W_hh, b
         grads = refuse_third_derivative(
             "the twice-differentiable LSTM",
             list(grads),
             [*direction, *inputs, saved[-1]],  # and dy
         )
-        return (*grads, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None, None)
 
 
-def _lstm_hessian_vector_product(direction, saved):
+def _lstm_hessian_vector_product(direction, saved, last=None):
     """The backward of ``_LSTMLayerGradient`` along ``direction``.
 
     ``direction`` holds the vectors for ``(dx, dh0, dc0, dW_ih, dW_hh,
     db)`` (``None`` for zero), ``saved`` what ``_LSTMLayerGradient``
-    saved. Returns the gradients for ``(dy, dc_last, x, h0, c0, W_ih,
+    saved, ``last`` each utterance's last frame (``None``: all frames).
+    Returns the gradients for ``(dy, dc_last, x, h0, c0, W_ih,
     W_hh, b)``: the forward's tangent along the direction (``J u``) for the
     first two, the back-propagation's tangent (Hessian times ``u``) for the
     rest.
@@ -344,7 +380,7 @@ def _lstm_hessian_vector_product(direction, saved):
     grad_c0 = tangent_dc[:, 0] * f[:, 0] + dc[:, 0] * tf[:, 0]
     return (
         tangent_h,
-        tangent_c[:, -1],
+        _at_last(tangent_c, last),
         grad_x,
         grad_h0,
         grad_c0,
@@ -354,14 +390,33 @@ def _lstm_hessian_vector_product(direction, saved):
     )
 
 
-def lstm_forward(lstm, input, hx=None):
+def _reversal(lengths, frames):
+    """Frame indices ``[T, B]`` that reverse each utterance within its length.
+
+    Frame ``t < length`` goes to ``length - 1 - t``; padding stays where it
+    is, after the utterance, so the reverse direction starts at the
+    utterance's last frame. The permutation is its own inverse.
+    """
+    t = torch.arange(frames, device=lengths.device).unsqueeze(1)
+    return torch.where(t < lengths, lengths - 1 - t, t)
+
+
+def _time_gather(sequence, index):
+    """``sequence[index[t, b], b]`` for a ``[T, B, F]`` sequence."""
+    return sequence.gather(0, index.unsqueeze(-1).expand_as(sequence))
+
+
+def lstm_forward(lstm, input, hx=None, lengths=None):
     """``torch.nn.LSTM``'s forward, differentiable twice at low cost.
 
-    The same results as ``lstm(input, hx)`` for a padded (not packed)
-    input, from the module's current parameters (so also inside
+    The same results as ``lstm(input, hx)`` for a padded input, from the
+    module's current parameters (so also inside
     ``torch.func.functional_call``), with the derivatives of the module
-    docstring. Dropout between layers (in training mode) draws its own
-    masks.
+    docstring. With ``lengths``, the same as on the packed input: the
+    padding changes nothing (the reverse direction starts at each
+    utterance's last frame, the final states are those at its end, the
+    outputs at padded frames are zeros). Dropout between layers (in
+    training mode) draws its own masks.
 
     Arguments
     ---------
@@ -371,6 +426,9 @@ def lstm_forward(lstm, input, hx=None):
         ``[T, B, I]`` (``[B, T, I]`` with ``batch_first``) or ``[T, I]``.
     hx : tuple of torch.Tensor, optional
         ``(h0, c0)``, each ``[layers * directions, B, H]``.
+    lengths : torch.Tensor, optional
+        Each utterance's number of frames (``[B]``, integers); the frames
+        after it are padding.
 
     Returns
     -------
@@ -385,6 +443,15 @@ def lstm_forward(lstm, input, hx=None):
     >>> x = torch.randn(6, 2, 3)
     >>> ours, (h, c) = lstm_forward(lstm, x)
     >>> native, (h_ref, c_ref) = lstm(x)
+    >>> bool(torch.allclose(ours, native, atol=1e-6))
+    True
+    >>> bool(torch.allclose(c, c_ref, atol=1e-6))
+    True
+    >>> lengths = torch.tensor([6, 4])  # the second utterance is padded
+    >>> ours, (h, c) = lstm_forward(lstm, x, lengths=lengths)
+    >>> packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
+    >>> native, (h_ref, c_ref) = lstm(packed)
+    >>> native, _ = torch.nn.utils.rnn.pad_packed_sequence(native)
     >>> bool(torch.allclose(ours, native, atol=1e-6))
     True
     >>> bool(torch.allclose(c, c_ref, atol=1e-6))
@@ -408,6 +475,11 @@ def lstm_forward(lstm, input, hx=None):
         hx = (zeros, zeros)
     h_n, c_n = [], []
     layer_input = input
+    last = reverse = None
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=input.device).long()
+        last = lengths - 1
+        reverse = _reversal(lengths, input.shape[0])
     for layer in range(lstm.num_layers):
         weights = []
         for direction in range(directions):
@@ -423,7 +495,10 @@ def lstm_forward(lstm, input, hx=None):
             weights.append((w_ih, w_hh, b))
         w_ih, w_hh, b = (torch.stack(w) for w in zip(*weights))
         states = slice(layer * directions, (layer + 1) * directions)
-        x = [layer_input] + [layer_input.flip(0)] * (directions - 1)
+        flip = (lambda s: s.flip(0)) if reverse is None else (
+            lambda s: _time_gather(s, reverse)
+        )  # fmt: skip
+        x = [layer_input] + [flip(layer_input)] * (directions - 1)
         with torch.autocast(input.device.type, enabled=False):
             y, c_last = _LSTMLayer.apply(
                 torch.stack(x),
@@ -432,11 +507,12 @@ def lstm_forward(lstm, input, hx=None):
                 w_ih,
                 w_hh,
                 b,
+                last,
             )
-        h_n.append(y[:, -1])
+        h_n.append(_at_last(y, last))
         c_n.append(c_last)
         if directions == 2:
-            layer_input = torch.cat([y[0], y[1].flip(0)], -1)
+            layer_input = torch.cat([y[0], flip(y[1])], -1)
         else:
             layer_input = y[0]
         if lstm.dropout > 0 and lstm.training and layer < lstm.num_layers - 1:
@@ -444,6 +520,9 @@ def lstm_forward(lstm, input, hx=None):
                 layer_input, lstm.dropout, training=True
             )
     output, h_n, c_n = layer_input, torch.cat(h_n), torch.cat(c_n)
+    if lengths is not None:  # zeros after the end, as unpacking gives
+        frames = torch.arange(output.shape[0], device=output.device)
+        output = output * (frames.unsqueeze(1) < lengths).unsqueeze(-1)
     if unbatched:
         return output.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
     if lstm.batch_first:
@@ -451,13 +530,27 @@ def lstm_forward(lstm, input, hx=None):
     return output, (h_n, c_n)
 
 
+def _packed_forward(lstm, packed, hx=None):
+    """``lstm_forward`` on a packed sequence: unpacked, run, packed again.
+
+    Unpacking restores the batch order, in which ``hx`` and the final
+    states are given, as ``torch.nn.LSTM`` does for packed input.
+    """
+    rnn = torch.nn.utils.rnn
+    first = lstm.batch_first
+    padded, lengths = rnn.pad_packed_sequence(packed, batch_first=first)
+    output, states = lstm_forward(lstm, padded, hx, lengths)
+    output = rnn.pack_padded_sequence(
+        output, lengths, batch_first=first, enforce_sorted=False
+    )
+    return output, states
+
+
 def _forward_of(lstm):
     """``lstm``'s forward through ``lstm_forward`` where it applies."""
-    native = type(lstm).forward
-
     def forward(self, input, hx=None):
         if isinstance(input, torch.nn.utils.rnn.PackedSequence):
-            return native(self, input, hx)
+            return _packed_forward(self, input, hx)
         return lstm_forward(self, input, hx)
 
     return types.MethodType(forward, lstm)
@@ -468,8 +561,8 @@ def twice_differentiable_lstms(module, enabled=True):
     """Within this context, the LSTMs of ``module`` run ``lstm_forward``.
 
     Every ``torch.nn.LSTM`` of the module tree (SpeechBrain's ``LSTM``
-    holds one) without projections; packed sequences still take the
-    native forward. Enter it around forwards whose graph is differentiated
+    holds one) without projections; packed sequences are run padded, with
+    their lengths. Enter it around forwards whose graph is differentiated
     twice (``MetaBrain.support_forward_context`` does so for second-order
     inner steps).
 

@@ -135,18 +135,110 @@ def test_a_third_derivative_is_refused():
         torch.autograd.grad(h.sum(), w)
 
 
-def test_packed_sequences_and_projections_keep_the_native_forward():
-    lstm = _lstm(layers=1)
-    x = torch.randn(5, 2, 3, **F64)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(x, [5, 3])
-    projected = torch.nn.LSTM(3, 4, proj_size=2).to(**F64)
-    with twice_differentiable_lstms(torch.nn.ModuleList([lstm, projected])):
-        out, _ = lstm(packed)
+def _packed(x, lengths, batch_first=False):
+    return torch.nn.utils.rnn.pack_padded_sequence(
+        x, lengths, batch_first=batch_first, enforce_sorted=False
+    )
+
+
+def _unpacked(packed, batch_first=False):
+    return torch.nn.utils.rnn.pad_packed_sequence(
+        packed, batch_first=batch_first
+    )[0]
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lengths_give_the_packed_results(batch_first):
+    # Unsorted lengths, one utterance as long as the batch, hx given: the
+    # outputs, the final states (at each utterance's end, in batch order)
+    # and, through a packed input, the same PackedSequence.
+    lstm = _lstm(batch_first=batch_first)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 3, 3, dtype=torch.float64, generator=gen).to(DEVICE)
+    lengths = torch.tensor([4, 7, 2])
+    hx = tuple(torch.randn(4, 3, 4, **F64) for _ in "hc")
+    if batch_first:
+        x = x.transpose(0, 1)
+    for state in (None, hx):
+        ref, (h_ref, c_ref) = lstm(_packed(x, lengths, batch_first), state)
+        ref = _unpacked(ref, batch_first)
+        ours, (h, c) = lstm_forward(lstm, x, state, lengths)
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(h, h_ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(c, c_ref, rtol=1e-12, atol=1e-12)
+        with twice_differentiable_lstms(lstm):
+            out, (h, c) = lstm(_packed(x, lengths, batch_first), state)
         assert isinstance(out, torch.nn.utils.rnn.PackedSequence)
+        out = _unpacked(out, batch_first)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(c, c_ref, rtol=1e-12, atol=1e-12)
+    # What padding does without lengths: the reverse direction differs.
+    padded, _ = lstm_forward(lstm, x)
+    assert not torch.allclose(padded, ref)
+
+
+def test_derivatives_with_lengths_match_finite_differences():
+    lstm = _lstm()
+    names = [n for n, _ in lstm.named_parameters()]
+    weights = [p.detach().clone() for p in lstm.parameters()]
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 3, 3, dtype=torch.float64, generator=gen).to(DEVICE)
+    h0, c0 = (torch.randn(4, 3, 4, **F64) for _ in "hc")
+    lengths = torch.tensor([3, 5, 1])
+
+    def packed_run(x, h0, c0, *weights):
+        out, (h, c) = torch.func.functional_call(
+            lstm, dict(zip(names, weights)), (_packed(x, lengths), (h0, c0))
+        )
+        return _unpacked(out).sin().sum() + (h * c).sum() + c.sum()
+
+    inputs = [t.requires_grad_() for t in (x, h0, c0, *weights)]
+    with twice_differentiable_lstms(lstm):
+        assert torch.autograd.gradcheck(packed_run, inputs)
+        assert torch.autograd.gradgradcheck(packed_run, inputs)
+
+
+def test_hessian_vector_products_with_lengths_equal_native_packed():
+    lstm = _lstm(batch_first=True)
+    names = [n for n, _ in lstm.named_parameters()]
+    weights = [p.detach().clone().requires_grad_() for p in lstm.parameters()]
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 7, 3, dtype=torch.float64, generator=gen).to(DEVICE)
+    lengths = torch.tensor([5, 7, 3])
+    vector = [
+        torch.randn(w.shape, dtype=w.dtype, generator=gen).to(DEVICE)
+        for w in weights
+    ]
+
+    def hvp():
+        out, (h, c) = torch.func.functional_call(
+            lstm, dict(zip(names, weights)), (_packed(x, lengths, True),)
+        )
+        loss = (_unpacked(out, True).tanh() ** 2).sum() + (h * c).sum()
+        grads = torch.autograd.grad(loss, weights, create_graph=True)
+        dot = sum((g * v).sum() for g, v in zip(grads, vector))
+        return torch.autograd.grad(dot, weights), grads
+
+    native, native_grads = hvp()
+    with twice_differentiable_lstms(lstm):
+        ours, our_grads = hvp()
+        assert all(
+            _has_node(g.grad_fn, "_LSTMLayerGradient") for g in our_grads
+        )
+    for a, b in zip(our_grads, native_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours, native):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert max(float(h.abs().max()) for h in ours) > 1e-2
+
+
+def test_projections_keep_the_native_forward():
+    x = torch.randn(5, 2, 3, **F64)
+    projected = torch.nn.LSTM(3, 4, proj_size=2).to(**F64)
+    with twice_differentiable_lstms(torch.nn.ModuleList([projected])):
         assert "forward" not in vars(projected)
         with pytest.raises(ValueError, match="proj_size"):
             lstm_forward(projected, x)
-    assert "forward" not in vars(lstm)
 
 
 def test_dropout_between_layers_in_training_only():
