@@ -16,7 +16,8 @@ Layout (each module imports only those above it):
 * ``algorithms``: one short file per algorithm, on ``MetaAlgorithm``;
 * ``data``: tasks, episodes, manifests, the synthetic corpora;
 * ``brains``: ``MetaBrain`` and ``MetaTransferBrain``;
-* ``evaluation``, ``interpret``, ``task_params``, ``reports``.
+* ``evaluation``, ``interpret``, ``task_params``, ``reports``;
+* ``crdnn``: SpeechBrain's CRDNN with its RNN given the lengths.
 
 Authors
  * speechbrain-meta developers 2026

@@ -548,6 +548,7 @@ def _packed_forward(lstm, packed, hx=None):
 
 def _forward_of(lstm):
     """``lstm``'s forward through ``lstm_forward`` where it applies."""
+
     def forward(self, input, hx=None):
         if isinstance(input, torch.nn.utils.rnn.PackedSequence):
             return _packed_forward(self, input, hx)

@@ -48,7 +48,8 @@ class TinyCTC(MetaBrain):
         x, lens = batch.x
         x = self.modules.normalize(x.to(self.device), lens.to(self.device))
         if "rnn" in self.modules:
-            x, _ = self.modules.rnn(x)
+            lengths = lens if self.hparams.rnn_takes_lengths else None
+            x, _ = self.modules.rnn(x, lengths=lengths)
         return self.modules.net(x).log_softmax(-1), lens
 
     def compute_objectives(self, predictions, batch, stage):
@@ -101,13 +102,21 @@ def _episode(seed=0):
     return Episode(_batch(gen, 4, 0), _batch(gen, 3, 10), task="t")
 
 
-def _brain(algorithm, recurrent=False, train_mode=True, cls=None, **kwargs):
+def _brain(
+    algorithm,
+    recurrent=False,
+    train_mode=True,
+    cls=None,
+    lengths=False,
+    **kwargs,
+):
     brain = (cls or TinyCTC)(
         modules=_model(recurrent),
         opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
         hparams={
             "grad_accumulation_factor": ACCUMULATE,
             "adapt_in_train_mode": train_mode,
+            "rnn_takes_lengths": lengths,  # packed: each utterance's end
         },
         run_opts={"device": DEVICE},
         meta_algorithm=algorithm,
@@ -273,11 +282,16 @@ def test_second_order_maml_gradient_through_fit_batch():
     _check_against_fd(brain, _episode(), params)
 
 
-@pytest.mark.parametrize("train_mode", [True, False])
-def test_second_order_maml_gradient_through_an_lstm(train_mode, monkeypatch):
-    """Through an LSTM, in train and in eval mode: the support forwards
-    take the LSTM with written-out second derivatives (on CUDA the other
-    forwards' eval-mode backward needs cuDNN off)."""
+@pytest.mark.parametrize(
+    "train_mode,lengths", [(True, False), (False, False), (True, True)]
+)
+def test_second_order_maml_gradient_through_an_lstm(
+    train_mode, lengths, monkeypatch
+):
+    """Through an LSTM, in train and in eval mode, on the padded batch or
+    given the lengths (SpeechBrain packs the sequence): the support
+    forwards take the LSTM with written-out second derivatives (on CUDA
+    the other forwards' eval-mode backward needs cuDNN off)."""
     calls = []
     forward = speechbrain_meta.lstm.lstm_forward
 
@@ -290,6 +304,7 @@ def test_second_order_maml_gradient_through_an_lstm(train_mode, monkeypatch):
         MAML(InnerLoop(inner_steps=2, inner_lr=0.3)),
         recurrent=True,
         train_mode=train_mode,
+        lengths=lengths,
     )
     params = [p for p in brain.modules.parameters()]
     assert any("rnn" in n for n, _ in brain.modules.named_parameters())
