@@ -1,4 +1,5 @@
-"""CTCASR with SpeechBrain's Conformer encoder: the padding is masked."""
+"""CTCASR with encoders given the lengths (a Conformer, a CRDNN): the padding
+is masked."""
 
 import torch
 from speechbrain.lobes.models.transformer.TransformerASR import (
@@ -192,3 +193,90 @@ def test_export_keeps_encoder_takes_lengths(tmp_path):
     asr.brain.hparams.encoder_takes_lengths = False
     leaked = asr.encode_batch(padded, half)
     assert float((masked - leaked)[:, :90].abs().amax()) > 1e-3
+
+
+EXPORTED_CRDNN = """
+sample_rate: 16000
+blank_index: 0
+encoder_takes_lengths: True
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 8
+log_softmax: !new:speechbrain.nnet.activations.Softmax
+    apply_log: True
+normalize: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+encoder: !new:speechbrain_meta.crdnn.LengthsCapableCRDNN
+    input_shape: [null, null, 8]
+    cnn_blocks: 1
+    cnn_channels: [4]
+    time_pooling: True
+    rnn_class: !name:speechbrain.nnet.RNN.LSTM
+    rnn_layers: 1
+    rnn_neurons: 8
+    dnn_blocks: 1
+    dnn_neurons: 8
+    dropout: 0.0
+ctc_lin: !new:speechbrain.nnet.linear.Linear
+    input_size: 8
+    n_neurons: 5
+"""
+
+
+def test_a_crdnn_given_lengths_exported_and_written_for_the_hub(tmp_path):
+    """A LengthsCapableCRDNN CTC model: exported, loaded with AdaptiveASR
+    and, written as a hub folder, with SpeechBrain's own EncoderASR; both
+    read a padded batch as the export does, and the LSTM reads no padding
+    (the same posteriors whatever follows the utterance, except the last
+    frames, which the CNN reads past the end)."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.encoder import CTCTextEncoder
+    from speechbrain.inference.ASR import EncoderASR
+
+    from speechbrain_meta.adaptation import Adaptation
+    from speechbrain_meta.hub import write_encoder_asr
+    from speechbrain_meta.inference import AdaptiveASR, export_model
+
+    torch.manual_seed(0)
+    hparams = load_hyperpyyaml(EXPORTED_CRDNN)
+    labels = CTCTextEncoder()
+    labels.insert_blank(index=0)
+    labels.update_from_iterable("abcd", sequence_input=True)
+    modules = {k: hparams[k] for k in ("normalize", "encoder", "ctc_lin")}
+    for module in modules.values():
+        module.eval()
+    folder = str(tmp_path / "model")
+    export_model(
+        folder,
+        EXPORTED_CRDNN,
+        modules,
+        labels,
+        Adaptation("sgd", lr=0.1, steps=1),
+        ["*"],
+    )
+    asr = AdaptiveASR.from_hparams(source=folder, savedir=str(tmp_path / "s"))
+    hub = write_encoder_asr(folder, str(tmp_path / "hub"))
+    plain = EncoderASR.from_hparams(source=hub, savedir=str(tmp_path / "sb"))
+    gen = torch.Generator().manual_seed(1)
+    wav = 0.1 * torch.randn(1, 16000, generator=gen)
+    longer = 0.1 * torch.randn(1, 32000, generator=gen)
+    silence = torch.zeros(1, 16000)
+    batch = torch.cat([torch.cat([wav, silence], 1), longer])
+    lens = torch.tensor([0.5, 1.0])
+    ours = asr.encode_batch(batch, lens)
+    theirs = plain.encode_batch(batch, lens)
+    torch.testing.assert_close(theirs, ours)
+    # More padding after the utterance changes nothing it reads.
+    wider = torch.cat(
+        [
+            torch.cat([wav, silence, silence], 1),
+            torch.cat([longer, 0.1 * torch.randn(1, 16000, generator=gen)], 1),
+        ]
+    )
+    frames = ours.shape[1] // 2 - 3  # the utterance, but its last frames
+    again = asr.encode_batch(wider, torch.tensor([1 / 3, 1.0]))
+    torch.testing.assert_close(again[0, :frames], ours[0, :frames])
+    # Without the lengths, the LSTM's reverse direction starts in the
+    # padding: the same frames differ.
+    asr.brain.hparams.encoder_takes_lengths = False
+    leaked = asr.encode_batch(wider, torch.tensor([1 / 3, 1.0]))
+    assert float((leaked - again)[0, :frames].abs().amax()) > 1e-3
