@@ -2,8 +2,9 @@
 """One outer step per algorithm against the limit: (k+1) plain steps.
 
 Uses the SynthTones recipe's CTC model (hparams/maml.yaml), with its CRDNN
-encoder and with SpeechBrain's Conformer encoder in its place
-(``conformer_ctc.yaml`` beside this script), and one fixed episode
+encoder, with the same CRDNN given the lengths (``crdnn_lengths``:
+``crdnn_lengths_ctc.yaml``) and with SpeechBrain's Conformer encoder in
+its place (``conformer_ctc.yaml`` beside this script), and one fixed episode
 (K = 5 support + Q = 5 query utterances). The attention models are the
 SynthDigits recipes' own, on one episode (one language) of the quick main
 job's corpus: ``seq2seq``, the joint CTC/attention recogniser
@@ -33,7 +34,7 @@ the twice-differentiable CTC's own HVP, on the support's
 log-probabilities, against the model's HVP.
 
     python benchmarks/outer_step.py [--repeats 5] [--json DIR] [--device cuda:0]
-        [--models crdnn,conformer,seq2seq,transformer,st]
+        [--models crdnn,conformer,crdnn_lengths,seq2seq,transformer,st]
 
 Authors
  * speechbrain-meta developers 2026
@@ -96,6 +97,9 @@ RULES = [
 MODELS = {
     "crdnn": None,
     "conformer": os.path.join(os.path.dirname(__file__), "conformer_ctc.yaml"),
+    "crdnn_lengths": os.path.join(
+        os.path.dirname(__file__), "crdnn_lengths_ctc.yaml"
+    ),
 }
 # The attention models: a SynthDigits recipe each (the algorithms of
 # ALGORITHMS that it has a method file for).
