@@ -94,19 +94,19 @@ class ErrorRateBrain(sb.Brain):
         batch : PaddedBatch
             Has ``id`` and ``wrd``.
         hyps : list
-            Per utterance, its characters: a string, or a list of labels.
+            Per utterance, its characters: a string, or a list of labels
+            (the space separates the words).
         refs : list of str, optional
             The references (default: ``batch.wrd``).
         """
         refs = batch.wrd if refs is None else refs
-        self.cer_metric.append(
-            batch.id, [list(h) for h in hyps], [list(w) for w in refs]
-        )
-        self.wer_metric.append(
-            batch.id,
-            ["".join(h).split() for h in hyps],
-            [w.split() for w in refs],
-        )
+        # Words to both, as SpeechBrain's recipes do: the CER tracker
+        # (``split_tokens=True``) splits them into characters with one
+        # ``_`` token at each word boundary.
+        hyp_words = ["".join(h).split() for h in hyps]
+        ref_words = [w.split() for w in refs]
+        self.cer_metric.append(batch.id, hyp_words, ref_words)
+        self.wer_metric.append(batch.id, hyp_words, ref_words)
         if getattr(self, "bleu_metric", None) is not None:
             self.bleu_metric.append(
                 batch.id, ["".join(h) for h in hyps], [list(refs)]

@@ -811,8 +811,8 @@ class AdaptiveASR(Pretrained):
         Returns
         -------
         tuple of float
-            ``(cer, wer)`` as fractions (CER over characters, spaces
-            included, as the recipes score).
+            ``(cer, wer)`` as fractions (CER over characters with one
+            token per word boundary, as SpeechBrain's recipes score).
         """
         from speechbrain.dataio.batch import PaddedBatch
 
@@ -821,8 +821,10 @@ class AdaptiveASR(Pretrained):
         cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
         ids = [u["id"] for u in utterances]
         refs = [u["wrd"] for u in utterances]
-        cer.append(ids, [list(w) for w in words], [list(r) for r in refs])
-        wer.append(ids, [w.split() for w in words], [r.split() for r in refs])
+        hyp_words = [w.split() for w in words]
+        ref_words = [r.split() for r in refs]
+        cer.append(ids, hyp_words, ref_words)
+        wer.append(ids, hyp_words, ref_words)
         return (
             cer.summarize("error_rate") / 100,
             wer.summarize("error_rate") / 100,

@@ -351,11 +351,10 @@ class FewShotProtocol:
                 text, info = asr.transcribe_adapting(u["sig"])
                 seconds.append(time.perf_counter() - start)
                 collapsed += not info["kept"]
-                cer.append([u["id"]], [list(text)], [list(u["wrd"])])
-                wer.append([u["id"]], [text.split()], [u["wrd"].split()])
-                plain.append(
-                    [u["id"]], [list(info["unadapted"])], [list(u["wrd"])]
-                )
+                words = u["wrd"].split()
+                cer.append([u["id"]], [text.split()], [words])
+                wer.append([u["id"]], [text.split()], [words])
+                plain.append([u["id"]], [info["unadapted"].split()], [words])
             cers.append(cer.summarize("error_rate") / 100)
             wers.append(wer.summarize("error_rate") / 100)
             per_task[task] = cers[-1]
