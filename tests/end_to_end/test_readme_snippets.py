@@ -455,7 +455,7 @@ def test_console_block(quick_benchmark, tmp_path):
     """Each ``$`` line of the console block runs, and prints lines of the
     same forms as the README shows."""
     _, out, _ = quick_benchmark
-    text = _block("README.md", "$ speechbrain-meta-adapt")
+    text = _block("README.md", "--eval-split 0.2")
     shutil.copytree(
         out / "seed1234" / "fomaml" / "inference", tmp_path / "fomaml_model"
     )
@@ -487,3 +487,51 @@ def test_console_block(quick_benchmark, tmp_path):
             command,
             printed.stdout,
         )
+
+
+def test_console_block_without_transcripts(quick_benchmark, tmp_path):
+    """The console block of the adaptation from audio alone: each
+    ``speechbrain-meta-`` line runs and prints lines of the same forms, on
+    the quick joint model made to adapt without transcripts as the
+    README's model does (10 steps; the quick search may choose 0)."""
+    _, out, _ = quick_benchmark
+    text = _block("README.md", "$ ls support_es_co")
+    model = tmp_path / "joint_model"
+    shutil.copytree(out / "seed1234" / "joint" / "inference", model)
+    yaml_path = model / "hyperparams.yaml"
+    yaml_text = yaml_path.read_text()
+    head, sep, tail = yaml_text.partition("unsupervised_adaptation:\n")
+    assert sep, "the export has no unsupervised_adaptation"
+    tail = re.sub(r"steps: \d+", "steps: 10", tail, count=1)
+    yaml_path.write_text(head + sep + tail)
+    _copy_voice(quick_benchmark, tmp_path / "support_es_co", 10, texts=False)
+    _copy_voice(quick_benchmark, tmp_path / "new", 2, start=12, texts=False)
+    commands, shown = [], []
+    for line in text.splitlines():
+        if line.startswith("$ "):
+            commands.append(line[2:])
+            shown.append([])
+        else:
+            shown[-1].append(line)
+    ran = 0
+    for command, expected in zip(commands, shown):
+        if not command.startswith("speechbrain-meta-"):
+            continue  # the listing of the folder
+        name = shlex.split(command)[0].replace("speechbrain-meta-", "")
+        printed = subprocess.run(
+            f"{shlex.quote(sys.executable)} -m speechbrain_meta.cli {name} "
+            + command.split(" ", 1)[1],
+            shell=True,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": ROOT},
+        )
+        assert printed.returncode == 0, printed.stderr[-2000:]
+        lines = printed.stdout.splitlines()
+        assert sorted(map(_form, lines)) == sorted(map(_form, expected)), (
+            command,
+            printed.stdout,
+        )
+        ran += 1
+    assert ran == 4
