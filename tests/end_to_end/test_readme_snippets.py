@@ -451,6 +451,42 @@ def _form(line):
     return re.split(r"[\d:\t]", line, maxsplit=1)[0]
 
 
+def _run_console_block(text, cwd):
+    """Runs each ``$ speechbrain-meta-...`` line of a console block in
+    ``cwd`` and checks that it prints lines of the same forms as the block
+    shows; other ``$`` lines (a listing) are not run. Returns how many ran.
+    """
+    commands, shown = [], []
+    for line in text.splitlines():
+        if line.startswith("$ "):
+            commands.append(line[2:])
+            shown.append([])
+        else:
+            shown[-1].append(line)
+    ran = 0
+    for command, expected in zip(commands, shown):
+        if not command.startswith("speechbrain-meta-"):
+            continue
+        name = shlex.split(command)[0].replace("speechbrain-meta-", "")
+        printed = subprocess.run(
+            f"{shlex.quote(sys.executable)} -m speechbrain_meta.cli {name} "
+            + command.split(" ", 1)[1],
+            shell=True,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": ROOT},
+        )
+        assert printed.returncode == 0, printed.stderr[-2000:]
+        lines = printed.stdout.splitlines()
+        assert sorted(map(_form, lines)) == sorted(map(_form, expected)), (
+            command,
+            printed.stdout,
+        )
+        ran += 1
+    return ran
+
+
 def test_console_block(quick_benchmark, tmp_path):
     """Each ``$`` line of the console block runs, and prints lines of the
     same forms as the README shows."""
@@ -462,31 +498,7 @@ def test_console_block(quick_benchmark, tmp_path):
     _copy_voice(quick_benchmark, tmp_path / "support_es_co", 10)
     _copy_voice(quick_benchmark, tmp_path / "new", 4, start=12, texts=False)
     _copy_voice(quick_benchmark, tmp_path / "one_utterance", 1, start=20)
-    commands, shown = [], []
-    for line in text.splitlines():
-        if line.startswith("$ "):
-            commands.append(line[2:])
-            shown.append([])
-        else:
-            shown[-1].append(line)
-    for command, expected in zip(commands, shown):
-        argv = shlex.split(command)
-        name = argv[0].replace("speechbrain-meta-", "")
-        printed = subprocess.run(
-            f"{shlex.quote(sys.executable)} -m speechbrain_meta.cli {name} "
-            + command.split(" ", 1)[1],
-            shell=True,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": ROOT},
-        )
-        assert printed.returncode == 0, printed.stderr[-2000:]
-        lines = printed.stdout.splitlines()
-        assert sorted(map(_form, lines)) == sorted(map(_form, expected)), (
-            command,
-            printed.stdout,
-        )
+    assert _run_console_block(text, tmp_path) == text.count("\n$ ") + 1
 
 
 def test_console_block_without_transcripts(quick_benchmark, tmp_path):
@@ -506,32 +518,4 @@ def test_console_block_without_transcripts(quick_benchmark, tmp_path):
     yaml_path.write_text(head + sep + tail)
     _copy_voice(quick_benchmark, tmp_path / "support_es_co", 10, texts=False)
     _copy_voice(quick_benchmark, tmp_path / "new", 2, start=12, texts=False)
-    commands, shown = [], []
-    for line in text.splitlines():
-        if line.startswith("$ "):
-            commands.append(line[2:])
-            shown.append([])
-        else:
-            shown[-1].append(line)
-    ran = 0
-    for command, expected in zip(commands, shown):
-        if not command.startswith("speechbrain-meta-"):
-            continue  # the listing of the folder
-        name = shlex.split(command)[0].replace("speechbrain-meta-", "")
-        printed = subprocess.run(
-            f"{shlex.quote(sys.executable)} -m speechbrain_meta.cli {name} "
-            + command.split(" ", 1)[1],
-            shell=True,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": ROOT},
-        )
-        assert printed.returncode == 0, printed.stderr[-2000:]
-        lines = printed.stdout.splitlines()
-        assert sorted(map(_form, lines)) == sorted(map(_form, expected)), (
-            command,
-            printed.stdout,
-        )
-        ran += 1
-    assert ran == 4
+    assert _run_console_block(text, tmp_path) == 4
