@@ -87,24 +87,26 @@ def _has_node(fn, prefix, seen=None):
     return any(_has_node(f, prefix, seen) for f, _ in fn.next_functions)
 
 
-def test_hessian_vector_products_equal_autograd_through_native():
-    # A MAML inner step's quantity: the gradient with a graph, then the
-    # gradient of its inner product with a vector; batch first, 2 layers.
-    lstm = _lstm(batch_first=True)
+def _hvps_against_native(lstm, loss_of, gen):
+    """A MAML inner step's quantity, through the LSTM's native forward and
+    through ``lstm_forward``: the gradient with a graph, then the gradient
+    of its inner product with a random vector. ``loss_of(run)`` is the
+    loss, ``run(*inputs)`` the LSTM at the weights; compared at 1e-10.
+    Returns our gradients (their graphs are checked by the caller).
+    """
     names = [n for n, _ in lstm.named_parameters()]
     weights = [p.detach().clone().requires_grad_() for p in lstm.parameters()]
-    gen = torch.Generator().manual_seed(2)
-    x = torch.randn(3, 7, 3, dtype=torch.float64, generator=gen).to(DEVICE)
     vector = [
         torch.randn(w.shape, dtype=w.dtype, generator=gen).to(DEVICE)
         for w in weights
     ]
 
     def hvp():
-        out, _ = torch.func.functional_call(
-            lstm, dict(zip(names, weights)), (x,)
+        loss = loss_of(
+            lambda *inputs: torch.func.functional_call(
+                lstm, dict(zip(names, weights)), inputs
+            )
         )
-        loss = (out.tanh() ** 2).sum()
         grads = torch.autograd.grad(loss, weights, create_graph=True)
         dot = sum((g * v).sum() for g, v in zip(grads, vector))
         return torch.autograd.grad(dot, weights), grads
@@ -112,15 +114,24 @@ def test_hessian_vector_products_equal_autograd_through_native():
     native, native_grads = hvp()
     with twice_differentiable_lstms(lstm):
         ours, our_grads = hvp()
-        assert all(
-            _has_node(g.grad_fn, "_LSTMLayerGradient") for g in our_grads
-        )
-        assert not any(_has_node(g.grad_fn, "MkldnnRnn") for g in our_grads)
+    assert all(_has_node(g.grad_fn, "_LSTMLayerGradient") for g in our_grads)
     for a, b in zip(our_grads, native_grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     for a, b in zip(ours, native):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     assert max(float(h.abs().max()) for h in ours) > 1e-2
+    return our_grads
+
+
+def test_hessian_vector_products_equal_autograd_through_native():
+    # Batch first, 2 layers, a padded batch.
+    lstm = _lstm(batch_first=True)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 7, 3, dtype=torch.float64, generator=gen).to(DEVICE)
+    our_grads = _hvps_against_native(
+        lstm, lambda run: (run(x)[0].tanh() ** 2).sum(), gen
+    )
+    assert not any(_has_node(g.grad_fn, "MkldnnRnn") for g in our_grads)
 
 
 def test_a_third_derivative_is_refused():
@@ -200,36 +211,15 @@ def test_derivatives_with_lengths_match_finite_differences():
 
 def test_hessian_vector_products_with_lengths_equal_native_packed():
     lstm = _lstm(batch_first=True)
-    names = [n for n, _ in lstm.named_parameters()]
-    weights = [p.detach().clone().requires_grad_() for p in lstm.parameters()]
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(3, 7, 3, dtype=torch.float64, generator=gen).to(DEVICE)
     lengths = torch.tensor([5, 7, 3])
-    vector = [
-        torch.randn(w.shape, dtype=w.dtype, generator=gen).to(DEVICE)
-        for w in weights
-    ]
 
-    def hvp():
-        out, (h, c) = torch.func.functional_call(
-            lstm, dict(zip(names, weights)), (_packed(x, lengths, True),)
-        )
-        loss = (_unpacked(out, True).tanh() ** 2).sum() + (h * c).sum()
-        grads = torch.autograd.grad(loss, weights, create_graph=True)
-        dot = sum((g * v).sum() for g, v in zip(grads, vector))
-        return torch.autograd.grad(dot, weights), grads
+    def loss_of(run):
+        out, (h, c) = run(_packed(x, lengths, True))
+        return (_unpacked(out, True).tanh() ** 2).sum() + (h * c).sum()
 
-    native, native_grads = hvp()
-    with twice_differentiable_lstms(lstm):
-        ours, our_grads = hvp()
-        assert all(
-            _has_node(g.grad_fn, "_LSTMLayerGradient") for g in our_grads
-        )
-    for a, b in zip(our_grads, native_grads):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    for a, b in zip(ours, native):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    assert max(float(h.abs().max()) for h in ours) > 1e-2
+    _hvps_against_native(lstm, loss_of, gen)
 
 
 def test_projections_keep_the_native_forward():
