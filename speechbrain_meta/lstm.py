@@ -475,11 +475,19 @@ def lstm_forward(lstm, input, hx=None, lengths=None):
         hx = (zeros, zeros)
     h_n, c_n = [], []
     layer_input = input
-    last = reverse = None
+    last = None
+
+    def flip(sequence):  # time-reversed, for the reverse direction
+        return sequence.flip(0)
+
     if lengths is not None:
         lengths = torch.as_tensor(lengths, device=input.device).long()
         last = lengths - 1
         reverse = _reversal(lengths, input.shape[0])
+
+        def flip(sequence):  # each utterance reversed within its length
+            return _time_gather(sequence, reverse)
+
     for layer in range(lstm.num_layers):
         weights = []
         for direction in range(directions):
@@ -495,9 +503,6 @@ def lstm_forward(lstm, input, hx=None, lengths=None):
             weights.append((w_ih, w_hh, b))
         w_ih, w_hh, b = (torch.stack(w) for w in zip(*weights))
         states = slice(layer * directions, (layer + 1) * directions)
-        flip = (lambda s: s.flip(0)) if reverse is None else (
-            lambda s: _time_gather(s, reverse)
-        )  # fmt: skip
         x = [layer_input] + [flip(layer_input)] * (directions - 1)
         with torch.autocast(input.device.type, enabled=False):
             y, c_last = _LSTMLayer.apply(
