@@ -27,6 +27,61 @@ import speechbrain as sb
 import torch
 
 
+def words(transcripts):
+    """Transcripts as the error-rate trackers take them: lists of words.
+
+    SpeechBrain's recipes give words to both trackers; the CER tracker
+    (``split_tokens=True``) splits them into characters with one ``_``
+    token at each word boundary (``"1 2"`` is ``1 _ 2``).
+
+    Arguments
+    ---------
+    transcripts : list
+        Strings, or lists of character labels (the space separates words).
+
+    Returns
+    -------
+    list of list of str
+
+    Example
+    -------
+    >>> words(["1 2", ["3", " ", "4"]])
+    [['1', '2'], ['3', '4']]
+    """
+    return ["".join(t).split() for t in transcripts]
+
+
+def transcript_error_rates(hypotheses, references):
+    """CER and WER of transcripts, as SpeechBrain's recipes count them.
+
+    Arguments
+    ---------
+    hypotheses : list of str
+        Transcripts.
+    references : list of str
+        What was said.
+
+    Returns
+    -------
+    tuple of float
+        ``(cer, wer)``, fractions pooled over the utterances.
+
+    Example
+    -------
+    >>> cer, wer = transcript_error_rates(["1 2", "3"], ["1 2", "4"])
+    >>> round(cer, 4), round(wer, 4)
+    (0.25, 0.3333)
+    """
+    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
+    ids = [str(i) for i in range(len(references))]
+    hyp_words, ref_words = words(hypotheses), words(references)
+    cer.append(ids, hyp_words, ref_words)
+    wer.append(ids, hyp_words, ref_words)
+    return cer.summarize("error_rate") / 100, wer.summarize("error_rate") / 100
+
+
 class ErrorRateBrain(sb.Brain):
     """An ASR Brain scored by its error rates, whatever its decoder.
 
@@ -100,11 +155,7 @@ class ErrorRateBrain(sb.Brain):
             The references (default: ``batch.wrd``).
         """
         refs = batch.wrd if refs is None else refs
-        # Words to both, as SpeechBrain's recipes do: the CER tracker
-        # (``split_tokens=True``) splits them into characters with one
-        # ``_`` token at each word boundary.
-        hyp_words = ["".join(h).split() for h in hyps]
-        ref_words = [w.split() for w in refs]
+        hyp_words, ref_words = words(hyps), words(refs)
         self.cer_metric.append(batch.id, hyp_words, ref_words)
         self.wer_metric.append(batch.id, hyp_words, ref_words)
         if getattr(self, "bleu_metric", None) is not None:

@@ -48,7 +48,7 @@ from speechbrain.utils.metric_stats import ErrorRateStats
 
 from speechbrain_meta.adaptation import Adaptation, held_out_loss
 from speechbrain_meta.algorithms import FineTune
-from speechbrain_meta.asr import CTCASR
+from speechbrain_meta.asr import CTCASR, transcript_error_rates
 from speechbrain_meta.brains import MetaBrain, meta_brain_class
 from speechbrain_meta.data.checks import (
     BadInput,
@@ -817,18 +817,8 @@ class AdaptiveASR(Pretrained):
         from speechbrain.dataio.batch import PaddedBatch
 
         batch = PaddedBatch([{"sig": u["sig"]} for u in utterances])
-        words, _ = self.transcribe_batch(*batch.sig, task_state=task_state)
-        cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
-        ids = [u["id"] for u in utterances]
-        refs = [u["wrd"] for u in utterances]
-        hyp_words = [w.split() for w in words]
-        ref_words = [r.split() for r in refs]
-        cer.append(ids, hyp_words, ref_words)
-        wer.append(ids, hyp_words, ref_words)
-        return (
-            cer.summarize("error_rate") / 100,
-            wer.summarize("error_rate") / 100,
-        )
+        hyps, _ = self.transcribe_batch(*batch.sig, task_state=task_state)
+        return transcript_error_rates(hyps, [u["wrd"] for u in utterances])
 
     def loss(self, utterances, task_state=None):
         """The mean CTC loss of checked utterances (``utterance``).

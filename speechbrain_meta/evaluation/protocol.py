@@ -30,6 +30,7 @@ import time
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_meta.asr import transcript_error_rates
 from speechbrain_meta.data.tasks import group_tasks, stable_seed
 from speechbrain_meta.evaluation.scoring import recipe_error_rates
 from speechbrain_meta.evaluation.stats import summary_row
@@ -339,26 +340,23 @@ class FewShotProtocol:
             ``unadapted_cer_mean``: the unadapted model on each utterance
             alone, the baseline of this row.
         """
-        from speechbrain.utils.metric_stats import ErrorRateStats
-
         cers, wers, per_task, seconds, collapsed = [], [], {}, [], 0
         alone = {}  # the unadapted model on each utterance alone
         for task in self.tasks:
-            cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
-            plain = ErrorRateStats(split_tokens=True)
+            adapted, unadapted, refs = [], [], []
             for u in self.examples(self._query[task]):
                 start = time.perf_counter()
                 text, info = asr.transcribe_adapting(u["sig"])
                 seconds.append(time.perf_counter() - start)
                 collapsed += not info["kept"]
-                words = u["wrd"].split()
-                cer.append([u["id"]], [text.split()], [words])
-                wer.append([u["id"]], [text.split()], [words])
-                plain.append([u["id"]], [info["unadapted"].split()], [words])
-            cers.append(cer.summarize("error_rate") / 100)
-            wers.append(wer.summarize("error_rate") / 100)
-            per_task[task] = cers[-1]
-            alone[task] = plain.summarize("error_rate") / 100
+                adapted.append(text)
+                unadapted.append(info["unadapted"])
+                refs.append(u["wrd"])
+            cer, wer = transcript_error_rates(adapted, refs)
+            cers.append(cer)
+            wers.append(wer)
+            per_task[task] = cer
+            alone[task] = transcript_error_rates(unadapted, refs)[0]
         settings = dict(asr.each_utterance_adaptation().describe())
         settings["per_utterance"] = True
         row = summary_row(

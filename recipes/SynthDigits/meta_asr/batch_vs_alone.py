@@ -33,6 +33,8 @@ import sys
 
 import torch
 
+from speechbrain_meta.asr import transcript_error_rates
+
 SETS = {
     "unseen languages": "test.csv",
     "unseen voices": "test_voices.csv",
@@ -66,40 +68,6 @@ def padded(wavs):
     return batch, torch.tensor([len(w) / longest for w in wavs])
 
 
-def character_error_rate(hypotheses, references):
-    """CER as the recipes score it, pooled over the utterances.
-
-    Words go to SpeechBrain's ``ErrorRateStats(split_tokens=True)``, as
-    its recipes do: it splits them into characters with one ``_`` token
-    at each word boundary (``"1 2"`` is ``1 _ 2``).
-
-    Arguments
-    ---------
-    hypotheses : list of str
-        Transcripts.
-    references : list of str
-        What was said.
-
-    Returns
-    -------
-    float
-        Edits over reference tokens.
-
-    Example
-    -------
-    >>> character_error_rate(["1 2", "3"], ["1 2", "4"])
-    0.25
-    """
-    from speechbrain.utils.metric_stats import ErrorRateStats
-
-    stats = ErrorRateStats(split_tokens=True)
-    ids = [str(i) for i in range(len(references))]
-    stats.append(
-        ids, [h.split() for h in hypotheses], [r.split() for r in references]
-    )
-    return stats.summarize("error_rate") / 100
-
-
 def batch_and_alone(asr, wavs, references, batch_size):
     """The model's CER on utterances in padded batches, and one by one.
 
@@ -127,8 +95,8 @@ def batch_and_alone(asr, wavs, references, batch_size):
         asr.transcribe_batch(w.unsqueeze(0), torch.ones(1))[0][0] for w in wavs
     ]
     return {
-        "batch": character_error_rate(in_batches, references),
-        "alone": character_error_rate(alone, references),
+        "batch": transcript_error_rates(in_batches, references)[0],
+        "alone": transcript_error_rates(alone, references)[0],
         "utterances": len(wavs),
     }
 
