@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -21,6 +22,15 @@ def recipe_rows(dataset):
             os.path.basename(r["Hparam_file"])[:-5]: r
             for r in csv.DictReader(f)
         }
+
+
+def copy_sample(name, cwd):
+    """Copies the committed corpus sample ``tests/samples/<name>`` (what
+    the rows run on, ``tests/samples/make_samples.py``) to the same place
+    under ``cwd``, where a test may spoil it; returns the copy's path."""
+    copy = cwd / "tests" / "samples" / name
+    shutil.copytree(os.path.join(ROOT, "tests", "samples", name), copy)
+    return copy
 
 
 def run_recipe_row(row, cwd, launcher=()):

@@ -15,32 +15,26 @@ import subprocess
 import sys
 
 import pytest
-from recipe_rows import few_shot_results, recipe_rows, run_recipe_row
+from recipe_rows import (
+    copy_sample,
+    few_shot_results,
+    recipe_rows,
+    run_recipe_row,
+)
 
 from speechbrain_meta.corpora.standins import common_voice_standin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "CommonVoice", "meta_asr")
-LANGUAGES = {
-    "en": {"train": 3, "dev": 3, "test": 3},
-    "de": {"train": 2},
-    "fr": {"train": 2},
-    "es": {"dev": 2},
-    "ro": {"dev": 1},
-    "ca": {"train": 1},
-}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """``tests/tmp/CommonVoice`` with 4 bad rows in ``de/train.tsv``."""
+    """``tests/samples/CommonVoice`` (en, de, fr, es, ro, ca, and Polish
+    from a release with the older columns, ``accent``) with 4 bad
+    rows in ``de/train.tsv``."""
     work = tmp_path_factory.mktemp("commonvoice")
-    corpus = work / "tests" / "tmp" / "CommonVoice"
-    common_voice_standin(str(corpus), LANGUAGES)
-    # Polish from a release with the older columns (`accent`).
-    common_voice_standin(
-        str(corpus), {"pl": {"test": 2}}, columns="old", seed=1
-    )
+    corpus = copy_sample("CommonVoice", work)
     tsv = corpus / "de" / "train.tsv"
     with open(tsv) as f:
         header = f.readline().rstrip("\n").split("\t")
@@ -63,7 +57,7 @@ def test_prepare_names_counts_and_skips_bad_rows(workdir, tmp_path):
     sys.path.insert(0, RECIPE)
     from common_voice_prepare import prepare_common_voice
 
-    corpus = workdir / "tests" / "tmp" / "CommonVoice"
+    corpus = workdir / "tests" / "samples" / "CommonVoice"
     units = "abcdefghijklmnopqrstuvwxyz' àéèêëïîôöüûùçñáíóúąćęłńśźżß"
     summary = prepare_common_voice(
         str(corpus), str(tmp_path), ["en", "de", "fr"], ["es"], ["pl"],
@@ -108,7 +102,7 @@ def _read_csv(path):
 def test_units_come_from_the_data(workdir, tmp_path):
     """Romanian ă ș ț, Catalan l·l and typographic apostrophes survive."""
     prepare = _prepare_module().prepare_common_voice
-    corpus = workdir / "tests" / "tmp" / "CommonVoice"
+    corpus = workdir / "tests" / "samples" / "CommonVoice"
     summary = prepare(str(corpus), str(tmp_path), ["en", "ca"], ["ro"], [])
     units = summary["units"]
     assert {"ă", "ș", "ț", "·", "'"} <= set(units)
@@ -126,7 +120,7 @@ def test_units_come_from_the_data(workdir, tmp_path):
 
 def test_sample_is_seeded_not_the_first_rows(workdir, tmp_path):
     prepare = _prepare_module().prepare_common_voice
-    corpus = workdir / "tests" / "tmp" / "CommonVoice"
+    corpus = workdir / "tests" / "samples" / "CommonVoice"
 
     def sample(folder, **kwargs):
         prepare(str(corpus), str(tmp_path / folder), [], [], ["en"],
@@ -212,7 +206,7 @@ def test_accent_fields_roles_and_disjointness(accent_corpus, tmp_path):
 
 def test_accent_variant_refuses_releases_without_accents(workdir, tmp_path):
     prepare = _prepare_module().prepare_common_voice
-    corpus = workdir / "tests" / "tmp" / "CommonVoice"
+    corpus = workdir / "tests" / "samples" / "CommonVoice"
     empty = {"language": "pl", "train": ["X"], "dev": [], "test": []}
     with pytest.raises(ValueError, match="pl/validated.tsv has no accent"):
         prepare(str(corpus), str(tmp_path), [], [], [], accents=empty)
@@ -226,7 +220,7 @@ def test_mp3_support_is_checked_before_converting(
     workdir, tmp_path, monkeypatch
 ):
     module = _prepare_module()
-    corpus = workdir / "tests" / "tmp" / "CommonVoice"
+    corpus = workdir / "tests" / "samples" / "CommonVoice"
     formats = dict(module.sf.available_formats())
     formats.pop("MP3")
     monkeypatch.setattr(module.sf, "available_formats", lambda: formats)
@@ -239,7 +233,7 @@ def test_mp3_support_is_checked_before_converting(
 
 def test_parallel_prepares_share_a_folder_and_resume(workdir, tmp_path):
     """Two processes preparing at once, then a rerun after a lost clip."""
-    corpus = workdir / "tests" / "tmp" / "CommonVoice"
+    corpus = workdir / "tests" / "samples" / "CommonVoice"
     code = (
         f"import sys; sys.path.insert(0, {RECIPE!r}); "
         "from common_voice_prepare import prepare_common_voice as p; "

@@ -14,28 +14,22 @@ import json
 import os
 
 import pytest
-from recipe_rows import few_shot_results, recipe_rows, run_recipe_row
-
-from speechbrain_meta.corpora.standins import covost_standin
+from recipe_rows import (
+    copy_sample,
+    few_shot_results,
+    recipe_rows,
+    run_recipe_row,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-LANGUAGES = {
-    "de": {"train": 2, "dev": 1, "test": 1},
-    "fr": {"train": 2, "test": 1},
-    "es": {"train": 1, "dev": 2},
-    "it": {"train": 1, "test": 3},
-}
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """``tests/tmp/CoVoST/{cv,covost}``: the stand-in; its quirks."""
+    """``tests/samples/CoVoST/{cv,covost}`` (de, fr, es, it)."""
     work = tmp_path_factory.mktemp("covost")
-    data = work / "tests" / "tmp" / "CoVoST"
-    quirks = covost_standin(
-        str(data / "cv"), str(data / "covost"), LANGUAGES, 6
-    )
-    return work, quirks
+    copy_sample("CoVoST", work)
+    return work
 
 
 def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
@@ -44,7 +38,7 @@ def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
     characters, ``train_covost`` rows in meta-train), the quirks are
     skipped and named with file and line, and the test language's rows
     carry BLEU."""
-    cwd, quirks = workdir
+    cwd = workdir
     out = run_recipe_row(recipe_rows("CoVoST")["fomaml"], cwd)
     results = few_shot_results(out)
     prepared = cwd / "tests" / "tmp" / "CoVoST_prepared"
@@ -56,12 +50,13 @@ def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
     clips = {os.path.basename(r["wav"])[:-4] + ".mp3" for r in train}
     with open(prepared / "test.csv", newline="") as f:
         assert {r["lang"] for r in csv.DictReader(f)} == {"it"}
-    covost = cwd / "tests" / "tmp" / "CoVoST" / "covost"
+    covost = cwd / "tests" / "samples" / "CoVoST" / "covost"
     with open(covost / "covost_v2.de_en.tsv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     extra = {r["path"] for r in rows if r["split"] == "train_covost"}
-    assert extra and extra <= clips | {quirks["de"]["empty_translation"]}
-    assert quirks["de"]["empty_translation"] not in clips
+    (empty,) = [r["path"] for r in rows if not r["translation"]]
+    assert extra and extra <= clips | {empty}
+    assert empty not in clips
     summary = json.loads((prepared / "prepare_summary.json").read_text())
     skipped = summary["languages"]["de"]["skipped_lines"]
     assert [w.rsplit(":", 1)[0] for w in skipped["empty translation"]] == [
@@ -80,6 +75,6 @@ def test_fomaml_row_prepares_covost_and_is_scored_by_bleu(workdir):
 def test_method_rows_run(workdir, method):
     """The other methods' rows run from the joint model and score BLEU."""
     results = few_shot_results(
-        run_recipe_row(recipe_rows("CoVoST")[method], workdir[0])
+        run_recipe_row(recipe_rows("CoVoST")[method], workdir)
     )
     assert all("bleu_mean" in r for r in results)

@@ -19,9 +19,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from recipe_rows import recipe_rows, run_recipe_row
-
-from speechbrain_meta.corpora.standins import speech_commands_standin
+from recipe_rows import copy_sample, recipe_rows, run_recipe_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "Google-speech-commands", "few_shot_kws")
@@ -32,18 +30,19 @@ TRAIN = ["zero", "one", "two", "three"]
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """``tests/tmp/Google-speech-commands`` with 4 bad clips in it."""
+    """``tests/samples/Google-speech-commands`` (10 speakers, 3 held out
+    for validation and 3 for testing, each saying every word twice) with 4
+    bad clips in it."""
     work = tmp_path_factory.mktemp("gsc")
-    corpus = work / "tests" / "tmp" / "Google-speech-commands"
-    speakers = speech_commands_standin(
-        str(corpus),
-        TEST + DEV + TRAIN,
-        speakers=10,
-        repetitions=2,
-        validation_speakers=3,
-        testing_speakers=3,
+    corpus = copy_sample("Google-speech-commands", work)
+    listed = set()
+    for name in ("validation_list.txt", "testing_list.txt"):
+        listed |= set((corpus / name).read_text().split())
+    train_spk = max(
+        p.name.split("_")[0]
+        for p in (corpus / "zero").iterdir()
+        if f"zero/{p.name}" not in listed
     )
-    train_spk = speakers[-1]
     (corpus / "zero" / f"{train_spk}_nohash_0.wav").write_bytes(b"")
     sf.write(corpus / "one" / f"{train_spk}_nohash_1.wav",
              np.zeros(8000, dtype=np.float32), 8000)  # fmt: skip
@@ -58,7 +57,7 @@ def test_prepare_names_counts_and_skips_bad_clips(workdir, tmp_path):
     sys.path.insert(0, RECIPE)
     from prepare_GSC import prepare_GSC
 
-    corpus = workdir / "tests" / "tmp" / "Google-speech-commands"
+    corpus = workdir / "tests" / "samples" / "Google-speech-commands"
     summary = prepare_GSC(str(corpus), str(tmp_path), TEST, DEV)
     splits = summary["splits"]
     assert splits["train"]["skipped"] == {
@@ -84,10 +83,11 @@ def test_prepare_names_counts_and_skips_bad_clips(workdir, tmp_path):
         words = {r["command"] for r in rows}
         assert words == set({"train": TRAIN, "dev": DEV, "test": TEST}[split])
     assert not speakers["train"] & (speakers["dev"] | speakers["test"])
-    # As the real corpus: six noise recordings of about a minute, and
+    # As the real corpus: six noise recordings (of 3 s in the sample, of
+    # about a minute in the corpus and in the stand-in's default), and
     # clips cut short of 1 s.
     assert summary["noise_recordings"] == 6
-    assert summary["noise_minutes"] == 6.0
+    assert summary["noise_minutes"] == 0.3
     assert splits["test"]["shorter_than_1s"] > 0
     assert splits["test"]["shortest_s"] < 0.9
 
@@ -101,7 +101,7 @@ def test_every_clip_reaches_the_model_at_1s(workdir, tmp_path):
     )
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
-    corpus = workdir / "tests" / "tmp" / "Google-speech-commands"
+    corpus = workdir / "tests" / "samples" / "Google-speech-commands"
     train.prepare_GSC(str(corpus), str(tmp_path), TEST, DEV)
     hparams = {
         **{f"{s}_csv": str(tmp_path / f"{s}.csv") for s in ("train", "dev",

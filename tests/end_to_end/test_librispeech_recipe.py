@@ -17,24 +17,20 @@ import shutil
 import sys
 
 import pytest
-from recipe_rows import recipe_rows, run_recipe_row
-
-from speechbrain_meta.corpora.standins import librispeech_standin
+from recipe_rows import copy_sample, recipe_rows, run_recipe_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "LibriSpeech", "speaker_adaptation")
-SPLITS = {"train-clean-100": 4, "dev-clean": 2, "test-clean": 2}
 SPLITS_ROLES = ("train", "dev", "test")
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A folder holding ``tests/tmp/LibriSpeech`` with 4 bad lines in it."""
+    """A folder holding ``tests/samples/LibriSpeech`` (4 speakers in
+    ``train-clean-100``, 2 in the others, 2 chapters of 5 utterances
+    each) with 4 bad lines in it."""
     work = tmp_path_factory.mktemp("librispeech")
-    corpus = work / "tests" / "tmp" / "LibriSpeech"
-    librispeech_standin(
-        str(corpus), SPLITS, chapters_per_speaker=2, utterances_per_chapter=5
-    )
+    corpus = copy_sample("LibriSpeech", work)
     chapter = corpus / "train-clean-100" / "1000" / "100000"
     (chapter / "1000-100000-0001.flac").unlink()  # missing
     (chapter / "1000-100000-0002.flac").write_bytes(b"")  # unreadable
@@ -51,7 +47,7 @@ def test_prepare_names_counts_and_skips_bad_lines(workdir, tmp_path):
     sys.path.insert(0, RECIPE)
     from librispeech_prepare import prepare_librispeech
 
-    corpus = workdir / "tests" / "tmp" / "LibriSpeech"
+    corpus = workdir / "tests" / "samples" / "LibriSpeech"
     summary = prepare_librispeech(str(corpus), str(tmp_path))
     train = summary["splits"]["train-clean-100"]
     assert train["skipped"] == {
@@ -110,7 +106,7 @@ def test_upstream_manifests_length_policy_and_disjoint_roles(
     the length caps drop is logged; a speaker in two roles stops the run.
     """
     train = _train_module()
-    corpus = workdir / "tests" / "tmp" / "LibriSpeech"
+    corpus = workdir / "tests" / "samples" / "LibriSpeech"
     train.prepare_librispeech(str(corpus), str(tmp_path))
 
     def upstream(row):  # spk_id as upstream's librispeech_prepare writes it

@@ -13,7 +13,9 @@ here could be submitted as it is:
   (``hparams["x"]``, ``hparams.x``, ``hparams.get("x"``, ``modules.x``...)
   or by a ``!ref`` later in the same file, or is a SpeechBrain run option;
 * every training script joins the process group (``torchrun``), and the
-  recipes for corpora on disk leave ``data_folder`` to the user.
+  recipes for corpora on disk leave ``data_folder`` to the user;
+* the rows of those recipes read corpus samples committed under
+  ``tests/samples/``, so they run from a fresh clone's root.
 """
 
 import csv
@@ -142,6 +144,30 @@ def test_the_user_gives_the_data_folder(dataset):
     assert not any(
         re.search(r"^data_folder: (?!!PLACEHOLDER)", t, re.M) for t in texts
     )
+
+
+CORPUS_FLAGS = ("--data_folder", "--covost_folder")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [r for r in ROWS if r["Dataset"] not in SYNTHETIC],
+    ids=lambda r: r["Hparam_file"],
+)
+def test_rows_read_a_corpus_sample_in_the_repository(row):
+    """A row for a corpus on disk runs from a fresh clone's root, as
+    upstream's recipe tests run it: its corpus folders are committed under
+    ``tests/samples/`` (``tests/samples/make_samples.py``), each in its
+    release's layout."""
+    import shlex
+
+    flags = dict(f.split("=", 1) for f in shlex.split(row["test_debug_flags"]))
+    folders = [flags[f] for f in CORPUS_FLAGS if f in flags]
+    assert folders
+    for folder in folders:
+        assert folder.startswith("tests/samples/"), folder
+        path = os.path.join(ROOT, folder)
+        assert os.path.isdir(path) and os.listdir(path), folder
 
 
 RECIPE_FOLDERS = sorted(
