@@ -20,6 +20,7 @@ Authors
 """
 
 import os
+import re
 from io import StringIO
 
 import ruamel.yaml
@@ -112,26 +113,9 @@ def _common_files(common_file):
     return list(common_file)
 
 
-def resolve_layered_yaml(hparams_file, common_file, overrides=None):
-    """The merged document, every reference resolved, as yaml text.
-
-    Arguments
-    ---------
-    hparams_file : str
-        The method's file.
-    common_file : str or list of str
-        The file the recipe's methods share; or a list of files, each
-        layered over the one before it (a recipe's model over the corpus,
-        budget and protocol another recipe of the corpus set).
-    overrides : str or dict, optional
-        Command-line overrides (yaml text or a dict), merged into the
-        method's keys as ``load_hyperpyyaml`` merges overrides.
-
-    Returns
-    -------
-    str
-        The yaml text (what ``load_hyperpyyaml`` of one file would see);
-        it is what a run saves as its ``hyperparams.yaml``.
+def _layered_document(hparams_file, common_file, overrides=None):
+    """The common file(s) with the method's keys over them, unresolved,
+    ``!include:`` paths made absolute (see ``resolve_layered_yaml``).
     """
     common = None
     for path in _common_files(common_file):
@@ -154,10 +138,143 @@ def resolve_layered_yaml(hparams_file, common_file, overrides=None):
             )
         recursive_update(layer, overrides, must_match=False)
     _layer_over(common, layer)
+    return common
+
+
+def _dump(document):
     text = StringIO()
-    _yaml().dump(common, text)
-    text.seek(0)
-    return resolve_references(text).getvalue()
+    _yaml().dump(document, text)
+    return text.getvalue()
+
+
+def resolve_layered_yaml(hparams_file, common_file, overrides=None):
+    """The merged document, every reference resolved, as yaml text.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's file.
+    common_file : str or list of str
+        The file the recipe's methods share; or a list of files, each
+        layered over the one before it (a recipe's model over the corpus,
+        budget and protocol another recipe of the corpus set).
+    overrides : str or dict, optional
+        Command-line overrides (yaml text or a dict), merged into the
+        method's keys as ``load_hyperpyyaml`` merges overrides.
+
+    Returns
+    -------
+    str
+        The yaml text (what ``load_hyperpyyaml`` of one file would see);
+        it is what a run saves as its ``hyperparams.yaml``.
+    """
+    document = _layered_document(hparams_file, common_file, overrides)
+    return resolve_references(StringIO(_dump(document))).getvalue()
+
+
+_REFERENCE = re.compile(r"<([^<>\[\]]+)")
+
+
+def _nest_references(node, prefix):
+    """Makes the ``!ref``/``!copy`` references under a node, written
+    relative to the root of the file the node came from, relative to the
+    key ``prefix`` (``<a>`` becomes ``<prefix[a]>``), in place.
+    """
+    if isinstance(node, dict):
+        children = list(node.items())
+    elif isinstance(node, list):
+        children = list(enumerate(node))
+    else:
+        children = []
+    for key, child in children:
+        tag = _tag(child) or ""
+        if tag in ("!ref", "!copy"):
+            value = _REFERENCE.sub(lambda m: f"<{prefix}[{m[1]}]", str(child))
+            tagged = ruamel.yaml.comments.TaggedScalar(value, tag=tag)
+            node[key] = tagged
+        else:
+            _nest_references(child, prefix)
+
+
+def _inline_includes(node, key_path):
+    """Replaces every ``!include:`` node under ``node`` (``key_path``: its
+    reference in the document, e.g. ``meta``) by the included file, its
+    references nested under the key and the node's mapping over it.
+    """
+    if isinstance(node, dict):
+        children = list(node.items())
+    elif isinstance(node, list):
+        children = list(enumerate(node))
+    else:
+        return node
+    for key, child in children:
+        path = str(key) if not key_path else f"{key_path}[{key}]"
+        node[key] = _inline_includes(child, path)
+    tag = _tag(node) or ""
+    if not tag.startswith("!include:"):
+        return node
+    filename = tag[len("!include:") :]
+    included = _read(filename)
+    _absolute_includes(included, os.path.dirname(os.path.abspath(filename)))
+    included = _inline_includes(included, "")
+    _nest_references(included, key_path)
+    recursive_update(included, dict(node), must_match=False)
+    return included
+
+
+def standalone_yaml(hparams_file, common_file):
+    r"""The layered hparams as one file that ``load_hyperpyyaml`` loads on
+    its own, references kept.
+
+    The common file(s) with the method's keys over them (as
+    ``load_layered_hparams`` merges them), and each ``!include:`` fragment
+    (``speechbrain_meta/hparams/*.yaml``) written in place: its
+    references made relative to where it is put (``<inner_steps>`` in the
+    fragment under ``meta:`` becomes ``<meta[inner_steps]>``), the
+    include's mapping over its keys. Nothing outside the file is read
+    when it is loaded, so it can go where the package is only installed
+    (a recipe submitted upstream, a copy in a user's project); overrides
+    of any key still reach every ``!ref`` to it.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The method's file.
+    common_file : str or list of str
+        The file(s) the recipe's methods share (see
+        ``resolve_layered_yaml``).
+
+    Returns
+    -------
+    str
+        The yaml text.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "fragment.yaml"), "w") as f:
+    ...     _ = f.write("steps: 1\nplan: !ref <steps> * 2\n")
+    >>> with open(os.path.join(folder, "common.yaml"), "w") as f:
+    ...     _ = f.write("base_lr: 0.1\nmeta: !include:fragment.yaml\n"
+    ...                 "    steps: !ref <steps>\nsteps: 3\n")
+    >>> with open(os.path.join(folder, "maml.yaml"), "w") as f:
+    ...     _ = f.write("steps: 5\n")
+    >>> text = standalone_yaml(
+    ...     os.path.join(folder, "maml.yaml"),
+    ...     os.path.join(folder, "common.yaml"))
+    >>> print(text.strip())
+    base_lr: 0.1
+    meta:
+      steps: !ref <steps>
+      plan: !ref <meta[steps]> * 2
+    steps: 5
+    >>> load_hyperpyyaml(text, {"steps": 4})["meta"]
+    {'steps': 4, 'plan': 8}
+    """
+    document = _layered_document(hparams_file, common_file)
+    return _dump(_inline_includes(document, ""))
 
 
 def layered_values(hparams_file, common_file, keys, overrides=None):
@@ -295,3 +412,59 @@ def layered_experiment(hparams_file, common_file, overrides=None):
         with open(path, "w", encoding="utf-8") as fout:
             fout.write(text)
     return hparams
+
+
+def main(argv=None):
+    r"""``python -m speechbrain_meta.layered_yaml METHOD.yaml [--common
+    FILE ...] [--output OUT.yaml]``: writes ``standalone_yaml`` of a
+    method's file (to standard output without ``--output``).
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        The arguments (default: the command line's).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(folder, "models"))
+    >>> with open(os.path.join(folder, "models", "common.yaml"), "w") as f:
+    ...     _ = f.write("lr: 0.1\nseed: 1\n")
+    >>> with open(os.path.join(folder, "maml.yaml"), "w") as f:
+    ...     _ = f.write("lr: 0.2\n")
+    >>> main([os.path.join(folder, "maml.yaml")])
+    lr: 0.2
+    seed: 1
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Writes a method's hparams file, layered over the file(s)"
+        " its recipe's methods share, as one file that load_hyperpyyaml"
+        " loads on its own (fragments written in place, references kept)."
+    )
+    parser.add_argument("hparams_file", help="the method's file")
+    parser.add_argument(
+        "--common",
+        nargs="+",
+        help="the shared file(s), base first (default: models/common.yaml "
+        "beside the method's file)",
+    )
+    parser.add_argument("--output", help="where to write (default: stdout)")
+    args = parser.parse_args(argv)
+    common = args.common or os.path.join(
+        os.path.dirname(os.path.abspath(args.hparams_file)),
+        "models",
+        "common.yaml",
+    )
+    text = standalone_yaml(args.hparams_file, common)
+    if args.output is None:
+        print(text, end="")
+    else:
+        with open(args.output, "w", encoding="utf-8") as fout:
+            fout.write(text)
+
+
+if __name__ == "__main__":
+    main()
