@@ -236,8 +236,10 @@ def augment(
     speed,
     sample_rate=SAMPLE_RATE,
     telephone=0.0,
+    edge_silence=None,
 ):
-    """Speed change, resampling to 16 kHz, a telephone channel, white noise.
+    """Speed change, resampling to 16 kHz, silence before and after the
+    speech, a telephone channel, white noise.
 
     Arguments
     ---------
@@ -256,6 +258,11 @@ def augment(
     telephone : float
         Probability of passing the utterance through ``telephone_channel``
         (before the noise).
+    edge_silence : tuple of float or None
+        Range (seconds) of the silence put before the speech and, drawn
+        again, after it, as a recording has (espeak-ng starts and stops
+        within a few milliseconds of the speech); the white noise covers
+        it, at the SNR of the speech. None: none.
 
     Returns
     -------
@@ -268,17 +275,29 @@ def augment(
     >>> wav = augment(pcm, 22050, np.random.default_rng(0), (20, 30), None)
     >>> wav.dtype, len(wav), float(abs(wav).max()) <= 1.0
     (dtype('float32'), 16000, True)
+    >>> padded = augment(pcm, 22050, np.random.default_rng(0), (20, 30),
+    ...                  None, edge_silence=(0.5, 0.5))
+    >>> len(padded), float(abs(padded[:8000]).max()) < 0.1
+    (32000, True)
     """
     wav = torch.from_numpy(pcm.astype(np.float32) / 32768.0)
     factor = 1.0 if speed is None else float(rng.uniform(*speed))
     # Speed change by resampling: play samples at `factor` times the rate.
     target = int(round(sample_rate / factor / 50.0)) * 50
     wav = torchaudio.functional.resample(wav, source_rate, target).numpy()
+    lead = trail = 0
+    if edge_silence is not None:
+        lead, trail = (
+            int(rng.uniform(*edge_silence) * sample_rate) for _ in range(2)
+        )
+        wav = np.concatenate(
+            [np.zeros(lead, np.float32), wav, np.zeros(trail, np.float32)]
+        )
     if telephone > 0 and rng.uniform() < telephone:
         wav = telephone_channel(wav, sample_rate)
     if snr_db is not None:
         snr = float(rng.uniform(*snr_db))
-        power = float(np.mean(wav**2)) + 1e-10
+        power = float(np.mean(wav[lead : len(wav) - trail] ** 2)) + 1e-10
         noise = rng.standard_normal(len(wav)).astype(np.float32)
         wav = wav + noise * np.sqrt(power / 10 ** (snr / 10))
     peak = float(np.abs(wav).max()) + 1e-8
@@ -315,6 +334,7 @@ def prepare_synth_digits(
     speed=(0.9, 1.1),
     telephone=0.0,
     digit_by_digit=0.0,
+    edge_silence=None,
     rate=(140, 200),
     pitch=(25, 75),
     pitch_range=(30, 70),
@@ -357,6 +377,10 @@ def prepare_synth_digits(
         Share of the utterances read digit by digit, each digit its own
         phrase with a pause after it (``spoken_text``), as people read out
         a phone number; the others are read as one phrase.
+    edge_silence : list of float or None
+        Range (seconds) of the silence before and after each utterance's
+        speech (``augment``), as recordings start and end; None: none
+        (espeak-ng's output starts and stops at the speech).
     rate, pitch, pitch_range, volume : list of int
         Ranges of the espeak speaker parameters.
     seed : int
@@ -408,6 +432,11 @@ def prepare_synth_digits(
         "speed": None if speed is None else list(speed),
         **({"telephone": telephone} if telephone else {}),
         **({"digit_by_digit": digit_by_digit} if digit_by_digit else {}),
+        **(
+            {"edge_silence": list(edge_silence)}
+            if edge_silence is not None
+            else {}
+        ),
         "ranges": {
             "rate": list(rate),
             "pitch": list(pitch),
@@ -489,7 +518,13 @@ def prepare_synth_digits(
                 continue
             rng = _rng(seed, split, spk_id, u, "augment")
             wav = augment(
-                pcm, source_rate, rng, snr_db, speed, telephone=telephone
+                pcm,
+                source_rate,
+                rng,
+                snr_db,
+                speed,
+                telephone=telephone,
+                edge_silence=edge_silence,
             )
             path = os.path.join(folder, f"{utt_id}.wav")
             sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
