@@ -237,6 +237,7 @@ def augment(
     sample_rate=SAMPLE_RATE,
     telephone=0.0,
     edge_silence=None,
+    edge_silence_share=1.0,
 ):
     """Speed change, resampling to 16 kHz, silence before and after the
     speech, a telephone channel, white noise.
@@ -263,6 +264,8 @@ def augment(
         again, after it, as a recording has (espeak-ng starts and stops
         within a few milliseconds of the speech); the white noise covers
         it, at the SNR of the speech. None: none.
+    edge_silence_share : float
+        Probability of the edge silence (otherwise none).
 
     Returns
     -------
@@ -286,7 +289,7 @@ def augment(
     target = int(round(sample_rate / factor / 50.0)) * 50
     wav = torchaudio.functional.resample(wav, source_rate, target).numpy()
     lead = trail = 0
-    if edge_silence is not None:
+    if edge_silence is not None and rng.uniform() < edge_silence_share:
         lead, trail = (
             int(rng.uniform(*edge_silence) * sample_rate) for _ in range(2)
         )
@@ -335,6 +338,7 @@ def prepare_synth_digits(
     telephone=0.0,
     digit_by_digit=0.0,
     edge_silence=None,
+    edge_silence_share=1.0,
     rate=(140, 200),
     pitch=(25, 75),
     pitch_range=(30, 70),
@@ -381,6 +385,8 @@ def prepare_synth_digits(
         Range (seconds) of the silence before and after each utterance's
         speech (``augment``), as recordings start and end; None: none
         (espeak-ng's output starts and stops at the speech).
+    edge_silence_share : float
+        Share of the utterances given that silence.
     rate, pitch, pitch_range, volume : list of int
         Ranges of the espeak speaker parameters.
     seed : int
@@ -433,7 +439,10 @@ def prepare_synth_digits(
         **({"telephone": telephone} if telephone else {}),
         **({"digit_by_digit": digit_by_digit} if digit_by_digit else {}),
         **(
-            {"edge_silence": list(edge_silence)}
+            {
+                "edge_silence": list(edge_silence),
+                "edge_silence_share": edge_silence_share,
+            }
             if edge_silence is not None
             else {}
         ),
@@ -525,6 +534,7 @@ def prepare_synth_digits(
                 speed,
                 telephone=telephone,
                 edge_silence=edge_silence,
+                edge_silence_share=edge_silence_share,
             )
             path = os.path.join(folder, f"{utt_id}.wav")
             sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
