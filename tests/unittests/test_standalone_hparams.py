@@ -13,7 +13,6 @@ reaching the fragment's inner loop.
 """
 
 import glob
-import importlib.util
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from speechbrain_meta.layered_yaml import (
     resolve_layered_yaml,
     standalone_yaml,
 )
+from speechbrain_meta.recipe import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "recipes", "*", "*", "train.py")))
@@ -36,14 +36,11 @@ SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "recipes", "*", "*", "train.py")))
 def _common_files(script):
     """The shared files a recipe's ``train.py`` layers its methods over."""
     name = "recipe_" + os.path.relpath(script, ROOT).replace("/", "_")[:-3]
-    spec = importlib.util.spec_from_file_location(name, script)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, os.path.dirname(script))
+    sys.path.insert(0, os.path.dirname(script))  # its sibling modules
     try:
-        spec.loader.exec_module(module)
+        return load_script(script, name).COMMON
     finally:
         sys.path.remove(os.path.dirname(script))
-    return module.COMMON
 
 
 FILES = [

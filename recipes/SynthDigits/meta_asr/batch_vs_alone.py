@@ -129,6 +129,58 @@ def read_set(path, utterances, seed=0):
     return wavs, [r["wrd"] for r in rows]
 
 
+def read_sets(data_folder, utterances):
+    """Every set of the corpus that is there, read by ``read_set``.
+
+    Arguments
+    ---------
+    data_folder : str
+        The corpus folder (``DIR/data`` of a main job).
+    utterances : int
+        Utterances kept per set.
+
+    Returns
+    -------
+    dict
+        Set name (``SETS``) to ``(waveforms, transcripts)``.
+    """
+    return {
+        name: read_set(os.path.join(data_folder, f), utterances)
+        for name, f in SETS.items()
+        if os.path.exists(os.path.join(data_folder, f))
+    }
+
+
+def exported_models(specs, output_folder):
+    """The exported models named on a command line, loaded one at a time.
+
+    Arguments
+    ---------
+    specs : list of str
+        ``NAME=EXPORT_FOLDER`` each.
+    output_folder : str
+        Where ``AdaptiveASR`` copies them (``load/NAME``).
+
+    Yields
+    ------
+    tuple
+        ``(name, AdaptiveASR)``.
+    """
+    from speechbrain_meta.inference import AdaptiveASR
+
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep:
+            raise ValueError(f"{spec!r}: expected NAME=EXPORT_FOLDER")
+        yield (
+            name,
+            AdaptiveASR.from_hparams(
+                source=os.path.abspath(folder),
+                savedir=os.path.join(output_folder, "load", name),
+            ),
+        )
+
+
 def markdown(results, batch_size):
     """The results as a markdown table.
 
@@ -172,8 +224,6 @@ def main(argv=None):
     argv : list of str, optional
         Command-line arguments.
     """
-    from speechbrain_meta.inference import AdaptiveASR
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="NAME=EXPORT_FOLDER")
     parser.add_argument("--data_folder", required=True)
@@ -182,20 +232,9 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=10)
     args = parser.parse_args(argv)
     os.makedirs(args.output_folder, exist_ok=True)
-    sets = {
-        name: read_set(os.path.join(args.data_folder, f), args.utterances)
-        for name, f in SETS.items()
-        if os.path.exists(os.path.join(args.data_folder, f))
-    }
+    sets = read_sets(args.data_folder, args.utterances)
     results = []
-    for spec in args.models:
-        name, sep, folder = spec.partition("=")
-        if not sep:
-            parser.error(f"{spec!r}: expected NAME=EXPORT_FOLDER")
-        asr = AdaptiveASR.from_hparams(
-            source=os.path.abspath(folder),
-            savedir=os.path.join(args.output_folder, "load", name),
-        )
+    for name, asr in exported_models(args.models, args.output_folder):
         for set_name, (wavs, references) in sets.items():
             row = batch_and_alone(asr, wavs, references, args.batch_size)
             results.append({"model": name, "set": set_name, **row})

@@ -36,7 +36,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batch_vs_alone import SETS, read_set  # noqa: E402
+from batch_vs_alone import exported_models, read_sets  # noqa: E402
 
 from speechbrain_meta.asr import words  # noqa: E402
 
@@ -237,8 +237,6 @@ def main(argv=None):
     argv : list of str, optional
         Command-line arguments.
     """
-    from speechbrain_meta.inference import AdaptiveASR
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="NAME=EXPORT_FOLDER")
     parser.add_argument("--data_folder", required=True)
@@ -247,20 +245,9 @@ def main(argv=None):
     parser.add_argument("--pad", type=float, default=0.3)
     args = parser.parse_args(argv)
     os.makedirs(args.output_folder, exist_ok=True)
-    sets = {
-        name: read_set(os.path.join(args.data_folder, f), args.utterances)
-        for name, f in SETS.items()
-        if os.path.exists(os.path.join(args.data_folder, f))
-    }
+    sets = read_sets(args.data_folder, args.utterances)
     results = {}
-    for spec in args.models:
-        name, sep, folder = spec.partition("=")
-        if not sep:
-            parser.error(f"{spec!r}: expected NAME=EXPORT_FOLDER")
-        asr = AdaptiveASR.from_hparams(
-            source=os.path.abspath(folder),
-            savedir=os.path.join(args.output_folder, "load", name),
-        )
+    for name, asr in exported_models(args.models, args.output_folder):
         results[name] = probe(asr, sets, args.pad)
     document = {"command": " ".join(sys.argv), "pad_s": args.pad}
     document["results"] = results
