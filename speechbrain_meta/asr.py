@@ -51,6 +51,39 @@ def words(transcripts):
     return ["".join(t).split() for t in transcripts]
 
 
+def transcript_error_stats(hypotheses, references):
+    """SpeechBrain's CER and WER trackers, given transcripts as its
+    recipes give them (``words``).
+
+    Arguments
+    ---------
+    hypotheses : list of str
+        Transcripts.
+    references : list of str
+        What was said.
+
+    Returns
+    -------
+    tuple
+        ``(cer, wer)``: ``ErrorRateStats`` (the CER one with
+        ``split_tokens=True``), one entry per utterance.
+
+    Example
+    -------
+    >>> cer, _ = transcript_error_stats(["5 1 2"], ["1 2"])
+    >>> cer.summarize()["insertions"]
+    2
+    """
+    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
+    ids = [str(i) for i in range(len(references))]
+    hyp_words, ref_words = words(hypotheses), words(references)
+    cer.append(ids, hyp_words, ref_words)
+    wer.append(ids, hyp_words, ref_words)
+    return cer, wer
+
+
 def transcript_error_rates(hypotheses, references):
     """CER and WER of transcripts, as SpeechBrain's recipes count them.
 
@@ -72,13 +105,7 @@ def transcript_error_rates(hypotheses, references):
     >>> round(cer, 4), round(wer, 4)
     (0.25, 0.3333)
     """
-    from speechbrain.utils.metric_stats import ErrorRateStats
-
-    cer, wer = ErrorRateStats(split_tokens=True), ErrorRateStats()
-    ids = [str(i) for i in range(len(references))]
-    hyp_words, ref_words = words(hypotheses), words(references)
-    cer.append(ids, hyp_words, ref_words)
-    wer.append(ids, hyp_words, ref_words)
+    cer, wer = transcript_error_stats(hypotheses, references)
     return cer.summarize("error_rate") / 100, wer.summarize("error_rate") / 100
 
 

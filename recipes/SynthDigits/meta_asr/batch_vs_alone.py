@@ -68,6 +68,25 @@ def padded(wavs):
     return batch, torch.tensor([len(w) / longest for w in wavs])
 
 
+def transcribe_alone(asr, wavs):
+    """Each waveform transcribed alone, as ``transcribe_file`` does.
+
+    Arguments
+    ---------
+    asr : AdaptiveASR
+        The model.
+    wavs : list of torch.Tensor
+        1-D waveforms.
+
+    Returns
+    -------
+    list of str
+    """
+    return [
+        asr.transcribe_batch(w.unsqueeze(0), torch.ones(1))[0][0] for w in wavs
+    ]
+
+
 def batch_and_alone(asr, wavs, references, batch_size):
     """The model's CER on utterances in padded batches, and one by one.
 
@@ -91,9 +110,7 @@ def batch_and_alone(asr, wavs, references, batch_size):
     for start in range(0, len(wavs), batch_size):
         batch, lens = padded(wavs[start : start + batch_size])
         in_batches += asr.transcribe_batch(batch, lens)[0]
-    alone = [
-        asr.transcribe_batch(w.unsqueeze(0), torch.ones(1))[0][0] for w in wavs
-    ]
+    alone = transcribe_alone(asr, wavs)
     return {
         "batch": transcript_error_rates(in_batches, references)[0],
         "alone": transcript_error_rates(alone, references)[0],
@@ -181,6 +198,36 @@ def exported_models(specs, output_folder):
         )
 
 
+def models_and_sets_parser(description):
+    """The command line of a script that scores exported models on the
+    corpus's sets: ``NAME=EXPORT_FOLDER ...``, ``--data_folder``,
+    ``--output_folder``, ``--utterances`` (per set).
+
+    Arguments
+    ---------
+    description : str
+        The script's.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        To add the script's own options to.
+
+    Example
+    -------
+    >>> args = models_and_sets_parser("x").parse_args(
+    ...     ["a=b", "--data_folder", "d", "--output_folder", "o"])
+    >>> args.models, args.utterances
+    (['a=b'], 200)
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("models", nargs="+", help="NAME=EXPORT_FOLDER")
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--output_folder", required=True)
+    parser.add_argument("--utterances", type=int, default=200)
+    return parser
+
+
 def markdown(results, batch_size):
     """The results as a markdown table.
 
@@ -224,11 +271,7 @@ def main(argv=None):
     argv : list of str, optional
         Command-line arguments.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="+", help="NAME=EXPORT_FOLDER")
-    parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--output_folder", required=True)
-    parser.add_argument("--utterances", type=int, default=200)
+    parser = models_and_sets_parser(__doc__.split("\n")[0])
     parser.add_argument("--batch_size", type=int, default=10)
     args = parser.parse_args(argv)
     os.makedirs(args.output_folder, exist_ok=True)

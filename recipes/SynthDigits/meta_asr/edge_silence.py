@@ -28,7 +28,6 @@ Authors
  * speechbrain-meta developers 2026
 """
 
-import argparse
 import json
 import os
 import sys
@@ -36,9 +35,14 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batch_vs_alone import exported_models, read_sets  # noqa: E402
+from batch_vs_alone import (  # noqa: E402
+    exported_models,
+    models_and_sets_parser,
+    read_sets,
+    transcribe_alone,
+)
 
-from speechbrain_meta.asr import words  # noqa: E402
+from speechbrain_meta.asr import transcript_error_stats  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -118,12 +122,7 @@ def error_counts(hypotheses, references):
     >>> counts["insertions"], round(counts["cer"], 4)
     (0.6667, 0.6667)
     """
-    from speechbrain.utils.metric_stats import ErrorRateStats
-
-    stats = ErrorRateStats(split_tokens=True)
-    ids = [str(i) for i in range(len(references))]
-    stats.append(ids, words(hypotheses), words(references))
-    s = stats.summarize()
+    s = transcript_error_stats(hypotheses, references)[0].summarize()
     total = max(s["num_scored_tokens"], 1)
     return {
         "cer": s["error_rate"] / 100,
@@ -132,13 +131,6 @@ def error_counts(hypotheses, references):
             for k in ("insertions", "deletions", "substitutions")
         },
     }
-
-
-def _transcribe_alone(asr, wavs):
-    """Each waveform transcribed alone (as ``transcribe_file``)."""
-    return [
-        asr.transcribe_batch(w.unsqueeze(0), torch.ones(1))[0][0] for w in wavs
-    ]
 
 
 def probe(asr, sets, pad, seed=0):
@@ -163,16 +155,16 @@ def probe(asr, sets, pad, seed=0):
     """
     g = torch.Generator().manual_seed(seed)
     quiet = torch.randn(SAMPLE_RATE, generator=g) * 10 ** (-50 / 20)
-    zeros, noise = _transcribe_alone(asr, [torch.zeros(SAMPLE_RATE), quiet])
+    zeros, noise = transcribe_alone(asr, [torch.zeros(SAMPLE_RATE), quiet])
     out = {"silence": {"zeros_1s": zeros, "noise_1s_-50dBFS": noise}}
     out["sets"] = {}
     for name, (wavs, references) in sets.items():
-        row = error_counts(_transcribe_alone(asr, wavs), references)
+        row = error_counts(transcribe_alone(asr, wavs), references)
         row["utterances"] = len(wavs)
         if name != "real voices":  # real recordings have their own edges
             padded = [with_edges(w, pad, g) for w in wavs]
             row["cer_with_edges"] = error_counts(
-                _transcribe_alone(asr, padded), references
+                transcribe_alone(asr, padded), references
             )["cer"]
         out["sets"][name] = row
     return out
@@ -237,11 +229,7 @@ def main(argv=None):
     argv : list of str, optional
         Command-line arguments.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="+", help="NAME=EXPORT_FOLDER")
-    parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--output_folder", required=True)
-    parser.add_argument("--utterances", type=int, default=200)
+    parser = models_and_sets_parser(__doc__.split("\n")[0])
     parser.add_argument("--pad", type=float, default=0.3)
     args = parser.parse_args(argv)
     os.makedirs(args.output_folder, exist_ok=True)
