@@ -17,7 +17,8 @@ True calls ``encoder(feats, wav_lens)``, as SpeechBrain's Transformer and
 Conformer ``EncoderWrapper`` needs), ``wav_augment`` (a SpeechBrain
 ``Augmenter`` applied to the waveforms of plain training batches, as
 upstream's recipes do; never to an episode's support or query, nor while
-a model adapts); modules: ``normalize``, ``encoder``, ``ctc_lin``.
+a model adapts) and ``edge_silence`` (applied before it, to the same
+batches: ``speechbrain_meta.augment.EdgeSilence``); modules: ``normalize``, ``encoder``, ``ctc_lin``.
 
 Authors
  * speechbrain-meta developers 2026
@@ -166,6 +167,28 @@ class ErrorRateBrain(sb.Brain):
         finally:
             self.augmenting = False
 
+    def augment(self, wavs, wav_lens):
+        """A plain training batch's waveforms augmented: ``edge_silence``
+        (where the recipe has it), then ``wav_augment``.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]``.
+        wav_lens : torch.Tensor
+            Relative lengths.
+
+        Returns
+        -------
+        tuple
+            ``(wavs, wav_lens)``; ``wav_augment.replicate_labels`` gives
+            the labels of the copies it may add.
+        """
+        edge_silence = getattr(self.hparams, "edge_silence", None)
+        if edge_silence is not None:
+            wavs, wav_lens = edge_silence(wavs, wav_lens)
+        return self.hparams.wav_augment(wavs, wav_lens)
+
     def track_error_rates(self, batch, hyps, refs=None):
         """Scores hypotheses against the batch's transcripts (or other
         references: a translation recipe's); BLEU too where the recipe
@@ -284,7 +307,7 @@ class CTCASR(ErrorRateBrain):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         if self.augmenting and stage == sb.Stage.TRAIN:
-            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
+            wavs, wav_lens = self.augment(wavs, wav_lens)
         return self.log_probs(wavs, wav_lens), wav_lens
 
     def frame_log_probs(self, predictions):

@@ -93,3 +93,148 @@ class RandomTilt(torch.nn.Module):
         tilted_power = tilted.pow(2).mean(-1, keepdim=True)
         gain = torch.sqrt(power / tilted_power.clamp(min=1e-20))
         return (tilted * gain).reshape(waveforms.shape)
+
+
+class EdgeSilence(torch.nn.Module):
+    """Puts silence before and after each utterance, as a recording has.
+
+    A synthesiser's speech starts and stops within milliseconds of the
+    sound; a recorded utterance has a fraction of a second of its room's
+    noise at each edge. A recogniser that never heard such silence in
+    training writes words into it (README of recipes/SynthDigits/meta_asr,
+    "Silence and speaking rate"). Each utterance, with probability
+    ``share``, gets a silence drawn uniformly in ``[low, high]`` seconds
+    before it and another, drawn again, after it. The silence is white
+    noise at the utterance's own noise floor: the RMS of its quietest
+    frames (the ``floor_quantile`` quantile of its 20 ms frames' RMS).
+
+    It may start at a given epoch (``start_epoch`` with the recipe's
+    ``epoch_counter``, which its checkpoints record): a CTC model that
+    meets long silences from its first update stays longer on the plateau
+    where it writes only blanks, one that meets them after it has left
+    the plateau learns them.
+
+    Arguments
+    ---------
+    low : float
+        Shortest silence at an edge, in seconds.
+    high : float
+        Longest silence at an edge, in seconds.
+    share : float
+        Probability that an utterance gets edge silence.
+    sample_rate : int
+        The waveforms' sampling rate.
+    floor_quantile : float
+        Which quantile of the frame RMS is the noise floor.
+    epoch_counter : speechbrain.utils.epoch_loop.EpochCounter, optional
+        The training's epoch counter; with ``start_epoch``, nothing is
+        added before that epoch.
+    start_epoch : int
+        First epoch (1-based, ``epoch_counter.current``) with silence.
+
+    Example
+    -------
+    >>> silence = EdgeSilence(0.5, 0.5, share=1.0, sample_rate=16000)
+    >>> waveforms = torch.randn(2, 16000) * 0.1
+    >>> waveforms[1, 8000:] = 0.0  # padding: the second is 0.5 s long
+    >>> padded, lengths = silence(waveforms, torch.tensor([1.0, 0.5]))
+    >>> padded.shape, lengths.tolist()
+    (torch.Size([2, 32000]), [1.0, 0.75])
+    >>> bool(torch.equal(padded[0, 8000:24000], waveforms[0]))
+    True
+    """
+
+    def __init__(
+        self,
+        low=0.0,
+        high=0.6,
+        share=0.5,
+        sample_rate=16000,
+        floor_quantile=0.05,
+        epoch_counter=None,
+        start_epoch=1,
+    ):
+        super().__init__()
+        if not 0 <= low <= high:
+            raise ValueError(
+                f"EdgeSilence: need 0 <= low <= high, got {low}, {high}"
+            )
+        if not 0 <= share <= 1:
+            raise ValueError(f"EdgeSilence: share {share} not in [0, 1]")
+        self.low = low
+        self.high = high
+        self.share = share
+        self.sample_rate = sample_rate
+        self.floor_quantile = floor_quantile
+        self.epoch_counter = epoch_counter
+        self.start_epoch = start_epoch
+
+    def active(self):
+        """Whether this epoch gets silence (always without a counter)."""
+        if self.epoch_counter is None:
+            return True
+        return self.epoch_counter.current >= self.start_epoch
+
+    def noise_floor(self, waveform):
+        """The RMS of a waveform's quietest 20 ms frames.
+
+        Arguments
+        ---------
+        waveform : torch.Tensor
+            ``[time]``, without padding.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar.
+        """
+        frame = max(1, self.sample_rate // 50)
+        usable = waveform[: len(waveform) // frame * frame]
+        if usable.numel() == 0:
+            return waveform.pow(2).mean().sqrt()
+        rms = usable.reshape(-1, frame).pow(2).mean(1).sqrt()
+        return torch.quantile(rms, self.floor_quantile)
+
+    def forward(self, waveforms, lengths):
+        """Each waveform with its edge silences.
+
+        Arguments
+        ---------
+        waveforms : torch.Tensor
+            ``[batch, time]``, padded.
+        lengths : torch.Tensor
+            Relative lengths, ``[batch]``.
+
+        Returns
+        -------
+        waveforms : torch.Tensor
+            ``[batch, new_time]``, padded with zeros.
+        lengths : torch.Tensor
+            The new relative lengths.
+        """
+        if not self.active() or self.share == 0:
+            return waveforms, lengths
+        total = waveforms.shape[1]
+        pieces = []
+        for waveform, length in zip(waveforms, lengths):
+            speech = waveform[: int(torch.round(length * total))]
+            if torch.rand(()) < self.share:
+                edges = torch.empty(2).uniform_(self.low, self.high)
+                lead, trail = (edges * self.sample_rate).long().tolist()
+                floor = self.noise_floor(speech)
+                noise = torch.randn(
+                    lead + trail, device=speech.device, dtype=speech.dtype
+                )
+                noise = noise * floor
+                speech = torch.cat([noise[:lead], speech, noise[lead:]])
+            pieces.append(speech)
+        new_total = max(len(piece) for piece in pieces)
+        padded = waveforms.new_zeros(len(pieces), new_total)
+        for row, piece in enumerate(pieces):
+            padded[row, : len(piece)] = piece
+        new_lengths = torch.tensor(
+            [len(piece) / new_total for piece in pieces],
+            device=lengths.device,
+            dtype=lengths.dtype,
+        )
+        return padded, new_lengths

@@ -69,7 +69,7 @@ class ST(ErrorRateBrain):
         wavs, wav_lens = batch.sig
         translation_bos, _ = batch.translation_bos
         if self.augmenting and stage == sb.Stage.TRAIN:
-            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
+            wavs, wav_lens = self.augment(wavs, wav_lens)
             translation_bos = self.hparams.wav_augment.replicate_labels(
                 translation_bos
             )
