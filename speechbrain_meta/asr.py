@@ -18,7 +18,8 @@ Conformer ``EncoderWrapper`` needs), ``wav_augment`` (a SpeechBrain
 ``Augmenter`` applied to the waveforms of plain training batches, as
 upstream's recipes do; never to an episode's support or query, nor while
 a model adapts) and ``edge_silence`` (applied before it, to the same
-batches: ``speechbrain_meta.augment.EdgeSilence``); modules: ``normalize``, ``encoder``, ``ctc_lin``.
+batches: ``speechbrain_meta.augment.EdgeSilence``); modules:
+``normalize``, ``encoder``, ``ctc_lin``.
 
 Authors
  * speechbrain-meta developers 2026

@@ -67,14 +67,17 @@ def test_encoder_takes_lengths_masks_the_padding():
 
 class _Recorder(torch.nn.Module):
     """An augmenter that adds a constant and counts its calls (and keeps
-    the batch size, so the labels need no replication)."""
+    the batch size, so the labels need no replication); ``seen`` keeps the
+    first sample of each batch it got."""
 
     def __init__(self):
         super().__init__()
         self.calls = 0
+        self.seen = []
 
     def forward(self, wavs, lens):
         self.calls += 1
+        self.seen.append(float(wavs[0, 0]))
         return wavs + 1.0, lens
 
     def replicate_labels(self, labels):
@@ -91,6 +94,7 @@ def test_wav_augment_touches_plain_training_batches_only():
 
     torch.manual_seed(0)
     augment = _Recorder()
+    edge_silence = _Recorder()
     modules = {
         "normalize": InputNormalization(norm_type="sentence"),
         "encoder": torch.nn.Linear(4, 8),
@@ -101,6 +105,7 @@ def test_wav_augment_touches_plain_training_batches_only():
         "log_softmax": Softmax(apply_log=True),
         "ctc_cost": lambda p, t, pl, tl: -p[..., 1].mean(),
         "wav_augment": augment,
+        "edge_silence": edge_silence,
         "blank_index": 0,
     }
     Brain = meta_brain_class(CTCASR)
@@ -119,9 +124,12 @@ def test_wav_augment_touches_plain_training_batches_only():
     brain.init_optimizers()
     brain.fit_batch(PaddedBatch(examples))  # joint training: augmented
     assert augment.calls == 1 and not brain.augmenting
+    # edge_silence first, then wav_augment on its output
+    assert edge_silence.calls == 1
+    assert augment.seen == [edge_silence.seen[0] + 1.0]
     Adaptation("sgd", lr=0.1, steps=3)(brain, examples)  # adapting: not
     brain.task_loss({}, PaddedBatch(examples))  # an episode's loss: not
-    assert augment.calls == 1
+    assert augment.calls == 1 and edge_silence.calls == 1
 
 
 EXPORTED = """

@@ -74,3 +74,50 @@ def test_channels_and_the_augmenter():
 def test_coefficients_outside_the_stable_range_are_refused(low, high):
     with pytest.raises(ValueError, match="RandomTilt"):
         RandomTilt(low, high)
+
+
+def test_edge_silence_pads_each_utterance_at_its_noise_floor():
+    from speechbrain_meta.augment import EdgeSilence
+
+    torch.manual_seed(0)
+    speech = torch.zeros(2, RATE)
+    speech[0] = torch.randn(RATE) * 0.01  # the noise floor everywhere
+    speech[0, 4000:12000] += torch.randn(8000) * 0.3  # speech in the middle
+    speech[1, :8000] = torch.randn(8000) * 0.02  # half as long, padded
+    silence = EdgeSilence(0.25, 0.25, share=1.0, sample_rate=RATE)
+    padded, lengths = silence(speech, torch.tensor([1.0, 0.5]))
+    edge = RATE // 4
+    assert padded.shape == (2, RATE + 2 * edge)
+    torch.testing.assert_close(lengths, torch.tensor([1.0, 16000 / 24000]))
+    # The utterances are unchanged between their silences, and the
+    # padding after the shorter one stays zeros.
+    torch.testing.assert_close(padded[0, edge : edge + RATE], speech[0])
+    torch.testing.assert_close(padded[1, edge : edge + 8000], speech[1, :8000])
+    assert bool((padded[1, 16000:] == 0).all())
+    # The silence is at each utterance's own floor, far below its speech.
+    for row, floor in ((0, 0.01), (1, 0.02)):
+        rms = float(padded[row, :edge].pow(2).mean().sqrt())
+        assert 0.5 * floor < rms < 1.2 * floor
+
+
+def test_edge_silence_waits_for_its_epoch_and_share_zero_is_off():
+    from speechbrain.utils.epoch_loop import EpochCounter
+
+    from speechbrain_meta.augment import EdgeSilence
+
+    x = torch.randn(3, RATE)
+    lengths = torch.ones(3)
+    counter = EpochCounter(10)
+    silence = EdgeSilence(
+        0.1, 0.1, share=1.0, epoch_counter=counter, start_epoch=3
+    )
+    for epoch in counter:
+        out, _ = silence(x, lengths)
+        assert out.shape[1] == (RATE if epoch < 3 else RATE + 3200)
+    state = torch.get_rng_state()
+    out, out_lengths = EdgeSilence(0.1, 0.5, share=0.0)(x, lengths)
+    assert out is x and out_lengths is lengths
+    # Off, it draws no random numbers: runs without it stay as they were.
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(ValueError, match="share"):
+        EdgeSilence(share=1.5)

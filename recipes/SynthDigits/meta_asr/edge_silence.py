@@ -14,8 +14,9 @@ measures:
   voices), the CER and its insertions, deletions and substitutions (per
   100 reference characters, SpeechBrain's ``ErrorRateStats`` count);
 * on the synthetic sets, the CER again with ``--pad`` seconds of silence
-  before and after each utterance, under white noise at the level of the
-  utterance's quietest 20 ms (its own noise floor).
+  before and after each utterance, white noise at the level of the
+  utterance's quietest 20 ms (its own noise floor), as
+  ``speechbrain_meta.augment.EdgeSilence`` adds in training.
 
 Usage::
 
@@ -43,61 +44,35 @@ from batch_vs_alone import (  # noqa: E402
 )
 
 from speechbrain_meta.asr import transcript_error_stats  # noqa: E402
+from speechbrain_meta.augment import EdgeSilence  # noqa: E402
 
 SAMPLE_RATE = 16000
 
 
-def noise_floor(wav, frame=320):
-    """The RMS of an utterance's quietest frame.
+def with_edges(wavs, seconds):
+    """Each utterance with ``seconds`` of its noise floor on either side
+    (``EdgeSilence``, the training augmentation, at its quietest frame).
 
     Arguments
     ---------
-    wav : torch.Tensor
-        1-D waveform.
-    frame : int
-        Frame length (samples).
-
-    Returns
-    -------
-    float
-
-    Example
-    -------
-    >>> wav = torch.cat([torch.full((320,), 0.01), torch.ones(640)])
-    >>> round(noise_floor(wav), 4)
-    0.01
-    """
-    n = len(wav) // frame
-    frames = wav[: n * frame].reshape(n, frame)
-    return float(frames.pow(2).mean(dim=1).min().sqrt())
-
-
-def with_edges(wav, seconds, generator):
-    """The utterance with ``seconds`` of its noise floor on either side.
-
-    Arguments
-    ---------
-    wav : torch.Tensor
-        1-D waveform.
+    wavs : list of torch.Tensor
+        1-D waveforms.
     seconds : float
         Silence on each side.
-    generator : torch.Generator
-        Draws the noise.
 
     Returns
     -------
-    torch.Tensor
+    list of torch.Tensor
 
     Example
     -------
-    >>> g = torch.Generator().manual_seed(0)
-    >>> len(with_edges(torch.ones(960), 0.1, g))
-    4160
+    >>> [len(w) for w in with_edges([torch.ones(960), torch.ones(320)], 0.1)]
+    [4160, 3520]
     """
-    n = int(seconds * SAMPLE_RATE)
-    level = noise_floor(wav)
-    edges = [torch.randn(n, generator=generator) * level for _ in range(2)]
-    return torch.cat([edges[0], wav, edges[1]])
+    silence = EdgeSilence(
+        seconds, seconds, share=1.0, sample_rate=SAMPLE_RATE, floor_quantile=0
+    )
+    return [silence(w[None], torch.ones(1))[0][0] for w in wavs]
 
 
 def error_counts(hypotheses, references):
@@ -153,8 +128,8 @@ def probe(asr, sets, pad, seed=0):
         ``silence`` (what it writes for 1 s of zeros and of noise) and
         ``sets`` (set name to ``error_counts``, and ``cer_with_edges``).
     """
-    g = torch.Generator().manual_seed(seed)
-    quiet = torch.randn(SAMPLE_RATE, generator=g) * 10 ** (-50 / 20)
+    torch.manual_seed(seed)
+    quiet = torch.randn(SAMPLE_RATE) * 10 ** (-50 / 20)
     zeros, noise = transcribe_alone(asr, [torch.zeros(SAMPLE_RATE), quiet])
     out = {"silence": {"zeros_1s": zeros, "noise_1s_-50dBFS": noise}}
     out["sets"] = {}
@@ -162,7 +137,7 @@ def probe(asr, sets, pad, seed=0):
         row = error_counts(transcribe_alone(asr, wavs), references)
         row["utterances"] = len(wavs)
         if name != "real voices":  # real recordings have their own edges
-            padded = [with_edges(w, pad, g) for w in wavs]
+            padded = with_edges(wavs, pad)
             row["cer_with_edges"] = error_counts(
                 transcribe_alone(asr, padded), references
             )["cer"]
