@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """One MAML meta-gradient: our inner loop against the peer libraries.
 
-The model is a 2-layer BLSTM CTC acoustic model (40 features, ``--hidden``
-cells per direction, 30 output classes) trained by our twice-differentiable
-CTC, on random features: a support and a query batch of ``--batch``
-utterances of ``--frames`` frames, ``--inner-steps`` SGD inner steps. For
+The model (``--model``) is ``blstm_ctc``, a 2-layer BLSTM CTC acoustic
+model (40 features, ``--hidden`` cells per direction, 30 output classes)
+trained by our twice-differentiable CTC, or ``attention``, the joint
+CTC/attention recogniser of upstream's seq2seq recipes: the same BLSTM
+encoder and CTC head, and SpeechBrain's ``AttentionalRNNDecoder``
+(location-aware attention, one GRU layer of ``--hidden`` cells) with
+teacher forcing, loss 0.5 x CTC + 0.5 x NLL. Both on random features: a
+support and a query batch of ``--batch`` utterances of ``--frames``
+frames, ``--inner-steps`` SGD inner steps. For
 each order (second, first) one meta-gradient (inner loop, query loss,
 gradient with respect to the initial weights) is made by:
 
@@ -38,6 +43,7 @@ includes ``longintrepr.h``, which Python 3.11 moved), and it is not
 patched here.
 
     python benchmarks/peers.py [--quick] [--json DIR] [--device cuda]
+        [--model attention]
 
 Authors
  * speechbrain-meta developers 2026
@@ -61,6 +67,14 @@ FEATURES, CLASSES, LABELS = 40, 30, 30
 LR = 0.01
 
 
+def ctc(log_probs, batch):
+    """Our CTC (differentiable twice) of a batch's labels."""
+    _, targets, in_lens, target_lens = batch
+    return ctc_loss_pure(
+        log_probs.transpose(0, 1), targets, in_lens, target_lens
+    )
+
+
 class BLSTMCTC(torch.nn.Module):
     """2-layer bidirectional LSTM and a linear layer to log-probabilities."""
 
@@ -74,19 +88,76 @@ class BLSTMCTC(torch.nn.Module):
     def forward(self, x):
         return self.out(self.rnn(x)[0]).log_softmax(-1)
 
+    @staticmethod
+    def inputs(batch):
+        """The forward's arguments for a batch."""
+        return (batch[0],)
 
-def ctc(log_probs, batch):
-    """Our CTC (differentiable twice) of a batch's labels."""
-    _, targets, in_lens, target_lens = batch
-    return ctc_loss_pure(
-        log_probs.transpose(0, 1), targets, in_lens, target_lens
-    )
+    @staticmethod
+    def objective(outputs, batch):
+        """The loss of the forward's outputs."""
+        return ctc(outputs, batch)
+
+
+class AttentionCTC(BLSTMCTC):
+    """``BLSTMCTC`` with SpeechBrain's attentional GRU decoder beside the
+    CTC head (joint CTC/attention, teacher forcing)."""
+
+    def __init__(self, hidden):
+        from speechbrain.nnet.RNN import AttentionalRNNDecoder
+
+        super().__init__(hidden)
+        self.embedding = torch.nn.Embedding(CLASSES, 32)
+        self.decoder = AttentionalRNNDecoder(
+            rnn_type="gru",
+            attn_type="location",
+            hidden_size=hidden,
+            attn_dim=hidden,
+            num_layers=1,
+            enc_dim=2 * hidden,
+            input_size=32,
+            channels=10,
+            kernel_size=100,
+            re_init=True,
+        )
+        self.seq_out = torch.nn.Linear(hidden, CLASSES)
+
+    def forward(self, x, bos_targets):
+        encoded = self.rnn(x)[0]
+        p_ctc = self.out(encoded).log_softmax(-1)
+        lengths = torch.ones(x.shape[0], device=x.device)
+        decoded, _ = self.decoder(self.embedding(bos_targets), encoded, lengths)
+        return p_ctc, self.seq_out(decoded).log_softmax(-1)
+
+    @staticmethod
+    def inputs(batch):
+        # The decoder reads <bos> (class 0) and the targets but the last.
+        targets = batch[1]
+        bos = torch.zeros_like(targets[:, :1])
+        return (batch[0], torch.cat([bos, targets[:, :-1]], dim=1))
+
+    @staticmethod
+    def objective(outputs, batch):
+        p_ctc, p_seq = outputs
+        nll = torch.nn.functional.nll_loss(
+            p_seq.reshape(-1, CLASSES), batch[1].reshape(-1)
+        )
+        return 0.5 * ctc(p_ctc, batch) + 0.5 * nll
+
+
+MODELS = {"blstm_ctc": BLSTMCTC, "attention": AttentionCTC}
+
+
+def loss(model, call, batch):
+    """``model``'s loss on a batch, its forward made by ``call`` (the
+    module itself, a peer's functional copy, ...)."""
+    return model.objective(call(*model.inputs(batch)), batch)
 
 
 def make(args, device):
     """The model and a support and a query batch (seeded)."""
     torch.manual_seed(0)
-    model = BLSTMCTC(args.hidden).to(device)
+    model = MODELS[args.model](args.hidden).to(device)
 
     def batch():
         x = torch.randn(args.batch, args.frames, FEATURES)
@@ -105,8 +176,11 @@ def ours(model, support, query, k, first_order, recompute=False):
     params = inner.select(model.named_parameters())
 
     def loss_fn(fast, batch):
-        out = torch.func.functional_call(model, fast, (batch[0],))
-        return ctc(out, batch)
+        return loss(
+            model,
+            lambda *inputs: torch.func.functional_call(model, fast, inputs),
+            batch,
+        )
 
     fast = inner.run(
         loss_fn,
@@ -128,11 +202,11 @@ def higher_step(model, support, query, k, first_order):
         track_higher_grads=not first_order,
     ) as (fmodel, diffopt):
         for _ in range(k):
-            diffopt.step(ctc(fmodel(support[0]), support))
-        loss = ctc(fmodel(query[0]), query)
+            diffopt.step(loss(model, fmodel, support))
+        query_loss = loss(model, fmodel, query)
         # First order: the query gradient at the fast weights.
         wrt = fmodel.parameters() if first_order else model.parameters()
-        return torch.autograd.grad(loss, list(wrt))
+        return torch.autograd.grad(query_loss, list(wrt))
 
 
 def torchopt_step(model, support, query, k, first_order):
@@ -143,23 +217,39 @@ def torchopt_step(model, support, query, k, first_order):
     state = torchopt.extract_state_dict(model)
     opt = torchopt.MetaSGD(model, lr=LR)
     for _ in range(k):
-        opt.step(ctc(model(support[0]), support))
-    grads = torch.autograd.grad(ctc(model(query[0]), query), params)
+        opt.step(loss(model, model, support))
+    grads = torch.autograd.grad(loss(model, model, query), params)
     torchopt.recover_state_dict(model, state)
     return grads
 
 
+def fresh_copy(model):
+    """A deep copy of the model's weights. SpeechBrain's attention keeps
+    the last forward's tensors on the module (``precomputed_enc_h``,
+    ``prev_attn``), which ``copy.deepcopy`` refuses (they are not graph
+    leaves); those are dropped, the rest is ``deepcopy``'d."""
+    kept = {}
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if torch.is_tensor(value) and not value.is_leaf:
+                kept[(module, name)] = value
+                setattr(module, name, None)
+    try:
+        return copy.deepcopy(model)
+    finally:
+        for (module, name), value in kept.items():
+            setattr(module, name, value)
+
+
 def deepcopy_step(model, support, query, k, first_order):
     assert first_order
-    fast = copy.deepcopy(model)
+    fast = fresh_copy(model)
     opt = torch.optim.SGD(fast.parameters(), lr=LR)
     for _ in range(k):
         opt.zero_grad()
-        ctc(fast(support[0]), support).backward()
+        loss(fast, fast, support).backward()
         opt.step()
-    return torch.autograd.grad(
-        ctc(fast(query[0]), query), list(fast.parameters())
-    )
+    return torch.autograd.grad(loss(fast, fast, query), list(fast.parameters()))
 
 
 def ours_recompute(model, support, query, k, first_order):
@@ -206,6 +296,7 @@ def peak_memory(args, method, first_order):
         "--batch", str(args.batch),
         "--frames", str(args.frames),
         "--inner-steps", str(args.inner_steps),
+        "--model", args.model,
         "--device", args.device,
     ] + (["--first-order"] if first_order else [])  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -266,6 +357,7 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--inner-steps", type=int, default=3)
     parser.add_argument("--first-order", action="store_true")
+    parser.add_argument("--model", choices=sorted(MODELS), default="blstm_ctc")
     parser.add_argument("--memory-of", choices=sorted(METHODS))
     args = parser.parse_args(argv)
     if args.quick:
@@ -337,7 +429,15 @@ def main(argv=None):
                     )
                 )
     settings = {
-        "model": f"2-layer BLSTM {args.hidden} + linear, CTC ({CLASSES})",
+        "model": (
+            f"2-layer BLSTM {args.hidden} + linear, CTC ({CLASSES})"
+            + (
+                f" + AttentionalRNNDecoder (GRU {args.hidden}, location), "
+                "0.5 CTC + 0.5 NLL"
+                if args.model == "attention"
+                else ""
+            )
+        ),
         "parameters": sum(p.numel() for p in model.parameters()),
         "batch": args.batch,
         "frames": args.frames,
