@@ -248,7 +248,12 @@ def parse_args(argv):
     # A worker's run of one method and seed (run_all).
     parser.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--threads", type=int, default=0, help=argparse.SUPPRESS
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads of each run (0: torch's default with --jobs 1, "
+        "the cores shared among the runs otherwise); set it when other "
+        "jobs share the machine",
     )
     args = parser.parse_args(argv)
     available = recipe_methods(args.recipe, METHODS)
@@ -576,10 +581,12 @@ def run_all(args, order):
         for seed in args.seeds:
             for method in first + [m for m in order if m not in first]:
                 progress.started(method, seed, "this terminal")
-                seconds[f"{seed}/{method}"] = _run_one(args, method, seed)
+                seconds[f"{seed}/{method}"] = _run_one(
+                    args, method, seed, args.threads
+                )
                 progress.finished(method, seed, seconds[f"{seed}/{method}"])
         return seconds
-    threads = max(1, (os.cpu_count() or 2) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
     # The data once, before the workers read it.
     # (the CTC recipe's corpus, and what the recipe adds to it: meta_st's
     # manifests and units).
