@@ -14,6 +14,7 @@ Authors
 
 import torch
 import torchaudio
+from speechbrain.utils.data_utils import batch_pad_right
 
 
 class RandomTilt(torch.nn.Module):
@@ -228,13 +229,5 @@ class EdgeSilence(torch.nn.Module):
                 noise = noise * floor
                 speech = torch.cat([noise[:lead], speech, noise[lead:]])
             pieces.append(speech)
-        new_total = max(len(piece) for piece in pieces)
-        padded = waveforms.new_zeros(len(pieces), new_total)
-        for row, piece in enumerate(pieces):
-            padded[row, : len(piece)] = piece
-        new_lengths = torch.tensor(
-            [len(piece) / new_total for piece in pieces],
-            device=lengths.device,
-            dtype=lengths.dtype,
-        )
-        return padded, new_lengths
+        padded, new_lengths = batch_pad_right(pieces)
+        return padded, new_lengths.to(lengths)
