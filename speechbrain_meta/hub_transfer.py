@@ -22,7 +22,8 @@ model, plus ``meta_transfer.yaml`` (what to insert, how to adapt) and
 ``task_params.ckpt`` (the learned start). SpeechBrain's own interfaces
 load that folder as the pretrained model it was; ``AdaptiveASR`` inserts
 the task parameters, starts them where meta-training left them and adapts
-only those.
+only those. ``search_inner_loop`` meta-transfers with several inner
+loops and keeps the one of lowest validation CER.
 
 Authors
  * speechbrain-meta developers 2026
@@ -522,6 +523,125 @@ def meta_transfer_hub(
         hparams["adaptation"],
         info,
     )
+
+
+def search_inner_loop(
+    hub_folder,
+    train_csv,
+    valid_csv,
+    output_folder,
+    inner_loops,
+    overrides=None,
+    settings_file=SETTINGS_FILE,
+    run_opts=None,
+):
+    """Meta-transfer with each of several inner loops; the best one kept.
+
+    The inner loop is what meta-training prepares the task parameters for
+    and what ``AdaptiveASR`` adapts them with, so it has to suit the data a
+    user adapts on (how many steps, how large). Each candidate (settings
+    over the settings file: ``inner_steps``, ``inner_lr``...) is
+    meta-transferred by ``meta_transfer_hub`` into its own folder, with the
+    same seed and episodes; the one whose kept epoch has the lowest CER on
+    the validation speakers (after its own inner loop on their support) is
+    chosen, the first on a tie. The search table (candidate, kept epoch,
+    CER) goes to ``<output_folder>/inner_loop_search.{json,md}``.
+
+    Arguments
+    ---------
+    hub_folder : str
+        The pretrained model's folder (hub format, local).
+    train_csv : str
+        Training utterances (as ``meta_transfer_hub``).
+    valid_csv : str
+        Validation utterances (other groups): the choice is made on them.
+    output_folder : str
+        One folder per candidate under it, and the search table.
+    inner_loops : list of dict
+        The candidates (at least one), each a dict of settings.
+    overrides : dict, optional
+        Settings every candidate shares (a candidate's own win).
+    settings_file : str
+        The hyperpyyaml settings.
+    run_opts : dict, optional
+        SpeechBrain run options (``device``).
+
+    Returns
+    -------
+    tuple
+        ``(folder, rows)``: the chosen candidate's written folder and one
+        row per candidate (``candidate``, ``settings``, ``CER``,
+        ``updates``, ``folder``, ``chosen``).
+
+    Example
+    -------
+    >>> search_inner_loop("hub", "train.csv", "dev.csv", "out", [])
+    Traceback (most recent call last):
+    ...
+    ValueError: search_inner_loop: no inner loop to try
+    """
+    from speechbrain_meta.reports import markdown_table, write_json
+
+    if not inner_loops:
+        raise ValueError("search_inner_loop: no inner loop to try")
+    known = _settings_keys(settings_file)
+    rows = []
+    for settings in inner_loops:
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(
+                f"inner loop {settings}: {unknown} not settings of "
+                f"{settings_file}"
+            )
+        name = "_".join(f"{k}{v}" for k, v in sorted(settings.items()))
+        folder = meta_transfer_hub(
+            hub_folder,
+            train_csv,
+            valid_csv,
+            os.path.join(output_folder, name or "default"),
+            overrides={**(overrides or {}), **settings},
+            settings_file=settings_file,
+            run_opts=run_opts,
+        )
+        kept = read_meta_transfer(folder)["info"].get("kept") or {}
+        rows.append(
+            {
+                "candidate": name or "default",
+                "settings": dict(settings),
+                "CER": float(kept.get("CER", float("inf"))),
+                "updates": kept.get("updates"),
+                "folder": folder,
+            }
+        )
+    best = min(range(len(rows)), key=lambda i: rows[i]["CER"])
+    for i, row in enumerate(rows):
+        row["chosen"] = i == best
+    write_json(os.path.join(output_folder, "inner_loop_search.json"), rows)
+    table = markdown_table(
+        ["inner loop", "validation CER % (kept epoch)", "updates", "chosen"],
+        [
+            [r["candidate"], f"{r['CER']:.2f}", r["updates"], "x" * r["chosen"]]
+            for r in rows
+        ],
+    )
+    with open(
+        os.path.join(output_folder, "inner_loop_search.md"),
+        "w",
+        encoding="utf-8",
+    ) as fout:
+        fout.write(table)
+    logger.info("Meta-transfer inner loop chosen: %s", rows[best]["candidate"])
+    return rows[best]["folder"], rows
+
+
+def _settings_keys(settings_file):
+    """The top-level keys of a hyperpyyaml settings file."""
+    with open(settings_file, encoding="utf-8") as fin:
+        return {
+            line.split(":", 1)[0]
+            for line in fin
+            if line[:1].isalpha() and ":" in line
+        }
 
 
 @sb.utils.checkpoints.register_checkpoint_hooks

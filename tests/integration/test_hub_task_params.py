@@ -22,6 +22,8 @@ from speechbrain_meta.hub_transfer import (
     TASK_PARAMS_ADAPTATION,
     TASK_PARAMS_FILE,
     meta_transfer_hub,
+    read_meta_transfer,
+    search_inner_loop,
 )
 from speechbrain_meta.inference import AdaptiveASR, TaskState
 
@@ -171,6 +173,55 @@ def test_meta_transfer_of_a_hub_model(ctc_folder, tones, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip()
+
+
+def test_inner_loop_search_keeps_the_best_on_validation(
+    ctc_folder, tones, tmp_path
+):
+    """Each inner loop meta-transfers into its own folder; the one of
+    lowest validation CER is returned, its adaptation is its inner loop,
+    and the table says which; a setting the file lacks is refused."""
+    import json
+
+    data_folder, _ = tones
+    candidates = [
+        {"inner_steps": 1, "inner_lr": 0.1},
+        {"inner_steps": 2, "inner_lr": 1.0},
+    ]
+    folder, rows = search_inner_loop(
+        str(ctc_folder),
+        str(data_folder / "train.csv"),
+        str(data_folder / "dev.csv"),
+        str(tmp_path / "search"),
+        candidates,
+        overrides=SHORT_RUN,
+    )
+    assert [r["settings"] for r in rows] == candidates
+    assert [r["candidate"] for r in rows] == [
+        "inner_lr0.1_inner_steps1",
+        "inner_lr1.0_inner_steps2",
+    ]
+    assert len({r["folder"] for r in rows}) == 2
+    best = min(rows, key=lambda r: r["CER"])
+    assert [r["chosen"] for r in rows] == [r is best for r in rows]
+    assert folder == best["folder"]
+    for row in rows:  # each folder adapts as it was meta-trained
+        written = read_meta_transfer(row["folder"])
+        assert written["adaptation"]["steps"] == row["settings"]["inner_steps"]
+        assert written["adaptation"]["lr"] == row["settings"]["inner_lr"]
+        assert written["info"]["kept"]["CER"] == row["CER"]
+    saved = json.loads((tmp_path / "search/inner_loop_search.json").read_text())
+    assert [r["CER"] for r in saved] == [r["CER"] for r in rows]
+    table = (tmp_path / "search/inner_loop_search.md").read_text()
+    assert f"| {best['candidate']} | {best['CER']:.2f} |" in table
+    with pytest.raises(ValueError, match="inner_rate"):
+        search_inner_loop(
+            str(ctc_folder),
+            "train.csv",
+            "dev.csv",
+            str(tmp_path / "bad"),
+            [{"inner_rate": 0.1}],
+        )
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml"])

@@ -9,10 +9,15 @@ speaker each from the meta-train languages with the backbone frozen,
 keeping the epoch of lowest CER on the meta-dev languages' speakers
 (``speechbrain_meta.hub_transfer.meta_transfer_hub``, settings in the
 package's ``hparams/hub_meta_transfer.yaml``), and writes a folder that
-``AdaptiveASR`` adapts per speaker. Then it scores, under the main job's
-few-shot protocol (the same episodes of unseen languages, unseen voices and
-real voices, through ``AdaptiveASR.adapt`` and ``transcribe`` as a user
-would), three ways of adapting the same pretrained model:
+``AdaptiveASR`` adapts per speaker. The inner loop (what meta-training
+prepares the task parameters for, and what they are adapted with) is
+chosen among ``--inner_loops`` on the same meta-dev speakers
+(``search_inner_loop``: lowest CER after each candidate's own adaptation;
+table in ``DIR/meta_transfer/inner_loop_search.md``). Then it scores,
+under the main job's few-shot protocol (the same episodes of unseen
+languages, unseen voices and real voices, through ``AdaptiveASR.adapt``
+and ``transcribe`` as a user would), three ways of adapting the same
+pretrained model:
 
 * ``hub_all``: every weight, ``HUB_ADAPTATION``;
 * ``hub_<kind>``: the task parameters inserted but not meta-trained,
@@ -24,9 +29,11 @@ Usage::
     python hub_meta_transfer.py \
         --benchmark_folder results/SynthDigits/benchmark --seed 1234 \
         --output_folder DIR [--hub_folder FOLDER] \
-        [--set task_params='{kind: lora}' ...]
+        [--set task_params='{kind: lora}' ...] \
+        [--inner_loops '[{inner_steps: 3, inner_lr: 0.1}]']
 
-Writes ``DIR/meta_transfer/inference`` (the adaptable folder),
+Writes ``DIR/meta_transfer/<inner loop>/inference`` (the adaptable
+folders),
 ``DIR/<set>/few_shot_results.{json,md}`` and prints the tables.
 
 Authors
@@ -41,6 +48,16 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from exported_models import main_job_protocols  # noqa: E402
+
+# The inner loops tried (settings of hparams/hub_meta_transfer.yaml): the
+# package's default (3 SGD steps at 0.1, the main job's `lhuc` inner loop)
+# and two that move LHUC amplitudes further with the 5-10 utterances a
+# speaker gives (10 steps at 0.3 and at 1.0); chosen on meta-dev.
+INNER_LOOPS = [
+    {"inner_steps": 3, "inner_lr": 0.1},
+    {"inner_steps": 10, "inner_lr": 0.3},
+    {"inner_steps": 10, "inner_lr": 1.0},
+]
 
 
 def parse_args(argv=None):
@@ -73,6 +90,13 @@ def parse_args(argv=None):
         help="a meta-transfer setting over hparams/hub_meta_transfer.yaml "
         "(task_params, inner_lr, number_of_epochs...)",
     )
+    parser.add_argument(
+        "--inner_loops",
+        type=yaml.safe_load,
+        default=INNER_LOOPS,
+        help="the inner loops to choose from on meta-dev, a YAML list of "
+        "settings (default: %(default)s)",
+    )
     parser.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
 
@@ -83,7 +107,7 @@ def main(argv=None):
 
     from speechbrain_meta.evaluation import write_results
     from speechbrain_meta.hub import write_encoder_asr
-    from speechbrain_meta.hub_transfer import meta_transfer_hub
+    from speechbrain_meta.hub_transfer import search_inner_loop
     from speechbrain_meta.inference import AdaptiveASR
 
     data = os.path.join(args.benchmark_folder, "data")
@@ -98,11 +122,12 @@ def main(argv=None):
         key, _, value = item.partition("=")
         overrides[key.strip()] = yaml.safe_load(value)
     run_opts = {"device": args.device}
-    transferred = meta_transfer_hub(
+    transferred, _ = search_inner_loop(
         hub,
         os.path.join(data, "train.csv"),
         os.path.join(data, "dev.csv"),
         os.path.join(args.output_folder, "meta_transfer"),
+        args.inner_loops,
         overrides=overrides,
         run_opts=run_opts,
     )
