@@ -285,10 +285,12 @@ def test_meta_transfer_gradient_of_a_hub_model(
         with torch.no_grad():  # away from the identity, the same each run
             for t in tensors:
                 t.copy_(0.3 * torch.randn(t.shape, generator=gen))
-        # A small step: the CNN's max pooling and the leaky ReLUs have
-        # kinks a wider central difference may straddle.
+        # Small steps: the CNN's max pooling and the leaky ReLUs have
+        # kinks a wider central difference may straddle (where one falls
+        # within 1e-6 depends on the tiny model's training, which depends
+        # on the thread count: the smaller step then clears it).
         if algorithm == "maml":
-            _check_against_fd(brain, episode, tensors, eps=1e-6)
+            _check_against_fd(brain, episode, tensors, eps=(1e-6, 1e-7))
         else:
             _check_first_order(brain, episode, tensors, eps=1e-6)
     finally:
