@@ -580,11 +580,12 @@ def search_inner_loop(
     ...
     ValueError: search_inner_loop: no inner loop to try
     """
+    from speechbrain_meta.layered_yaml import layer_keys
     from speechbrain_meta.reports import markdown_table, write_json
 
     if not inner_loops:
         raise ValueError("search_inner_loop: no inner loop to try")
-    known = _settings_keys(settings_file)
+    known = set(layer_keys(settings_file))
     rows = []
     for settings in inner_loops:
         unknown = sorted(set(settings) - known)
@@ -594,11 +595,12 @@ def search_inner_loop(
                 f"{settings_file}"
             )
         name = "_".join(f"{k}{v}" for k, v in sorted(settings.items()))
+        name = name or "default"
         folder = meta_transfer_hub(
             hub_folder,
             train_csv,
             valid_csv,
-            os.path.join(output_folder, name or "default"),
+            os.path.join(output_folder, name),
             overrides={**(overrides or {}), **settings},
             settings_file=settings_file,
             run_opts=run_opts,
@@ -606,7 +608,7 @@ def search_inner_loop(
         kept = read_meta_transfer(folder)["info"].get("kept") or {}
         rows.append(
             {
-                "candidate": name or "default",
+                "candidate": name,
                 "settings": dict(settings),
                 "CER": float(kept.get("CER", float("inf"))),
                 "updates": kept.get("updates"),
@@ -632,16 +634,6 @@ def search_inner_loop(
         fout.write(table)
     logger.info("Meta-transfer inner loop chosen: %s", rows[best]["candidate"])
     return rows[best]["folder"], rows
-
-
-def _settings_keys(settings_file):
-    """The top-level keys of a hyperpyyaml settings file."""
-    with open(settings_file, encoding="utf-8") as fin:
-        return {
-            line.split(":", 1)[0]
-            for line in fin
-            if line[:1].isalpha() and ":" in line
-        }
 
 
 @sb.utils.checkpoints.register_checkpoint_hooks
