@@ -17,8 +17,10 @@ True calls ``encoder(feats, wav_lens)``, as SpeechBrain's Transformer and
 Conformer ``EncoderWrapper`` needs), ``wav_augment`` (a SpeechBrain
 ``Augmenter`` applied to the waveforms of plain training batches, as
 upstream's recipes do; never to an episode's support or query, nor while
-a model adapts) and ``edge_silence`` (applied before it, to the same
-batches: ``speechbrain_meta.augment.EdgeSilence``); modules:
+a model adapts), ``edge_silence`` (applied before it, to the same
+batches: ``speechbrain_meta.augment.EdgeSilence``) and ``voice_perturb``
+(first of all, on the speech alone: e.g.
+``speechbrain_meta.augment.VocalTractPerturb``); modules:
 ``normalize``, ``encoder``, ``ctc_lin``.
 
 Authors
@@ -169,8 +171,9 @@ class ErrorRateBrain(sb.Brain):
             self.augmenting = False
 
     def augment(self, wavs, wav_lens):
-        """A plain training batch's waveforms augmented: ``edge_silence``
-        (where the recipe has it), then ``wav_augment``.
+        """A plain training batch's waveforms augmented: ``voice_perturb``
+        and ``edge_silence`` (where the recipe has them), then
+        ``wav_augment``.
 
         Arguments
         ---------
@@ -185,6 +188,9 @@ class ErrorRateBrain(sb.Brain):
             ``(wavs, wav_lens)``; ``wav_augment.replicate_labels`` gives
             the labels of the copies it may add.
         """
+        voice_perturb = getattr(self.hparams, "voice_perturb", None)
+        if voice_perturb is not None:
+            wavs = voice_perturb(wavs, wav_lens)
         edge_silence = getattr(self.hparams, "edge_silence", None)
         if edge_silence is not None:
             wavs, wav_lens = edge_silence(wavs, wav_lens)

@@ -8,6 +8,14 @@ recorded voices of its real-speech set (``speechbrain_meta.corpora.asterisk``)
 differ by 6-10 dB at 1-4 kHz, relative to their 0-4 kHz energy. It goes in
 an ``Augmenter``'s list beside SpeechBrain's own augmentations.
 
+``VocalTractPerturb`` warps each utterance's frequency axis by a random
+factor (vocal tract length perturbation, Jaitly and Hinton, "Vocal Tract
+Length Perturbation (VTLP) improves speech recognition", ICML 2013
+workshop): formants move up or down as between a shorter and a longer
+vocal tract, while the duration and the pitch harmonics' timing stay. A
+synthesiser's few voices share one formant model; people's formants
+differ from speaker to speaker.
+
 Authors
  * speechbrain-meta developers 2026
 """
@@ -231,3 +239,260 @@ class EdgeSilence(torch.nn.Module):
             pieces.append(speech)
         padded, new_lengths = batch_pad_right(pieces)
         return padded, new_lengths.to(lengths)
+
+
+def vtlp_warped_frequencies(frequencies, alpha, boundary, nyquist):
+    """The VTLP warp of Jaitly and Hinton (2013).
+
+    An input frequency ``f`` goes to ``alpha * f`` up to ``f0 = boundary *
+    min(alpha, 1) / alpha``; above, the rest of the band maps linearly onto
+    ``[alpha * f0, nyquist]``, so that the band stays ``[0, nyquist]``.
+
+    Arguments
+    ---------
+    frequencies : torch.Tensor
+        Input frequencies, in Hz (negative ones are mirrored).
+    alpha : float
+        The warp factor (> 1 moves formants up).
+    boundary : float
+        Where the linear part ends for ``alpha <= 1``, in Hz.
+    nyquist : float
+        Half the sampling rate, in Hz.
+
+    Returns
+    -------
+    torch.Tensor
+        The warped frequencies, in Hz.
+
+    Example
+    -------
+    >>> f = torch.tensor([0.0, 1000.0, 8000.0])
+    >>> vtlp_warped_frequencies(f, 1.1, 4800.0, 8000.0)
+    tensor([   0., 1100., 8000.])
+    """
+    out_knee = boundary * min(alpha, 1.0)
+    in_knee = out_knee / alpha
+    slope = (nyquist - out_knee) / (nyquist - in_knee)
+    magnitude = frequencies.abs()
+    warped = torch.where(
+        magnitude <= in_knee,
+        magnitude * alpha,
+        nyquist - (nyquist - magnitude) * slope,
+    )
+    return warped * frequencies.sign()
+
+
+def vtlp_source_frequencies(frequencies, alpha, boundary, nyquist):
+    """Where each output frequency of a VTLP warp comes from: the inverse
+    of ``vtlp_warped_frequencies``.
+
+    Arguments
+    ---------
+    frequencies : torch.Tensor
+        Output frequencies, in Hz.
+    alpha : float
+        The warp factor (> 1 moves formants up).
+    boundary : float
+        Where the linear part ends for ``alpha <= 1``, in Hz.
+    nyquist : float
+        Half the sampling rate, in Hz.
+
+    Returns
+    -------
+    torch.Tensor
+        The input frequencies, in Hz.
+
+    Example
+    -------
+    >>> f = torch.tensor([0.0, 1100.0, 8000.0])
+    >>> vtlp_source_frequencies(f, 1.1, 4800.0, 8000.0)
+    tensor([   0., 1000., 8000.])
+    """
+    out_knee = boundary * min(alpha, 1.0)
+    in_knee = out_knee / alpha
+    slope = (nyquist - in_knee) / (nyquist - out_knee)
+    return torch.where(
+        frequencies <= out_knee,
+        frequencies / alpha,
+        nyquist - (nyquist - frequencies) * slope,
+    )
+
+
+class VocalTractPerturb(torch.nn.Module):
+    """Warps each utterance's spectrum as a longer or shorter vocal tract.
+
+    With probability ``share``, an utterance gets a factor ``alpha`` drawn
+    uniformly in ``[alpha_low, alpha_high]``; its short-time spectrum is
+    resampled along frequency (``vtlp_source_frequencies``: linear
+    interpolation of the magnitude, the phase of the nearest source bin)
+    and turned back into a waveform of the same length and RMS. Padding
+    stays zero: each utterance is warped over its own length.
+
+    Arguments
+    ---------
+    alpha_low : float
+        The smallest factor.
+    alpha_high : float
+        The largest factor.
+    share : float
+        Probability that an utterance is warped; 0 draws no random numbers
+        and returns the input.
+    sample_rate : int
+        The waveforms' sampling rate.
+    boundary : float
+        The warp's knee for factors up to 1, in Hz (4800 Hz at 16 kHz, as
+        in the paper).
+    n_fft : int
+        STFT size (hop a quarter of it, Hann window).
+
+    Example
+    -------
+    >>> perturb = VocalTractPerturb(1.1, 1.1, share=1.0)
+    >>> t = torch.arange(16000) / 16000
+    >>> tone = torch.sin(2 * torch.pi * 1000 * t).unsqueeze(0)
+    >>> warped = perturb(tone, torch.tensor([1.0]))
+    >>> warped.shape
+    torch.Size([1, 16000])
+    >>> spectrum = torch.fft.rfft(warped[0]).abs()
+    >>> int(spectrum.argmax())  # Hz: 1 s of audio, 1 Hz per bin
+    1100
+    """
+
+    def __init__(
+        self,
+        alpha_low=0.9,
+        alpha_high=1.1,
+        share=1.0,
+        sample_rate=16000,
+        boundary=4800.0,
+        n_fft=512,
+    ):
+        super().__init__()
+        if not 0 < alpha_low <= alpha_high:
+            raise ValueError(
+                "VocalTractPerturb: need 0 < alpha_low <= alpha_high, got "
+                f"{alpha_low}, {alpha_high}"
+            )
+        if not 0 <= share <= 1:
+            raise ValueError(f"VocalTractPerturb: share {share} not in [0, 1]")
+        if not 0 < boundary < sample_rate / 2:
+            raise ValueError(
+                f"VocalTractPerturb: boundary {boundary} Hz not below the "
+                f"Nyquist frequency of {sample_rate} Hz"
+            )
+        self.alpha_low = alpha_low
+        self.alpha_high = alpha_high
+        self.share = share
+        self.sample_rate = sample_rate
+        self.boundary = boundary
+        self.n_fft = n_fft
+        self.hop_length = n_fft // 4
+
+    def warp(self, waveform, alpha):
+        """One waveform warped by ``alpha``.
+
+        Arguments
+        ---------
+        waveform : torch.Tensor
+            ``[time]``, without padding.
+        alpha : float
+            The warp factor.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[time]``, with the input's RMS.
+        """
+        if waveform.numel() <= self.n_fft:  # too short for one frame
+            return waveform
+        window = torch.hann_window(
+            self.n_fft, device=waveform.device, dtype=waveform.dtype
+        )
+        stft = torch.stft(
+            waveform,
+            self.n_fft,
+            self.hop_length,
+            window=window,
+            return_complex=True,
+        )
+        bins = stft.shape[0]
+        nyquist = self.sample_rate / 2
+        frequencies = torch.linspace(
+            0, nyquist, bins, device=waveform.device, dtype=waveform.dtype
+        )
+        source = vtlp_source_frequencies(
+            frequencies, alpha, self.boundary, nyquist
+        )
+        position = (source / nyquist * (bins - 1)).clamp(0, bins - 1)
+        below = position.floor().long().clamp(max=bins - 2)
+        fraction = (position - below).unsqueeze(1)
+        magnitude = stft.abs()
+        warped_magnitude = (
+            magnitude[below] * (1 - fraction) + magnitude[below + 1] * fraction
+        )
+        # Phase vocoder: each output bin turns at its source's
+        # instantaneous frequency, warped, so a partial at f comes out as a
+        # partial at warp(f) instead of beating between frames.
+        nearest = position.round().long()
+        phase = stft.angle()
+        centre = (
+            2
+            * torch.pi
+            * torch.arange(bins, device=waveform.device, dtype=waveform.dtype)
+            / self.n_fft
+        )
+        advance = phase.diff(dim=1) - centre.unsqueeze(1) * self.hop_length
+        advance = torch.remainder(advance + torch.pi, 2 * torch.pi) - torch.pi
+        instantaneous = centre.unsqueeze(1) + advance / self.hop_length
+        hertz = self.sample_rate / (2 * torch.pi)
+        turn = (
+            vtlp_warped_frequencies(
+                instantaneous[nearest] * hertz, alpha, self.boundary, nyquist
+            )
+            / hertz
+            * self.hop_length
+        )
+        warped_phase = torch.cat(
+            [phase[nearest, :1], phase[nearest, :1] + turn.cumsum(dim=1)],
+            dim=1,
+        )
+        warped = torch.polar(warped_magnitude, warped_phase)
+        out = torch.istft(
+            warped,
+            self.n_fft,
+            self.hop_length,
+            window=window,
+            length=waveform.numel(),
+        )
+        power = waveform.pow(2).mean()
+        out_power = out.pow(2).mean().clamp(min=1e-20)
+        return out * torch.sqrt(power / out_power)
+
+    def forward(self, waveforms, lengths):
+        """Each waveform warped (or not, ``share``), padding kept.
+
+        Arguments
+        ---------
+        waveforms : torch.Tensor
+            ``[batch, time]``, padded.
+        lengths : torch.Tensor
+            Relative lengths, ``[batch]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, time]``.
+        """
+        if self.share == 0:
+            return waveforms
+        total = waveforms.shape[1]
+        out = waveforms.clone()
+        for i, length in enumerate(lengths):
+            if torch.rand(()) >= self.share:
+                continue
+            alpha = float(
+                torch.empty(()).uniform_(self.alpha_low, self.alpha_high)
+            )
+            end = int(torch.round(length * total))
+            out[i, :end] = self.warp(waveforms[i, :end], alpha)
+        return out

@@ -84,6 +84,20 @@ class _Recorder(torch.nn.Module):
         return labels
 
 
+class _Perturb:
+    """An augmentation with SpeechBrain's (waveforms, lengths) ->
+    waveforms signature that records its calls."""
+
+    def __init__(self):
+        self.calls = 0
+        self.seen = []
+
+    def __call__(self, wavs, lens):
+        self.calls += 1
+        self.seen.append(float(wavs[0, 0]))
+        return wavs + 10.0
+
+
 def test_wav_augment_touches_plain_training_batches_only():
     from speechbrain.dataio.batch import PaddedBatch
     from speechbrain.dataio.encoder import CTCTextEncoder
@@ -95,6 +109,7 @@ def test_wav_augment_touches_plain_training_batches_only():
     torch.manual_seed(0)
     augment = _Recorder()
     edge_silence = _Recorder()
+    voice_perturb = _Perturb()
     modules = {
         "normalize": InputNormalization(norm_type="sentence"),
         "encoder": torch.nn.Linear(4, 8),
@@ -106,6 +121,7 @@ def test_wav_augment_touches_plain_training_batches_only():
         "ctc_cost": lambda p, t, pl, tl: -p[..., 1].mean(),
         "wav_augment": augment,
         "edge_silence": edge_silence,
+        "voice_perturb": voice_perturb,
         "blank_index": 0,
     }
     Brain = meta_brain_class(CTCASR)
@@ -124,12 +140,14 @@ def test_wav_augment_touches_plain_training_batches_only():
     brain.init_optimizers()
     brain.fit_batch(PaddedBatch(examples))  # joint training: augmented
     assert augment.calls == 1 and not brain.augmenting
-    # edge_silence first, then wav_augment on its output
-    assert edge_silence.calls == 1
+    # voice_perturb, then edge_silence on its output, then wav_augment
+    assert voice_perturb.calls == 1 and edge_silence.calls == 1
+    assert edge_silence.seen == [voice_perturb.seen[0] + 10.0]
     assert augment.seen == [edge_silence.seen[0] + 1.0]
     Adaptation("sgd", lr=0.1, steps=3)(brain, examples)  # adapting: not
     brain.task_loss({}, PaddedBatch(examples))  # an episode's loss: not
     assert augment.calls == 1 and edge_silence.calls == 1
+    assert voice_perturb.calls == 1
 
 
 EXPORTED = """

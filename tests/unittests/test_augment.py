@@ -1,5 +1,7 @@
 """RandomTilt: the tilt it applies is the filter's closed form, the RMS is
-kept, and it runs inside SpeechBrain's Augmenter."""
+kept, and it runs inside SpeechBrain's Augmenter. EdgeSilence: where and
+when it adds silence. VocalTractPerturb: every partial moves where the
+warp says, lengths and padding stay."""
 
 import math
 
@@ -121,3 +123,74 @@ def test_edge_silence_waits_for_its_epoch_and_share_zero_is_off():
     assert torch.equal(torch.get_rng_state(), state)
     with pytest.raises(ValueError, match="share"):
         EdgeSilence(share=1.5)
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.1])
+def test_vtlp_moves_every_partial_by_its_warp(alpha):
+    """Below the knee a partial at f comes out at alpha * f; above it the
+    warp maps the rest of the band onto [alpha f0, Nyquist] linearly."""
+    from speechbrain_meta.augment import (
+        VocalTractPerturb,
+        vtlp_source_frequencies,
+        vtlp_warped_frequencies,
+    )
+
+    # The source of each warped frequency is the one warped there; the
+    # band's ends stay put; below the knee the warp is alpha * f.
+    grid = torch.linspace(0, RATE / 2, 801, dtype=torch.float64)
+    warped = vtlp_warped_frequencies(grid, alpha, 4800.0, RATE / 2)
+    back = vtlp_source_frequencies(warped, alpha, 4800.0, RATE / 2)
+    torch.testing.assert_close(back, grid)
+    assert float(warped[0]) == 0 and float(warped[-1]) == RATE / 2
+    assert abs(float(warped[50]) - alpha * float(grid[50])) < 1e-9
+    assert bool((warped.diff() > 0).all())
+
+    t = torch.arange(RATE) / RATE
+    perturb = VocalTractPerturb(alpha, alpha, share=1.0, sample_rate=RATE)
+    for freq in (300.0, 1000.0, 2500.0, 6500.0):
+        tone = torch.sin(2 * math.pi * freq * t).unsqueeze(0)
+        warped = perturb(tone, torch.ones(1))[0]
+        peak = float(torch.fft.rfft(warped).abs().argmax())  # 1 Hz per bin
+        expected = float(
+            vtlp_warped_frequencies(torch.tensor(freq), alpha, 4800.0, RATE / 2)
+        )
+        assert abs(peak - expected) <= 2, (freq, peak, expected)
+        # A steady tone stays steady (no beating between STFT frames) and
+        # keeps its RMS.
+        frames = warped[2000:14000].reshape(-1, 400).pow(2).mean(1).sqrt()
+        assert float(frames.std() / frames.mean()) < 0.05
+        torch.testing.assert_close(
+            warped.pow(2).mean(), tone.pow(2).mean(), rtol=1e-4, atol=0
+        )
+
+
+def test_vtlp_keeps_lengths_padding_and_identity():
+    from speechbrain_meta.augment import VocalTractPerturb
+
+    torch.manual_seed(0)
+    x = torch.randn(2, RATE)
+    x[1, RATE // 2 :] = 0.0  # padding: the second is half as long
+    lengths = torch.tensor([1.0, 0.5])
+    out = VocalTractPerturb(0.9, 1.1, share=1.0)(x, lengths)
+    assert out.shape == x.shape
+    assert bool((out[1, RATE // 2 :] == 0).all())
+    assert not torch.allclose(out[0], x[0], atol=1e-2)
+    # alpha = 1 gives the input back (phase vocoder resynthesis).
+    same = VocalTractPerturb(1.0, 1.0, share=1.0)(x, lengths)
+    torch.testing.assert_close(same, x, atol=2e-2, rtol=0)
+    # Off, it returns its input and draws no random numbers.
+    state = torch.get_rng_state()
+    assert VocalTractPerturb(share=0.0)(x, lengths) is x
+    assert torch.equal(torch.get_rng_state(), state)
+    # It runs in SpeechBrain's Augmenter like SpeechBrain's own.
+    augmenter = Augmenter(
+        augmentations=[VocalTractPerturb(0.9, 1.1)],
+        min_augmentations=1,
+        max_augmentations=1,
+    )
+    augmented, augmented_lengths = augmenter(x, lengths)
+    assert augmented.shape == x.shape
+    torch.testing.assert_close(augmented_lengths, lengths)
+    for low, high, share in ((0.0, 1.1, 1.0), (1.1, 0.9, 1.0), (1, 1, 2)):
+        with pytest.raises(ValueError, match="VocalTractPerturb"):
+            VocalTractPerturb(low, high, share=share)
