@@ -25,6 +25,13 @@ import torchaudio
 from speechbrain.utils.data_utils import batch_pad_right
 
 
+def _match_rms(signals, references):
+    """``signals`` scaled to the RMS of ``references`` (last dimension)."""
+    power = references.pow(2).mean(-1, keepdim=True)
+    signal_power = signals.pow(2).mean(-1, keepdim=True).clamp(min=1e-20)
+    return signals * torch.sqrt(power / signal_power)
+
+
 class RandomTilt(torch.nn.Module):
     """Tilts each waveform's spectrum by a random first-order filter.
 
@@ -98,10 +105,7 @@ class RandomTilt(torch.nn.Module):
         tilted = torchaudio.functional.lfilter(
             flat, a, b, clamp=False, batching=True
         )
-        power = flat.pow(2).mean(-1, keepdim=True)
-        tilted_power = tilted.pow(2).mean(-1, keepdim=True)
-        gain = torch.sqrt(power / tilted_power.clamp(min=1e-20))
-        return (tilted * gain).reshape(waveforms.shape)
+        return _match_rms(tilted, flat).reshape(waveforms.shape)
 
 
 class EdgeSilence(torch.nn.Module):
@@ -241,81 +245,55 @@ class EdgeSilence(torch.nn.Module):
         return padded, new_lengths.to(lengths)
 
 
-def vtlp_warped_frequencies(frequencies, alpha, boundary, nyquist):
-    """The VTLP warp of Jaitly and Hinton (2013).
+def vtlp_warp(frequencies, alpha, boundary, nyquist, inverse=False):
+    """The VTLP warp of Jaitly and Hinton (2013), or its inverse.
 
-    An input frequency ``f`` goes to ``alpha * f`` up to ``f0 = boundary *
-    min(alpha, 1) / alpha``; above, the rest of the band maps linearly onto
-    ``[alpha * f0, nyquist]``, so that the band stays ``[0, nyquist]``.
+    An input frequency ``f`` goes to ``alpha * f`` up to the knee ``f0 =
+    boundary * min(alpha, 1) / alpha``; above it, the rest of the band maps
+    linearly onto ``[alpha * f0, nyquist]``, so that the band stays
+    ``[0, nyquist]``. The inverse (``inverse=True``) gives, for each output
+    frequency, the input frequency that lands on it: the same two lines
+    with the knee's ends swapped.
 
     Arguments
     ---------
     frequencies : torch.Tensor
-        Input frequencies, in Hz (negative ones are mirrored).
+        Frequencies, in Hz (negative ones are mirrored).
     alpha : float
         The warp factor (> 1 moves formants up).
     boundary : float
         Where the linear part ends for ``alpha <= 1``, in Hz.
     nyquist : float
         Half the sampling rate, in Hz.
+    inverse : bool
+        The inverse warp.
 
     Returns
     -------
     torch.Tensor
-        The warped frequencies, in Hz.
+        The warped (or source) frequencies, in Hz.
 
     Example
     -------
     >>> f = torch.tensor([0.0, 1000.0, 8000.0])
-    >>> vtlp_warped_frequencies(f, 1.1, 4800.0, 8000.0)
+    >>> vtlp_warp(f, 1.1, 4800.0, 8000.0)
     tensor([   0., 1100., 8000.])
-    """
-    out_knee = boundary * min(alpha, 1.0)
-    in_knee = out_knee / alpha
-    slope = (nyquist - out_knee) / (nyquist - in_knee)
-    magnitude = frequencies.abs()
-    warped = torch.where(
-        magnitude <= in_knee,
-        magnitude * alpha,
-        nyquist - (nyquist - magnitude) * slope,
-    )
-    return warped * frequencies.sign()
-
-
-def vtlp_source_frequencies(frequencies, alpha, boundary, nyquist):
-    """Where each output frequency of a VTLP warp comes from: the inverse
-    of ``vtlp_warped_frequencies``.
-
-    Arguments
-    ---------
-    frequencies : torch.Tensor
-        Output frequencies, in Hz.
-    alpha : float
-        The warp factor (> 1 moves formants up).
-    boundary : float
-        Where the linear part ends for ``alpha <= 1``, in Hz.
-    nyquist : float
-        Half the sampling rate, in Hz.
-
-    Returns
-    -------
-    torch.Tensor
-        The input frequencies, in Hz.
-
-    Example
-    -------
-    >>> f = torch.tensor([0.0, 1100.0, 8000.0])
-    >>> vtlp_source_frequencies(f, 1.1, 4800.0, 8000.0)
+    >>> vtlp_warp(vtlp_warp(f, 1.1, 4800.0, 8000.0), 1.1, 4800.0, 8000.0,
+    ...           inverse=True)
     tensor([   0., 1000., 8000.])
     """
     out_knee = boundary * min(alpha, 1.0)
     in_knee = out_knee / alpha
-    slope = (nyquist - in_knee) / (nyquist - out_knee)
-    return torch.where(
-        frequencies <= out_knee,
-        frequencies / alpha,
-        nyquist - (nyquist - frequencies) * slope,
+    if inverse:
+        in_knee, out_knee = out_knee, in_knee
+    magnitude = frequencies.abs()
+    warped = torch.where(
+        magnitude <= in_knee,
+        magnitude * (out_knee / in_knee),
+        nyquist
+        - (nyquist - magnitude) * (nyquist - out_knee) / (nyquist - in_knee),
     )
+    return warped * frequencies.sign()
 
 
 class VocalTractPerturb(torch.nn.Module):
@@ -323,7 +301,7 @@ class VocalTractPerturb(torch.nn.Module):
 
     With probability ``share``, an utterance gets a factor ``alpha`` drawn
     uniformly in ``[alpha_low, alpha_high]``; its short-time spectrum is
-    resampled along frequency (``vtlp_source_frequencies``: linear
+    resampled along frequency (the inverse of ``vtlp_warp``: linear
     interpolation of the magnitude, the phase of the nearest source bin)
     and turned back into a waveform of the same length and RMS. Padding
     stays zero: each utterance is warped over its own length.
@@ -420,8 +398,8 @@ class VocalTractPerturb(torch.nn.Module):
         frequencies = torch.linspace(
             0, nyquist, bins, device=waveform.device, dtype=waveform.dtype
         )
-        source = vtlp_source_frequencies(
-            frequencies, alpha, self.boundary, nyquist
+        source = vtlp_warp(
+            frequencies, alpha, self.boundary, nyquist, inverse=True
         )
         position = (source / nyquist * (bins - 1)).clamp(0, bins - 1)
         below = position.floor().long().clamp(max=bins - 2)
@@ -446,7 +424,7 @@ class VocalTractPerturb(torch.nn.Module):
         instantaneous = centre.unsqueeze(1) + advance / self.hop_length
         hertz = self.sample_rate / (2 * torch.pi)
         turn = (
-            vtlp_warped_frequencies(
+            vtlp_warp(
                 instantaneous[nearest] * hertz, alpha, self.boundary, nyquist
             )
             / hertz
@@ -464,9 +442,7 @@ class VocalTractPerturb(torch.nn.Module):
             window=window,
             length=waveform.numel(),
         )
-        power = waveform.pow(2).mean()
-        out_power = out.pow(2).mean().clamp(min=1e-20)
-        return out * torch.sqrt(power / out_power)
+        return _match_rms(out, waveform)
 
     def forward(self, waveforms, lengths):
         """Each waveform warped (or not, ``share``), padding kept.
