@@ -302,8 +302,9 @@ class VocalTractPerturb(torch.nn.Module):
     With probability ``share``, an utterance gets a factor ``alpha`` drawn
     uniformly in ``[alpha_low, alpha_high]``; its short-time spectrum is
     resampled along frequency (the inverse of ``vtlp_warp``: linear
-    interpolation of the magnitude, the phase of the nearest source bin)
-    and turned back into a waveform of the same length and RMS. Padding
+    interpolation of the magnitude; a phase vocoder turns each output bin
+    at its nearest source bin's instantaneous frequency, warped) and turned
+    back into a waveform of the same length and RMS. Padding
     stays zero: each utterance is warped over its own length.
 
     Arguments
@@ -413,16 +414,11 @@ class VocalTractPerturb(torch.nn.Module):
         # partial at warp(f) instead of beating between frames.
         nearest = position.round().long()
         phase = stft.angle()
-        centre = (
-            2
-            * torch.pi
-            * torch.arange(bins, device=waveform.device, dtype=waveform.dtype)
-            / self.n_fft
-        )
+        hertz = self.sample_rate / (2 * torch.pi)
+        centre = frequencies / hertz  # bin centres, radians per sample
         advance = phase.diff(dim=1) - centre.unsqueeze(1) * self.hop_length
         advance = torch.remainder(advance + torch.pi, 2 * torch.pi) - torch.pi
         instantaneous = centre.unsqueeze(1) + advance / self.hop_length
-        hertz = self.sample_rate / (2 * torch.pi)
         turn = (
             vtlp_warp(
                 instantaneous[nearest] * hertz, alpha, self.boundary, nyquist
@@ -430,10 +426,8 @@ class VocalTractPerturb(torch.nn.Module):
             / hertz
             * self.hop_length
         )
-        warped_phase = torch.cat(
-            [phase[nearest, :1], phase[nearest, :1] + turn.cumsum(dim=1)],
-            dim=1,
-        )
+        start = phase[nearest, :1]
+        warped_phase = torch.cat([start, start + turn.cumsum(dim=1)], dim=1)
         warped = torch.polar(warped_magnitude, warped_phase)
         out = torch.istft(
             warped,
