@@ -26,7 +26,6 @@ Authors
 """
 
 import os
-import re
 
 import speechbrain as sb
 import torch
@@ -34,14 +33,10 @@ from speechbrain.dataio.encoder import CTCTextEncoder
 from speechbrain.utils.metric_stats import ErrorRateStats
 
 from speechbrain_meta.asr import ErrorRateBrain
+from speechbrain_meta.layered_yaml import layer_keys
 from speechbrain_meta.losses import ctc_loss
 
 HPARAMS_FILE = "hyperparams.yaml"
-
-
-def _top_level_keys(path):
-    with open(path, encoding="utf-8") as fin:
-        return set(re.findall(r"^([A-Za-z_]\w*)\s*:", fin.read(), re.M))
 
 
 def is_hub_model(folder):
@@ -66,7 +61,7 @@ def is_hub_model(folder):
     path = os.path.join(str(folder), HPARAMS_FILE)
     if not os.path.isfile(path):
         return False
-    return {"modules", "pretrainer", "tokenizer"} <= _top_level_keys(path)
+    return {"modules", "pretrainer", "tokenizer"} <= set(layer_keys(path))
 
 
 def load_hub_model(source, savedir=None, run_opts=None):
@@ -88,7 +83,7 @@ def load_hub_model(source, savedir=None, run_opts=None):
     """
     from speechbrain.inference.ASR import EncoderASR, EncoderDecoderASR
 
-    keys = _top_level_keys(os.path.join(str(source), HPARAMS_FILE))
+    keys = layer_keys(os.path.join(str(source), HPARAMS_FILE))
     interface = (
         EncoderASR if "decoding_function" in keys else (EncoderDecoderASR)
     )

@@ -40,12 +40,16 @@ def _read(path):
 
 
 def layer_keys(hparams_file):
-    r"""The top-level keys a method's hparams file sets.
+    r"""The top-level keys a yaml file sets, its tags left unresolved.
+
+    Read for a method's hparams file (what it overrides) and for a hub
+    model's ``hyperparams.yaml`` (which interface loads it); nothing is
+    instantiated.
 
     Arguments
     ---------
     hparams_file : str
-        The method's file.
+        The yaml file.
 
     Returns
     -------
