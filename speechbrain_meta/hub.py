@@ -53,6 +53,12 @@ def is_hub_model(folder):
         True when its ``hyperparams.yaml`` has ``modules``, ``pretrainer``
         and ``tokenizer``.
 
+    Raises
+    ------
+    ruamel.yaml.YAMLError
+        When that file is not valid YAML (the message names the file and
+        the line); SpeechBrain's loader would fail on it the same way.
+
     Example
     -------
     >>> is_hub_model("/nonexistent")
